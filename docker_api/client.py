@@ -1,0 +1,349 @@
+"""DockerClient: the connection to one engine, version negotiation and the one request pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from ._util import as_dict
+from .containers import Containers
+from .errors import (
+    BadParameter,
+    DockerError,
+    EngineTimeout,
+    EngineUnreachable,
+    NotModified,
+    UnsupportedEngineVersion,
+    error_for_status,
+)
+from .events import Events
+from .execs import Execs
+from .images import Images
+
+__all__ = ["MAX_API_VERSION", "MIN_API_VERSION", "DockerClient", "parse_version"]
+
+#: Oldest API this client speaks: one-shot stats and ``CgroupVersion`` in /info need 1.41.
+MIN_API_VERSION = "1.41"
+#: Newest API this client speaks. Every field it sends or reads has the same meaning up to here;
+#: 1.52 removes top-level network fields and event aliases that are not used, but is not tested.
+MAX_API_VERSION = "1.49"
+
+Params = Mapping[str, str | int | float | bool | None]
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"1.41"`` -> ``(1, 41)``; raises ValueError on anything else."""
+    parts = tuple(int(p) for p in text.strip().split("."))
+    if not parts:
+        raise ValueError(text)
+    return parts
+
+
+class DockerClient:
+    """An async client for one Docker engine over its unix socket (or any httpx transport).
+
+    Usage::
+
+        async with DockerClient("/var/run/docker.sock", timeout=30) as docker:
+            info = await docker.containers.inspect("web1")
+
+    The API version is negotiated on first use: ``/_ping`` gives the engine's newest version,
+    the client uses ``min(engine, MAX_API_VERSION)`` and fails with
+    :class:`UnsupportedEngineVersion` when that is below ``MIN_API_VERSION`` or below the engine's
+    own minimum. ``timeout`` (seconds) bounds every call that does not pass its own.
+    """
+
+    def __init__(
+        self,
+        socket_path: str = "/var/run/docker.sock",
+        *,
+        timeout: float = 30.0,
+        api_version: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        base_url: str = "http://docker",
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if socket_path.startswith("unix://"):
+            socket_path = socket_path[len("unix://") :]
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._pinned_version = api_version
+        self._api_version: str | None = api_version
+        self._engine_version: dict[str, Any] | None = None
+        self._negotiate_lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(
+            transport=transport or httpx.AsyncHTTPTransport(uds=socket_path),
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout),
+            # Keep enough idle connections for a burst of concurrent calls (sampler, listing).
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+        self.containers = Containers(self)
+        self.execs = Execs(self)
+        self.images = Images(self)
+        self.events = Events(self)
+
+    async def __aenter__(self) -> DockerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # -- version negotiation ------------------------------------------------------------------
+
+    @property
+    def api_version(self) -> str | None:
+        """The negotiated API version, or None before the first successful call."""
+        return self._api_version
+
+    async def negotiate(self) -> str:
+        """Negotiate (once) and return the API version used for every call."""
+        if self._api_version is not None:
+            return self._api_version
+        async with self._negotiate_lock:
+            if self._api_version is None:
+                self._api_version = await self._negotiate()
+        return self._api_version
+
+    async def _negotiate(self) -> str:
+        response = await self._send("GET", "/_ping", timeout=self.timeout)
+        # An engine that sends no header predates 1.25; it is below our range either way.
+        engine_max = response.headers.get("api-version", "1.24")
+        try:
+            chosen = min(parse_version(engine_max), parse_version(MAX_API_VERSION))
+        except ValueError as exc:
+            raise UnsupportedEngineVersion(f"malformed engine API version {engine_max!r}") from exc
+        if chosen < parse_version(MIN_API_VERSION):
+            raise UnsupportedEngineVersion(
+                f"engine API {engine_max} is older than {MIN_API_VERSION}, the oldest supported"
+            )
+        version_text = ".".join(str(p) for p in chosen)
+        version = await self._version_at(version_text)
+        engine_min = str(version.get("MinAPIVersion") or "0")
+        if parse_version(engine_min) > chosen:
+            raise UnsupportedEngineVersion(
+                f"engine {version.get('Version', '?')} accepts API {engine_min} and newer, "
+                f"but this client speaks {MIN_API_VERSION} to {MAX_API_VERSION}"
+            )
+        self._engine_version = version
+        return version_text
+
+    async def _version_at(self, version_text: str) -> dict[str, Any]:
+        try:
+            return as_dict(await self._checked("GET", f"/v{version_text}/version"))
+        except BadParameter as exc:  # "client version X is too old/new"
+            raise UnsupportedEngineVersion(exc.message) from exc
+
+    # -- system --------------------------------------------------------------------------------
+
+    async def ping(self, *, timeout: float | None = None) -> str:
+        """``GET /_ping``: returns the engine's newest API version (header ``Api-Version``)."""
+        response = await self._checked("GET", "/_ping", timeout=timeout, decode=False)
+        return str(response.headers.get("api-version", ""))
+
+    async def version(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """``GET /version``: engine version, API range, components."""
+        version = as_dict(await self.get_json("/version", timeout=timeout))
+        self._engine_version = version
+        return version
+
+    async def info(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """``GET /info``: host-wide facts (``NCPU``, ``MemTotal``, ``CgroupVersion``...)."""
+        return as_dict(await self.get_json("/info", timeout=timeout))
+
+    # -- the request pipeline ------------------------------------------------------------------
+
+    async def get_json(
+        self, path: str, *, params: Params | None = None, timeout: float | None = None
+    ) -> Any:
+        return await self.request("GET", path, params=params, timeout=timeout)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        not_modified_ok: bool = False,
+    ) -> Any:
+        """Send one versioned call and return its decoded JSON body (None when there is none).
+
+        Error statuses raise the matching :mod:`docker_api.errors` class. A 304 raises
+        :class:`NotModified` unless ``not_modified_ok``, in which case it returns ``NotModified``
+        (the class itself) so callers can tell "already in that state" from a change.
+        """
+        version = await self.negotiate()
+        return await self._checked(
+            method,
+            f"/v{version}{path}",
+            params=params,
+            json=json,
+            timeout=timeout,
+            not_modified_ok=not_modified_ok,
+        )
+
+    async def _checked(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        not_modified_ok: bool = False,
+        decode: bool = True,
+    ) -> Any:
+        response = await self._send(method, url, params=params, json=json, timeout=timeout)
+        if response.status_code == 304 and not_modified_ok:
+            return NotModified
+        if response.status_code >= 300:
+            raise error_for_status(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", ""),
+                response.reason_phrase,
+            )
+        if not decode:
+            return response
+        if not response.content:
+            return None
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise DockerError(f"engine sent invalid JSON for {method} {url}: {exc}") from exc
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send a request and read the whole answer within ``timeout`` seconds, all told."""
+        limit = self.timeout if timeout is None else timeout
+        content = None if json is None else orjson.dumps(json)
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        try:
+            async with asyncio.timeout(limit):
+                return await self._http.request(
+                    method,
+                    url,
+                    params=_query(params),
+                    content=content,
+                    headers=headers,
+                    timeout=httpx.Timeout(limit),
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
+        except httpx.TransportError as exc:
+            self._forget_version()
+            raise EngineUnreachable(_describe_transport_error(exc, self.socket_path)) from exc
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Open a streamed call (events, stats, exec); yields the response once headers arrive.
+
+        ``connect_timeout`` bounds the time to the headers; ``read_timeout`` bounds each read of
+        the body (None: reads may wait forever, for event streams). Errors map as in
+        :meth:`request`; transport errors while reading the body are mapped by the caller's
+        iteration through :meth:`iter_raw`.
+        """
+        version = await self.negotiate()
+        limit = self.timeout if connect_timeout is None else connect_timeout
+        content = None if json is None else orjson.dumps(json)
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        request = self._http.build_request(
+            method,
+            f"/v{version}{path}",
+            params=_query(params),
+            content=content,
+            headers=headers,
+            timeout=httpx.Timeout(limit, read=read_timeout),
+        )
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._http.send(request, stream=True)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
+        except httpx.TransportError as exc:
+            self._forget_version()
+            raise EngineUnreachable(_describe_transport_error(exc, self.socket_path)) from exc
+        try:
+            if response.status_code >= 300:
+                body = await self._read_error_body(response, limit)
+                raise error_for_status(
+                    response.status_code,
+                    body,
+                    response.headers.get("content-type", ""),
+                    response.reason_phrase,
+                )
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _read_error_body(self, response: httpx.Response, limit: float) -> bytes:
+        try:
+            async with asyncio.timeout(limit):
+                return await response.aread()
+        except (TimeoutError, httpx.HTTPError):
+            return b""
+
+    async def iter_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The body of a streamed response, with transport errors mapped to ours."""
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout("the engine stopped sending within the read timeout") from exc
+        except httpx.TransportError as exc:
+            raise EngineUnreachable(_describe_transport_error(exc, self.socket_path)) from exc
+
+    def _forget_version(self) -> None:
+        """The engine went away: it may come back as another version, so negotiate again."""
+        if self._pinned_version is None:
+            self._api_version = None
+
+
+def _query(params: Params | None) -> dict[str, str] | None:
+    """Query values as the engine reads them: booleans as true/false, None dropped."""
+    if not params:
+        return None
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _describe_transport_error(exc: httpx.TransportError, socket_path: str) -> str:
+    cause = exc.__cause__ or exc.__context__
+    detail = str(cause or exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect to {socket_path}: {detail}"
+    return f"connection to {socket_path} failed: {detail}"

@@ -1,0 +1,169 @@
+"""Exec operations: ``docker.execs.<op>(...)``, and :meth:`Execs.run` to run one to completion."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._util import as_dict, path_segment
+from .errors import DockerError, ExecTimeout
+from .streams import Frame, FrameDecoder, StreamType
+
+if TYPE_CHECKING:
+    from .client import DockerClient
+
+__all__ = ["ExecResult", "Execs"]
+
+#: How long to wait, after the stream ends, for the engine to record the exit code.
+EXIT_CODE_WAIT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """A finished exec: its exit code and what it wrote.
+
+    ``output`` is stdout and stderr interleaved in the order the frames arrived; ``stdout`` and
+    ``stderr`` keep each stream whole and in order.
+    """
+
+    exit_code: int
+    output: bytes
+    stdout: bytes
+    stderr: bytes
+
+    def text(self) -> str:
+        """``output`` as text, invalid UTF-8 replaced."""
+        return self.output.decode("utf-8", "replace")
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+
+    def add(self, frame: Frame) -> None:
+        self.output += frame.data
+        if frame.stream is StreamType.STDERR:
+            self.stderr += frame.data
+        else:
+            self.stdout += frame.data
+
+
+class Execs:
+    def __init__(self, client: DockerClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        container_id: str,
+        cmd: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> str:
+        """``POST /containers/{id}/exec``: the exec id; a stopped container raises Conflict."""
+        if not cmd:
+            raise ValueError("an exec needs a command")
+        body: dict[str, Any] = {
+            "Cmd": list(cmd),
+            "AttachStdin": False,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": tty,
+            "User": user or "",
+            "WorkingDir": workdir or "",
+            "Env": [f"{key}={value}" for key, value in (env or {}).items()],
+        }
+        result = as_dict(
+            await self._client.request(
+                "POST", f"/containers/{path_segment(container_id)}/exec", json=body, timeout=timeout
+            )
+        )
+        exec_id = result.get("Id")
+        if not isinstance(exec_id, str) or not exec_id:
+            raise DockerError("engine created an exec without an id")
+        return exec_id
+
+    async def start(
+        self, exec_id: str, *, tty: bool = False, read_timeout: float | None = None
+    ) -> AsyncIterator[Frame]:
+        """Start an exec and yield its output frames until it closes its streams.
+
+        ``tty`` must be the value the exec was created with: it decides the framing (the
+        Content-Type does not). ``read_timeout`` bounds each wait for data (None: no bound, so
+        bound the whole iteration yourself, as :meth:`run` does).
+        """
+        decoder = FrameDecoder(tty=tty)
+        async with self._client.stream(
+            "POST",
+            f"/exec/{path_segment(exec_id)}/start",
+            json={"Detach": False, "Tty": tty},
+            read_timeout=read_timeout,
+        ) as response:
+            async for chunk in self._client.iter_raw(response):
+                for frame in decoder.feed(chunk):
+                    yield frame
+
+    async def inspect(self, exec_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """``GET /exec/{id}/json``: ``Running``, ``ExitCode`` (null while running), ``Pid``..."""
+        return as_dict(
+            await self._client.get_json(f"/exec/{path_segment(exec_id)}/json", timeout=timeout)
+        )
+
+    async def run(
+        self,
+        container_id: str,
+        cmd: Sequence[str],
+        *,
+        timeout: float,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        """Run a command to completion and return its exit code and output.
+
+        ``timeout`` bounds the whole run; past it :class:`ExecTimeout` carries what was printed.
+        """
+        deadline = time.monotonic() + timeout
+        exec_id = await self.create(
+            container_id, cmd, user=user, workdir=workdir, env=env, timeout=timeout
+        )
+        collected = _Collector()
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                async for frame in self.start(exec_id):
+                    collected.add(frame)
+        except TimeoutError as exc:
+            raise ExecTimeout(
+                f"{cmd[0]} did not finish within {timeout:g} s", bytes(collected.output)
+            ) from exc
+        exit_code = await self._exit_code(exec_id, deadline)
+        return ExecResult(
+            exit_code, bytes(collected.output), bytes(collected.stdout), bytes(collected.stderr)
+        )
+
+    async def _exit_code(self, exec_id: str, deadline: float) -> int:
+        """The exit code, polling briefly: the streams may close just before it is recorded."""
+        settle_until = min(deadline, time.monotonic() + EXIT_CODE_WAIT_S)
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.5)
+            info = await self.inspect(exec_id, timeout=remaining)
+            code = info.get("ExitCode")
+            if not info.get("Running") and isinstance(code, int):
+                return code
+            if time.monotonic() >= settle_until:
+                raise DockerError(f"exec {exec_id[:12]} ended its output but reported no exit code")
+            await asyncio.sleep(0.02)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    """Convert a time.monotonic() deadline to the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
