@@ -1,0 +1,165 @@
+"""create_app(settings): the Sanic application, its listeners, middleware and error handler."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+
+from sanic import HTTPResponse, Request, Sanic
+from sanic.config import Config
+from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
+from sanic.response import BaseHTTPResponse
+
+import docker_api
+from docker_api import DockerClient
+
+from .context import AppContext
+from .errors import HTTPError, Unauthorized, engine_error_answer
+from .hosting import Hosting
+from .responses import text_response
+from .routes import containers, system
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("dockerlink")
+
+#: Request bodies are small JSON objects; anything larger is refused with 413.
+REQUEST_MAX_SIZE = 64 * 1024
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+_PUBLIC_PATHS = frozenset({"/health"})
+_CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
+_CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
+
+DockerlinkApp = Sanic[Config, AppContext]
+
+
+def create_app(settings: Settings, *, docker: DockerClient | None = None) -> DockerlinkApp:
+    """Build the app. ``docker`` lets tests share one client; by default one is opened at start."""
+    app: DockerlinkApp = Sanic(
+        "dockerlink", ctx=AppContext(settings=settings), error_handler=_ErrorHandler()
+    )
+    app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
+    # A stop may legitimately wait its whole grace period (up to 300 s) plus the engine call.
+    app.config.RESPONSE_TIMEOUT = 300 + int(settings.docker_timeout) + 30
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.MOTD = False
+    app.config.NOISY_EXCEPTIONS = False
+
+    app.blueprint(containers.bp)
+    app.blueprint(system.bp)
+
+    @app.before_server_start
+    async def open_engine(app: DockerlinkApp) -> None:
+        client = docker or DockerClient(settings.docker_sock, timeout=settings.docker_timeout)
+        app.ctx.docker = client
+        app.ctx.hosting = Hosting(client, settings)
+
+    @app.after_server_stop
+    async def close_engine(app: DockerlinkApp) -> None:
+        if docker is None and app.ctx.docker is not None:
+            await app.ctx.docker.close()
+
+    async def authenticate(request: Request) -> HTTPResponse | None:
+        request.ctx.request_id = _request_id(request)
+        if request.method == "OPTIONS" and settings.cors_origins:
+            return _preflight(request, settings)
+        if (
+            settings.api_token is not None
+            and request.path not in _PUBLIC_PATHS
+            and not _token_ok(request, settings.api_token)
+        ):
+            raise Unauthorized()
+        return None
+
+    async def decorate(request: Request, response: BaseHTTPResponse) -> None:
+        _finish(request, response, settings)
+
+    app.register_middleware(authenticate, "request", priority=100)
+    app.register_middleware(decorate, "response")
+
+    return app
+
+
+def _token_ok(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _request_id(request: Request) -> str:
+    existing = getattr(request.ctx, "request_id", None)
+    if isinstance(existing, str):
+        return existing
+    given = request.headers.get("x-request-id", "")
+    request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request.ctx.request_id = request_id
+    return request_id
+
+
+def _preflight(request: Request, settings: Settings) -> HTTPResponse:
+    response = HTTPResponse(status=204)
+    response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+    response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) -> None:
+    """Headers every answer carries, success or error."""
+    response.headers["X-Request-Id"] = _request_id(request)
+    origin = request.headers.get("origin")
+    if origin and settings.cors_origins:
+        if "*" in settings.cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin.rstrip("/") in settings.cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
+
+
+class _ErrorHandler(ErrorHandler):
+    """The one place where exceptions become HTTP answers."""
+
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        response = self._answer(request, exception)
+        _finish(request, response, request.app.ctx.settings)
+        return response
+
+    def _answer(self, request: Request, exception: Exception) -> HTTPResponse:
+        if isinstance(exception, HTTPError):
+            return text_response(exception.status_code, exception.message, exception.headers)
+        if isinstance(exception, docker_api.DockerError):
+            status, message = engine_error_answer(exception)
+            log.warning(
+                "[%s] %s %s: engine error %s: %s",
+                _request_id(request),
+                request.method,
+                request.path,
+                type(exception).__name__,
+                exception.message,
+            )
+            return text_response(status, message)
+        if isinstance(exception, SanicException):
+            headers = {str(k): str(v) for k, v in (exception.headers or {}).items()}
+            return text_response(exception.status_code, _sanic_message(exception), headers)
+        log.exception(
+            "[%s] %s %s: unexpected error", _request_id(request), request.method, request.path
+        )
+        return text_response(500, "internal error")
+
+
+def _sanic_message(exception: SanicException) -> str:
+    text = str(exception.args[0]) if exception.args else ""
+    if exception.status_code == 404:
+        return "not found"
+    if exception.status_code == 405:
+        return "method not allowed"
+    if exception.status_code == 413:
+        return f"request body is larger than {REQUEST_MAX_SIZE} bytes"
+    return text.lower() if text else "bad request"

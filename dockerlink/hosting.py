@@ -1,0 +1,356 @@
+"""The domain: hosting containers and the rules for creating, changing and powering them.
+
+Everything here works on validated requests (:mod:`dockerlink.requests`) and talks to the engine
+only through ``docker_api``. Actions on one container are serialized by a per-container lock;
+actions on different containers run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import docker_api
+from docker_api import DockerClient
+
+from . import __version__
+from .errors import (
+    ActionFailed,
+    BadRequest,
+    Conflict,
+    NotDockerlink,
+    NotFound,
+    PreconditionFailed,
+    WrongState,
+)
+from .requests import GIB, CreateRequest, LimitsRequest
+from .settings import Settings
+
+__all__ = ["DOCKERLINK_LABEL", "PORTS_LABEL", "Hosting", "ManagedContainer", "describe"]
+
+DOCKERLINK_LABEL = "dockerlink"
+PORTS_LABEL = "ports"
+LABEL_VERSION = f"v{__version__}"
+#: The CPU period of containers dockerlink creates (the engine's default, 100 ms). Containers the
+#: original service made use 10 ms; updates keep each container's own period.
+CPU_PERIOD_US = 100_000
+MIN_CPU_QUOTA_US = 1000
+WORKDIR = "/var/www/html"
+VOLUME = "/var/www"
+LIST_CONCURRENCY = 16
+
+_VERSION_LABEL = re.compile(r"v\d+\.\d+(\.\d+)?")
+
+DeleteHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedContainer:
+    """A container dockerlink created, as inspected just now."""
+
+    info: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.info["Id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("Name", ""))
+
+    @property
+    def running(self) -> bool:
+        return bool((self.info.get("State") or {}).get("Running"))
+
+    @property
+    def host_config(self) -> dict[str, Any]:
+        return self.info.get("HostConfig") or {}
+
+
+def labels_of(info: dict[str, Any]) -> dict[str, str]:
+    return (info.get("Config") or {}).get("Labels") or {}
+
+
+def host_port_root(labels: dict[str, str]) -> int | None:
+    text = labels.get(PORTS_LABEL, "")
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _unix_seconds(timestamp: str | None) -> int | None:
+    """The engine's RFC 3339 UTC time (nanosecond fraction) as unix seconds; None when unset."""
+    if not timestamp or timestamp.startswith("0001-"):
+        return None
+    try:
+        moment = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(moment.timestamp())
+
+
+def cpus_of(host_config: dict[str, Any]) -> float:
+    """The container's CPU limit in CPUs (0 when unlimited), from either style of setting it."""
+    nano = host_config.get("NanoCpus") or 0
+    if nano:
+        return float(nano) / 1e9
+    quota = host_config.get("CpuQuota") or 0
+    period = host_config.get("CpuPeriod") or CPU_PERIOD_US
+    return quota / period if quota > 0 else 0.0
+
+
+def describe(info: dict[str, Any]) -> dict[str, Any]:
+    """One container as ``GET /v1/container`` shows it (the original's shape, plus limits)."""
+    labels = labels_of(info)
+    state = info.get("State") or {}
+    host_config = info.get("HostConfig") or {}
+    out: dict[str, Any] = {
+        "name": info.get("Name", ""),
+        "dockerlink": labels.get(DOCKERLINK_LABEL, "not_dockerlink"),
+        "host_port_root": host_port_root(labels),
+        "ports": {port: {} for port in (info.get("Config") or {}).get("ExposedPorts") or {}},
+        "state": state.get("Status", "unknown"),
+    }
+    if state.get("Running"):
+        out["started_at"] = _unix_seconds(state.get("StartedAt"))
+    else:
+        out["exit_code"] = state.get("ExitCode", 0)
+    out["memory"] = round((host_config.get("Memory") or 0) / GIB, 6)
+    out["cpulimit"] = round(cpus_of(host_config), 6)
+    return out
+
+
+def start_command(template: str, commands: Iterable[str]) -> str:
+    """The container's shell command: ``{commands}`` joined with `` && ``, or dropped cleanly."""
+    joined = " && ".join(commands)
+    if joined:
+        return template.replace("{commands}", joined)
+    for form in ("{commands} && ", " && {commands}", "{commands}"):
+        if form in template:
+            return template.replace(form, "", 1)
+    return template
+
+
+class Hosting:
+    """Create, inspect, resize, power and delete hosting containers."""
+
+    def __init__(self, docker: DockerClient, settings: Settings) -> None:
+        self.docker = docker
+        self.settings = settings
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._create_lock = asyncio.Lock()
+        self._engine_cpus: int | None = None
+        self.delete_hooks: list[DeleteHook] = []
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    async def inspect(self, ref: str) -> dict[str, Any]:
+        try:
+            return await self.docker.containers.inspect(ref)
+        except docker_api.NotFound:
+            raise NotFound(f"no such container: {ref}") from None
+
+    async def managed(self, ref: str) -> ManagedContainer:
+        """Inspect a container and check dockerlink made it (412 otherwise, whatever its state)."""
+        info = await self.inspect(ref)
+        label = labels_of(info).get(DOCKERLINK_LABEL)
+        if label is None:
+            raise NotDockerlink()
+        if not _VERSION_LABEL.fullmatch(label):
+            raise NotDockerlink(too_old=True)
+        return ManagedContainer(info)
+
+    @contextlib.asynccontextmanager
+    async def acting_on(self, ref: str) -> AsyncIterator[ManagedContainer]:
+        """Hold the container's lock for one action; yields its state as of taking the lock."""
+        container = await self.managed(ref)
+        lock = self._locks.get(container.id)
+        if lock is None:
+            lock = self._locks[container.id] = asyncio.Lock()
+        contended = lock.locked()
+        async with lock:
+            if contended:  # another action ran meanwhile: look again
+                container = await self.managed(container.id)
+            yield container
+
+    async def engine_cpus(self) -> int:
+        if self._engine_cpus is None:
+            info = await self.docker.info()
+            self._engine_cpus = int(info.get("NCPU") or 1)
+        return self._engine_cpus
+
+    # -- listing ------------------------------------------------------------------------------
+
+    async def list_containers(
+        self, ids: list[str] | None, running: bool | None
+    ) -> dict[str, dict[str, Any]]:
+        """``{"error": {...}, "success": {...}}`` for the ids asked, or for every container."""
+        errors: dict[str, str] = {}
+        success: dict[str, Any] = {}
+        if ids:
+            infos = await _gather_bounded([self._inspect_or_none(ref) for ref in ids])
+            for ref, info in zip(ids, infos, strict=True):
+                if info is None:
+                    errors[ref] = f"no such container: {ref}"
+                else:
+                    success[ref] = describe(info)
+        else:
+            summaries = await self.docker.containers.list(all=running is not True)
+            if running is False:
+                summaries = [s for s in summaries if s.get("State") != "running"]
+            infos = await _gather_bounded([self._inspect_or_none(s["Id"]) for s in summaries])
+            for info in infos:
+                if info is not None:  # removed between the list and the inspect
+                    success[info["Id"]] = describe(info)
+        return {"error": errors, "success": success}
+
+    async def _inspect_or_none(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return await self.docker.containers.inspect(ref)
+        except docker_api.NotFound:
+            return None
+
+    # -- create / delete ----------------------------------------------------------------------
+
+    async def create(self, request: CreateRequest) -> dict[str, Any]:
+        image = request.image or self.settings.base_image
+        if image is None:
+            raise BadRequest("image is required (no base_image is configured)")
+        await self._check_cpus(request.cpus)
+        body = self._create_body(request, image)
+        async with self._create_lock:  # the port-block check and the create are one step
+            await self._check_port_block(request.host_port_root)
+            try:
+                return await self.docker.containers.create(body, name=request.name)
+            except docker_api.NotFound:
+                raise NotFound(f"no such image: {image}") from None
+            except docker_api.Conflict:
+                raise Conflict(f"the name {request.name} is already in use") from None
+
+    def _create_body(self, request: CreateRequest, image: str) -> dict[str, Any]:
+        root = request.host_port_root
+        return {
+            "Image": image,
+            "Cmd": ["sh", "-c", start_command(self.settings.start_command, request.commands)],
+            "User": "root",
+            "WorkingDir": WORKDIR,
+            "Volumes": {VOLUME: {}},
+            "ExposedPorts": {spec.key: {} for spec in request.ports},
+            "Labels": {DOCKERLINK_LABEL: LABEL_VERSION, PORTS_LABEL: str(root)},
+            "HostConfig": {
+                "PortBindings": {
+                    spec.key: [{"HostIp": "", "HostPort": str(root + spec.port)}]
+                    for spec in request.ports
+                },
+                "Memory": request.memory_bytes,
+                # Swap equal to memory: the limit is the limit, no silent spill to disk.
+                "MemorySwap": request.memory_bytes,
+                "CpuPeriod": CPU_PERIOD_US,
+                "CpuQuota": _quota(request.cpus, CPU_PERIOD_US),
+            },
+        }
+
+    async def _check_cpus(self, cpus: float) -> None:
+        engine_cpus = await self.engine_cpus()
+        if cpus > engine_cpus:
+            raise BadRequest(f"cpulimit {cpus:g} is more than the engine's {engine_cpus} CPUs")
+
+    async def _check_port_block(self, root: int) -> None:
+        size = self.settings.port_area_size
+        others = await self.docker.containers.list(all=True, filters={"label": [PORTS_LABEL]})
+        for other in others:
+            labels = other.get("Labels") or {}
+            if DOCKERLINK_LABEL not in labels:
+                continue
+            other_root = host_port_root(labels)
+            if other_root is not None and other_root < root + size and root < other_root + size:
+                name = (other.get("Names") or [other.get("Id", "?")[:12]])[0]
+                raise Conflict(
+                    f"host ports {root}-{root + size - 1} overlap those of {name} "
+                    f"({other_root}-{other_root + size - 1})"
+                )
+
+    async def delete(self, ref: str, *, delete_volume: bool) -> None:
+        async with self.acting_on(ref) as container:
+            if container.running:
+                raise PreconditionFailed("docker needs to be stopped before deleting it")
+            await self.docker.containers.remove(container.id, volumes=delete_volume)
+            for hook in self.delete_hooks:
+                await hook(container.id)
+
+    # -- limits -------------------------------------------------------------------------------
+
+    async def update_limits(self, ref: str, request: LimitsRequest) -> list[str]:
+        if request.cpus is not None:
+            await self._check_cpus(request.cpus)
+        async with self.acting_on(ref) as container:
+            resources: dict[str, Any] = {}
+            if request.memory_bytes is not None:
+                # Sent together so that raising the limit above the old swap limit works.
+                resources["Memory"] = request.memory_bytes
+                resources["MemorySwap"] = request.memory_bytes
+            if request.cpus is not None:
+                resources.update(_cpu_resources(request.cpus, container.host_config))
+            return await self.docker.containers.update(container.id, resources)
+
+    # -- power --------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        async with self.acting_on(ref) as container:
+            if container.running:
+                raise WrongState("Already running")
+            try:
+                started = await self.docker.containers.start(container.id)
+            except (docker_api.BadParameter, docker_api.ServerError) as exc:
+                raise ActionFailed(f"the engine could not start it: {exc.message}") from exc
+            if not started:
+                raise WrongState("Already running")
+
+    async def stop(self, ref: str, *, grace_s: int) -> None:
+        async with self.acting_on(ref) as container:
+            if not container.running:
+                raise WrongState("Already stopped")
+            if not await self.docker.containers.stop(container.id, t=grace_s):
+                raise WrongState("Already stopped")
+
+    async def restart(self, ref: str, *, grace_s: int) -> None:
+        async with self.acting_on(ref) as container:
+            if not container.running:
+                raise WrongState("Not running")
+            await self.docker.containers.restart(container.id, t=grace_s)
+
+
+def _quota(cpus: float, period_us: int) -> int:
+    quota = round(cpus * period_us)
+    if quota < MIN_CPU_QUOTA_US:
+        smallest = MIN_CPU_QUOTA_US / period_us
+        raise BadRequest(f"cpulimit must be at least {smallest:g} for this container")
+    return quota
+
+
+def _cpu_resources(cpus: float, host_config: dict[str, Any]) -> dict[str, int]:
+    """The update fields for a new CPU limit, in the style the container already uses."""
+    if host_config.get("NanoCpus"):
+        return {"NanoCpus": round(cpus * 1e9)}
+    period = host_config.get("CpuPeriod") or CPU_PERIOD_US
+    return {"CpuPeriod": period, "CpuQuota": _quota(cpus, period)}
+
+
+async def _gather_bounded(calls: list[Awaitable[Any]]) -> list[Any]:
+    semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
+
+    async def bounded(call: Awaitable[Any]) -> Any:
+        async with semaphore:
+            return await call
+
+    tasks = [asyncio.ensure_future(bounded(call)) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise

@@ -1,0 +1,288 @@
+"""Parsing and validation of request bodies and query strings into small frozen values.
+
+Everything a client sends is checked here, once; the domain layer trusts what it receives. Each
+failure raises :class:`BadRequest` with a message that names the parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest
+
+__all__ = [
+    "GIB",
+    "MIN_MEMORY_BYTES",
+    "CreateRequest",
+    "LimitsRequest",
+    "PortSpec",
+    "parse_bool",
+    "parse_container_ref",
+    "parse_create",
+    "parse_json_object",
+    "parse_limits",
+    "parse_stop_grace",
+]
+
+GIB = 1 << 30
+MIN_MEMORY_BYTES = 6 << 20
+MAX_MEMORY_BYTES = (1 << 63) - 1
+MAX_COMMANDS_BYTES = 64 * 1024
+ALWAYS_PUBLISHED = ("22/tcp", "80/tcp", "443/tcp")
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_CONTAINER_REF = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_PORT = re.compile(r"([0-9]{1,5})/(tcp|udp)")
+# A docker image reference: [registry[:port]/]path[:tag][@digest], conservatively.
+_IMAGE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._/:@+-]*")
+MAX_NAME_LENGTH = 128
+MAX_IMAGE_LENGTH = 512
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortSpec:
+    port: int
+    proto: str
+
+    @property
+    def key(self) -> str:
+        """The engine's spelling, ``"80/tcp"``."""
+        return f"{self.port}/{self.proto}"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    name: str
+    host_port_root: int
+    memory_bytes: int
+    cpus: float
+    ports: tuple[PortSpec, ...]
+    image: str | None
+    commands: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsRequest:
+    memory_bytes: int | None
+    cpus: float | None
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+
+def _reject_constant(token: str) -> Any:
+    raise BadRequest(f"invalid JSON body: {token} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise BadRequest(f"invalid JSON body: duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object: strict UTF-8, no NaN, no duplicate keys."""
+    if not body or not body.strip():
+        raise BadRequest("a JSON object body is required")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("invalid JSON body: not valid UTF-8") from None
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise BadRequest("invalid JSON body: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the JSON body must be an object")
+    return value
+
+
+def _check_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r} (expected {', '.join(sorted(allowed))})")
+
+
+def _number(body: Mapping[str, Any], name: str) -> float:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"{name} must be a number, not {_json_type(value)}")
+    if not math.isfinite(value):
+        raise BadRequest(f"{name} must be a finite number")
+    return float(value)
+
+
+def _whole_number(body: Mapping[str, Any], name: str) -> int:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"{name} must be an integer, not {_json_type(value)}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise BadRequest(f"{name} must be an integer")
+        value = int(value)
+    return value
+
+
+def _memory_bytes(body: Mapping[str, Any]) -> int:
+    gib = _number(body, "memory")
+    if gib <= 0:
+        raise BadRequest("memory must be greater than 0 (GiB)")
+    memory_bytes = round(gib * GIB)
+    if memory_bytes < MIN_MEMORY_BYTES:
+        raise BadRequest("memory must be at least 6 MiB (0.005859375 GiB)")
+    if memory_bytes > MAX_MEMORY_BYTES:
+        raise BadRequest("memory is too large")
+    return memory_bytes
+
+
+def _cpus(body: Mapping[str, Any]) -> float:
+    cpus = _number(body, "cpulimit")
+    if cpus <= 0:
+        raise BadRequest("cpulimit must be greater than 0 (CPUs)")
+    if cpus > 1_000_000:
+        raise BadRequest("cpulimit is too large")
+    return cpus
+
+
+def _ports(body: Mapping[str, Any], port_area_size: int) -> tuple[PortSpec, ...]:
+    raw = body.get("ports")
+    specs = {PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in ALWAYS_PUBLISHED}
+    if raw is None:
+        return tuple(sorted(specs))
+    if not isinstance(raw, list):
+        raise BadRequest(f'ports must be a list of "<port>/<tcp|udp>", not {_json_type(raw)}')
+    for item in raw:
+        match = _PORT.fullmatch(item) if isinstance(item, str) else None
+        if match is None:
+            shown = item if isinstance(item, str) else _json_type(item)
+            raise BadRequest(f'ports: {str(shown)[:40]!r} is not "<port>/<tcp|udp>"')
+        port = int(match.group(1))
+        if not 1 <= port < port_area_size:
+            raise BadRequest(f"ports: {port} is outside 1..{port_area_size - 1} (port_area_size)")
+        specs.add(PortSpec(port, match.group(2)))
+    return tuple(sorted(specs))
+
+
+def _image(body: Mapping[str, Any]) -> str | None:
+    image = body.get("image")
+    if image is None:
+        return None
+    if not isinstance(image, str):
+        raise BadRequest(f"image must be a string, not {_json_type(image)}")
+    if len(image) > MAX_IMAGE_LENGTH or not _IMAGE.fullmatch(image):
+        raise BadRequest("image is not a valid image reference")
+    return image
+
+
+def _commands(body: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = body.get("commands")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise BadRequest("commands must be a list of strings")
+    commands = tuple(c for c in raw if c.strip())
+    if any("\0" in c for c in commands):
+        raise BadRequest("commands may not contain NUL bytes")
+    if sum(len(c.encode()) for c in commands) > MAX_COMMANDS_BYTES:
+        raise BadRequest("commands are longer than 64 KiB in all")
+    return commands
+
+
+def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateRequest:
+    _check_fields(
+        body, {"name", "host_port_root", "memory", "cpulimit", "ports", "image", "commands"}
+    )
+    for required in ("name", "host_port_root", "memory", "cpulimit"):
+        if required not in body or body[required] is None:
+            raise BadRequest(f"{required} is required")
+    name = body["name"]
+    if not isinstance(name, str):
+        raise BadRequest(f"name must be a string, not {_json_type(name)}")
+    if len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
+        raise BadRequest("name must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ and be at most 128 characters")
+    root = _whole_number(body, "host_port_root")
+    if root < 1:
+        raise BadRequest("host_port_root must be at least 1")
+    if root + port_area_size - 1 > 65535:
+        raise BadRequest(
+            f"host_port_root must be at most {65536 - port_area_size} "
+            f"(its block of {port_area_size} ports must end by 65535)"
+        )
+    return CreateRequest(
+        name=name,
+        host_port_root=root,
+        memory_bytes=_memory_bytes(body),
+        cpus=_cpus(body),
+        ports=_ports(body, port_area_size),
+        image=_image(body),
+        commands=_commands(body),
+    )
+
+
+def parse_limits(body: Mapping[str, Any]) -> LimitsRequest:
+    _check_fields(body, {"memory", "cpulimit"})
+    memory = _memory_bytes(body) if body.get("memory") is not None else None
+    cpus = _cpus(body) if body.get("cpulimit") is not None else None
+    if memory is None and cpus is None:
+        raise BadRequest("give cpulimit, memory or both")
+    return LimitsRequest(memory_bytes=memory, cpus=cpus)
+
+
+# -- query strings --------------------------------------------------------------------------------
+
+
+def parse_container_ref(value: str | None, name: str = "id") -> str:
+    """A container id, unique id prefix or name, as the engine accepts them."""
+    if value is None or value == "":
+        raise BadRequest(f"{name} is required")
+    if len(value) > MAX_NAME_LENGTH or not _CONTAINER_REF.fullmatch(value):
+        raise BadRequest(f"{name} is not a container id or name")
+    return value.lstrip("/")
+
+
+def parse_bool(value: str | None, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"true", "1"}:
+        return True
+    if lowered in {"false", "0"}:
+        return False
+    raise BadRequest(f"{name} must be true or false")
+
+
+def parse_stop_grace(value: str | None, default: int) -> int:
+    """``t``: seconds a stop waits before the engine kills, 0 to 300."""
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or int(value) > 300:
+        raise BadRequest("t must be a whole number of seconds from 0 to 300")
+    return int(value)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

@@ -1,0 +1,1 @@
+"""HTTP handlers, one module per URL group. Handlers parse, call the domain, serialize."""

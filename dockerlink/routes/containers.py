@@ -1,0 +1,78 @@
+"""``/v1/container``: list, create, delete, resize, start, stop, restart."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from ..context import context_of
+from ..requests import (
+    parse_bool,
+    parse_container_ref,
+    parse_create,
+    parse_json_object,
+    parse_limits,
+    parse_stop_grace,
+)
+from ..responses import json_response, no_content
+from ._common import hosting_of
+
+bp = Blueprint("containers", url_prefix="/container", version=1, strict_slashes=False)
+
+
+def _ref(request: Request) -> str:
+    return parse_container_ref(request.args.get("id"))
+
+
+@bp.get("")
+async def list_containers(request: Request) -> HTTPResponse:
+    args = request.get_args(keep_blank_values=True)
+    ids = [parse_container_ref(ref) for ref in args.getlist("id")] or None
+    running = args.get("running")
+    running_flag = None if running is None else parse_bool(running, "running", False)
+    listing = await hosting_of(request).list_containers(
+        list(dict.fromkeys(ids)) if ids else None, running_flag
+    )
+    return json_response(listing)
+
+
+@bp.put("")
+async def create_container(request: Request) -> HTTPResponse:
+    settings = context_of(request).settings
+    create = parse_create(parse_json_object(request.body), port_area_size=settings.port_area_size)
+    return json_response(await hosting_of(request).create(create))
+
+
+@bp.delete("")
+async def delete_container(request: Request) -> HTTPResponse:
+    ref = _ref(request)
+    delete_volume = parse_bool(request.args.get("deletevolume"), "deletevolume", True)
+    await hosting_of(request).delete(ref, delete_volume=delete_volume)
+    return no_content()
+
+
+@bp.patch("")
+async def update_limits(request: Request) -> HTTPResponse:
+    ref = _ref(request)
+    limits = parse_limits(parse_json_object(request.body))
+    warnings = await hosting_of(request).update_limits(ref, limits)
+    return json_response({"Warnings": warnings})
+
+
+@bp.post("/start")
+async def start_container(request: Request) -> HTTPResponse:
+    await hosting_of(request).start(_ref(request))
+    return no_content()
+
+
+@bp.post("/stop")
+async def stop_container(request: Request) -> HTTPResponse:
+    grace = parse_stop_grace(request.args.get("t"), context_of(request).settings.stop_timeout)
+    await hosting_of(request).stop(_ref(request), grace_s=grace)
+    return no_content()
+
+
+@bp.post("/restart")
+async def restart_container(request: Request) -> HTTPResponse:
+    grace = parse_stop_grace(request.args.get("t"), context_of(request).settings.stop_timeout)
+    await hosting_of(request).restart(_ref(request), grace_s=grace)
+    return no_content()

@@ -1,0 +1,41 @@
+"""``/v1/env`` (the original's settings echo) and ``/health``."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse, Request
+
+import docker_api
+
+from ..context import context_of
+from ..responses import json_response
+from ._common import docker_of
+
+bp = Blueprint("system", strict_slashes=False)
+
+#: /health must answer quickly even when the engine hangs.
+HEALTH_TIMEOUT_S = 5.0
+
+
+@bp.get("/v1/env")
+async def env(request: Request) -> HTTPResponse:
+    settings = context_of(request).settings
+    return json_response(
+        {
+            "docker_sock": settings.docker_sock,
+            "port_area_size": str(settings.port_area_size),
+            "base_image": settings.base_image or "",
+        }
+    )
+
+
+@bp.get("/health")
+async def health(request: Request) -> HTTPResponse:
+    docker = docker_of(request)
+    timeout = min(docker.timeout, HEALTH_TIMEOUT_S)
+    try:
+        version = await docker.version(timeout=timeout)
+    except docker_api.DockerError as exc:
+        return json_response(
+            {"status": "degraded", "engine": None, "reason": exc.message}, status=503
+        )
+    return json_response({"status": "ok", "engine": version.get("Version")})

@@ -1,0 +1,208 @@
+"""Settings: read once from the environment and ``.env``, validated, then frozen.
+
+Each setting is read under its lowercase name (as the original service used it) or in upper case
+with the ``DOCKERLINK_`` prefix; the process environment wins over ``.env``, and the prefixed name
+wins over the bare one. A bad value raises :class:`SettingsError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+__all__ = ["Settings", "SettingsError", "is_loopback", "load_settings"]
+
+DEFAULT_START_COMMAND = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
+
+
+class SettingsError(ValueError):
+    """A setting has a value dockerlink cannot use; the message names it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"invalid setting {name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    docker_sock: str = "/var/run/docker.sock"
+    port_area_size: int = 5000
+    base_image: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7200
+    api_token: str | None = None
+    allow_unauthenticated: bool = False
+    cors_origins: tuple[str, ...] = ()
+    data_dir: Path = Path("./data")
+    sample_interval: float = 15.0
+    exec_user: str = "admin"
+    stop_timeout: int = 10
+    start_command: str = DEFAULT_START_COMMAND
+    docker_timeout: float = 30.0
+    git_timeout: float = 60.0
+    log_level: str = "INFO"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.api_token is not None
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _optional_text(name: str, raw: str) -> str | None:
+    return raw or None
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(name, f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(name, f"{raw!r} is not a number of seconds") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise SettingsError(name, f"{raw.strip()} is outside {low:g}..{high:g} seconds")
+        return value
+
+    return parse
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(name, f"{raw!r} is not true or false")
+
+
+def _socket(name: str, raw: str) -> str:
+    path = raw.strip()
+    if path.startswith("unix://"):
+        path = path[len("unix://") :]
+    if not path.startswith("/"):
+        raise SettingsError(name, f"{raw!r} is not an absolute unix socket path")
+    return path
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise SettingsError(name, f"{origin!r} is not * or an http(s) origin")
+    return origins
+
+
+def _path(name: str, raw: str) -> Path:
+    if not raw.strip():
+        raise SettingsError(name, "is empty")
+    return Path(raw.strip())
+
+
+def _start_command(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(name, "is empty")
+    if raw.count("{commands}") > 1:
+        raise SettingsError(name, "may contain {commands} at most once")
+    return raw
+
+
+def _exec_user(name: str, raw: str) -> str:
+    user = raw.strip()
+    if not user or any(c.isspace() or c == "\0" for c in user):
+        raise SettingsError(name, f"{raw!r} is not a user name")
+    return user
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(name, f"{raw!r} is not DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "docker_sock": _socket,
+    # Every block holds ports 22, 80 and 443, which are always published.
+    "port_area_size": _integer(444, 65535),
+    "base_image": _optional_text,
+    "host": _text,
+    "port": _integer(1, 65535),
+    "api_token": _optional_text,
+    "allow_unauthenticated": _boolean,
+    "cors_origins": _origins,
+    "data_dir": _path,
+    "sample_interval": _seconds(0.2, 3600),
+    "exec_user": _exec_user,
+    "stop_timeout": _integer(0, 300),
+    "start_command": _start_command,
+    "docker_timeout": _seconds(0.1, 600),
+    "git_timeout": _seconds(0.1, 3600),
+    "log_level": _log_level,
+}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read every setting from ``environ`` (default: the process environment) and ``env_file``."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for field in fields(Settings):
+        raw = merged.get(f"DOCKERLINK_{field.name.upper()}", merged.get(field.name))
+        if raw is not None:
+            values[field.name] = _PARSERS[field.name](field.name, raw)
+    settings = Settings(**values)
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Rules that involve more than one setting."""
+    if not settings.host.strip():
+        raise SettingsError("host", "is empty")
+    if (
+        not is_loopback(settings.host)
+        and settings.api_token is None
+        and not settings.allow_unauthenticated
+    ):
+        raise SettingsError(
+            "api_token",
+            f"refusing to listen on {settings.host} without a token: set api_token, "
+            "or allow_unauthenticated=true to accept anyone who can reach the port",
+        )
+    if settings.api_token is not None and len(settings.api_token) < 16:
+        raise SettingsError("api_token", "is shorter than 16 characters")
