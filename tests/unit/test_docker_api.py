@@ -1,0 +1,331 @@
+"""docker_api without an engine: framing, JSON lines, status mapping, negotiation, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import struct
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import orjson
+import pytest
+
+import docker_api
+from docker_api import DockerClient, FrameDecoder, StreamType
+from docker_api import errors as engine_errors
+from docker_api.streams import iter_json_lines
+
+
+def streamed(body: bytes, size: int = 5) -> AsyncIterator[bytes]:
+    """A response body that arrives in small reads, as a socket may deliver it."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), size):
+            yield body[i : i + size]
+
+    return chunks()
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+# -- multiplexed frames ---------------------------------------------------------------------------
+
+
+def decode_all(chunks: list[bytes], *, tty: bool = False) -> list[tuple[StreamType, bytes]]:
+    decoder = FrameDecoder(tty=tty)
+    out = [(f.stream, f.data) for chunk in chunks for f in decoder.feed(chunk)]
+    assert decoder.pending == 0
+    return out
+
+
+def test_frames_split_at_every_byte() -> None:
+    raw = frame(1, b"hello ") + frame(2, b"oops") + frame(1, b"world")
+    chunks = [raw[i : i + 1] for i in range(len(raw))]
+    assert decode_all(chunks) == [
+        (StreamType.STDOUT, b"hello "),
+        (StreamType.STDERR, b"oops"),
+        (StreamType.STDOUT, b"world"),
+    ]
+
+
+def test_several_frames_in_one_read_and_header_split_across_reads() -> None:
+    raw = frame(1, b"a" * 10) + frame(2, b"b" * 3) + frame(1, b"c" * 70000)
+    cut = len(frame(1, b"a" * 10)) + 3  # inside the second header
+    assert decode_all([raw[:cut], raw[cut:]]) == [
+        (StreamType.STDOUT, b"a" * 10),
+        (StreamType.STDERR, b"b" * 3),
+        (StreamType.STDOUT, b"c" * 70000),
+    ]
+
+
+def test_zero_length_frames_are_skipped_and_torn_tail_is_pending() -> None:
+    decoder = FrameDecoder()
+    frames = list(decoder.feed(frame(1, b"") + frame(2, b"x") + frame(1, b"abc")[:5]))
+    assert [(f.stream, f.data) for f in frames] == [(StreamType.STDERR, b"x")]
+    assert decoder.pending == 5
+
+
+def test_tty_stream_has_no_framing() -> None:
+    assert decode_all([b"raw\r\n", b"bytes"], tty=True) == [
+        (StreamType.STDOUT, b"raw\r\n"),
+        (StreamType.STDOUT, b"bytes"),
+    ]
+
+
+def test_unknown_stream_id_keeps_the_bytes() -> None:
+    assert decode_all([frame(7, b"kept")]) == [(StreamType.STDOUT, b"kept")]
+
+
+async def test_json_lines_split_anywhere() -> None:
+    body = b'{"a": 1}\n\n{"b": [1, 2]}\nnot json\n[1]\n{"c": "last"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 3):
+            yield body[i : i + 3]
+
+    assert [obj async for obj in iter_json_lines(chunks())] == [
+        {"a": 1},
+        {"b": [1, 2]},
+        {"c": "last"},
+    ]
+
+
+# -- a fake engine ------------------------------------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def fake_engine(routes: dict[tuple[str, str], Handler], api: str = "1.41") -> DockerClient:
+    """A client whose transport answers ping/version and the given (method, path) routes."""
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.raw_path.decode().split('?')[0]}")
+        if request.url.path == "/_ping":
+            return httpx.Response(200, text="OK", headers={"Api-Version": api})
+        path = request.url.path
+        if path.startswith("/v"):
+            path = "/" + path.split("/", 2)[2]
+        if path == "/version" and ("GET", "/version") not in routes:
+            return httpx.Response(200, json={"Version": "20.10.24", "MinAPIVersion": "1.12"})
+        handler = routes.get((request.method, path))
+        if handler is None:
+            return httpx.Response(404, json={"message": f"page not found: {path}"})
+        return handler(request)
+
+    client = DockerClient("/nonexistent.sock", timeout=2, transport=httpx.MockTransport(handle))
+    client.seen = seen  # type: ignore[attr-defined]
+    return client
+
+
+async def test_start_and_stop_304_mean_already_in_that_state() -> None:
+    docker = fake_engine(
+        {
+            ("POST", "/containers/web1/start"): lambda r: httpx.Response(304),
+            ("POST", "/containers/web2/start"): lambda r: httpx.Response(204),
+            ("POST", "/containers/web1/stop"): lambda r: httpx.Response(304),
+        }
+    )
+    assert await docker.containers.start("web1") is False
+    assert await docker.containers.start("web2") is True
+    assert await docker.containers.stop("web1", t=3) is False
+
+
+async def test_requests_use_the_negotiated_version_prefix() -> None:
+    docker = fake_engine({("GET", "/containers/json"): lambda r: httpx.Response(200, json=[])})
+    assert await docker.containers.list() == []
+    assert docker.api_version == "1.41"
+    assert "GET /v1.41/containers/json" in docker.seen  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("engine_api", "expected"),
+    [("1.41", "1.41"), ("1.43", "1.43"), ("1.49", "1.49"), ("1.54", "1.49")],
+)
+async def test_negotiation_picks_the_highest_common_version(engine_api: str, expected: str) -> None:
+    docker = fake_engine({}, api=engine_api)
+    assert await docker.negotiate() == expected
+
+
+async def test_engine_too_old_is_a_clear_error() -> None:
+    docker = fake_engine({}, api="1.40")
+    with pytest.raises(docker_api.UnsupportedEngineVersion, match=r"older than 1\.41"):
+        await docker.negotiate()
+
+
+async def test_engine_minimum_above_ours_is_a_clear_error() -> None:
+    version = {"Version": "99.0", "MinAPIVersion": "1.50"}
+    docker = fake_engine({("GET", "/version"): lambda r: httpx.Response(200, json=version)}, "1.60")
+    with pytest.raises(docker_api.UnsupportedEngineVersion, match=r"accepts API 1\.50"):
+        await docker.negotiate()
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, docker_api.BadParameter),
+        (404, docker_api.NotFound),
+        (409, docker_api.Conflict),
+        (500, docker_api.ServerError),
+        (502, docker_api.ServerError),
+        (503, docker_api.EngineUnavailable),
+        (401, docker_api.APIError),
+        (304, docker_api.NotModified),
+    ],
+)
+async def test_statuses_become_exception_types(status: int, cls: type[Exception]) -> None:
+    docker = fake_engine(
+        {("GET", "/containers/x/json"): lambda r: httpx.Response(status, json={"message": "boom"})}
+    )
+    with pytest.raises(cls) as caught:
+        await docker.containers.inspect("x")
+    assert type(caught.value) is cls
+    assert isinstance(caught.value, docker_api.APIError)
+    assert caught.value.status_code == status
+    if status != 304:
+        assert caught.value.message == "boom"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (b'{"message":"No such container: x"}\n', "application/json", "No such container: x"),
+        (b"plain words\n", "text/plain", "plain words"),
+        (b"", "", "Not Found"),
+        (b"{broken", "application/json", "{broken"),
+    ],
+)
+def test_error_message_from_json_text_or_reason(
+    body: bytes, content_type: str, expected: str
+) -> None:
+    error = engine_errors.error_for_status(404, body, content_type, "Not Found")
+    assert isinstance(error, docker_api.NotFound)
+    assert error.message == expected
+
+
+def test_every_exception_class_is_exported_and_documented() -> None:
+    classes = [
+        obj
+        for obj in vars(engine_errors).values()
+        if inspect.isclass(obj) and issubclass(obj, docker_api.DockerError)
+    ]
+    doc = engine_errors.__doc__ or ""
+    for cls in classes:
+        assert cls.__name__ in engine_errors.__all__
+        assert getattr(docker_api, cls.__name__) is cls
+        assert cls.__name__ in doc
+
+
+async def test_unreachable_socket_is_engine_unreachable(tmp_path: object) -> None:
+    async with DockerClient(f"{tmp_path}/missing.sock", timeout=1) as docker:
+        with pytest.raises(docker_api.EngineUnreachable, match=r"missing\.sock"):
+            await docker.ping()
+
+
+async def test_slow_engine_is_a_timeout_within_the_call_timeout() -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/_ping":
+            return httpx.Response(200, headers={"Api-Version": "1.41"})
+        if request.url.path.endswith("/version"):
+            return httpx.Response(200, json={"MinAPIVersion": "1.12"})
+        await asyncio.sleep(30)
+        return httpx.Response(200, json={})
+
+    docker = DockerClient("/x.sock", timeout=5, transport=httpx.MockTransport(handle))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(docker_api.EngineTimeout):
+        await docker.containers.inspect("slow", timeout=0.2)
+    assert loop.time() - started < 2
+
+
+async def test_create_and_update_warnings_are_always_lists() -> None:
+    docker = fake_engine(
+        {
+            ("POST", "/containers/create"): lambda r: httpx.Response(
+                201, json={"Id": "abc", "Warnings": None}
+            ),
+            ("POST", "/containers/abc/update"): lambda r: httpx.Response(
+                200, json={"Warnings": None}
+            ),
+        }
+    )
+    assert await docker.containers.create({"Image": "x"}, name="n") == {"Id": "abc", "Warnings": []}
+    assert await docker.containers.update("abc", {"Memory": 1 << 30}) == []
+
+
+async def test_path_segments_are_escaped() -> None:
+    docker = fake_engine({})
+    with pytest.raises(docker_api.NotFound):
+        await docker.containers.inspect("a?b/c")
+    assert "GET /v1.41/containers/a%3Fb%2Fc/json" in docker.seen  # type: ignore[attr-defined]
+
+
+async def test_exec_run_collects_frames_and_exit_code() -> None:
+    body = frame(1, b"out1 ") + frame(2, b"err1 ") + frame(1, b"out2")
+    inspections = iter([{"Running": True, "ExitCode": None}, {"Running": False, "ExitCode": 3}])
+
+    def exec_start(request: httpx.Request) -> httpx.Response:
+        assert orjson.loads(request.content) == {"Detach": False, "Tty": False}
+        return httpx.Response(200, content=streamed(body))
+
+    docker = fake_engine(
+        {
+            ("POST", "/containers/c1/exec"): lambda r: httpx.Response(201, json={"Id": "e1"}),
+            ("POST", "/exec/e1/start"): exec_start,
+            ("GET", "/exec/e1/json"): lambda r: httpx.Response(200, json=next(inspections)),
+        }
+    )
+    result = await docker.execs.run("c1", ["git", "status"], timeout=5, user="admin")
+    assert result.exit_code == 3
+    assert result.output == b"out1 err1 out2"
+    assert result.stdout == b"out1 out2"
+    assert result.stderr == b"err1 "
+
+
+async def test_exec_timeout_carries_partial_output() -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/_ping":
+            return httpx.Response(200, headers={"Api-Version": "1.41"})
+        if path.endswith("/version"):
+            return httpx.Response(200, json={"MinAPIVersion": "1.12"})
+        if path.endswith("/exec"):
+            return httpx.Response(201, json={"Id": "e1"})
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield frame(1, b"Fetching origin\n")
+            await asyncio.sleep(30)
+
+        return httpx.Response(200, content=slow_body())
+
+    docker = DockerClient("/x.sock", timeout=5, transport=httpx.MockTransport(handle))
+    with pytest.raises(docker_api.ExecTimeout) as caught:
+        await docker.execs.run("c1", ["git", "pull"], timeout=0.3)
+    assert caught.value.output == b"Fetching origin\n"
+
+
+async def test_event_watch_reconnects_and_announces_it() -> None:
+    calls = {"events": 0}
+
+    def events(request: httpx.Request) -> httpx.Response:
+        calls["events"] += 1
+        if calls["events"] == 1:
+            return httpx.Response(
+                200, content=streamed(b'{"Action":"start","timeNano":1700000000123456789}\n')
+            )
+        assert request.url.params["since"] == "1700000000.123456789"
+        return httpx.Response(200, content=streamed(b'{"Action":"die","time":1700000001}\n'))
+
+    docker = fake_engine({("GET", "/events"): events})
+    seen: list[object] = []
+    async for item in docker.events.watch(retry_delay_s=0.01):
+        seen.append(item)
+        if len(seen) == 3:
+            break
+    assert seen[0] == {"Action": "start", "timeNano": 1700000000123456789}
+    assert isinstance(seen[1], docker_api.Reconnected)
+    assert seen[2] == {"Action": "die", "time": 1700000001}
