@@ -121,9 +121,13 @@ def _number(body: Mapping[str, Any], name: str) -> float:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest(f"{name} must be a number, not {_json_type(value)}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise BadRequest(f"{name} is too large") from None
+    if not math.isfinite(number):
         raise BadRequest(f"{name} must be a finite number")
-    return float(value)
+    return number
 
 
 def _whole_number(body: Mapping[str, Any], name: str) -> int:
@@ -141,11 +145,11 @@ def _memory_bytes(body: Mapping[str, Any]) -> int:
     gib = _number(body, "memory")
     if gib <= 0:
         raise BadRequest("memory must be greater than 0 (GiB)")
+    if gib > MAX_MEMORY_BYTES / GIB:
+        raise BadRequest("memory is too large")
     memory_bytes = round(gib * GIB)
     if memory_bytes < MIN_MEMORY_BYTES:
         raise BadRequest("memory must be at least 6 MiB (0.005859375 GiB)")
-    if memory_bytes > MAX_MEMORY_BYTES:
-        raise BadRequest("memory is too large")
     return memory_bytes
 
 
@@ -286,3 +290,85 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+# -- git routes -----------------------------------------------------------------------------------
+
+MAX_GIT_PATH_BYTES = 4096
+MAX_BRANCH_BYTES = 255
+#: What ``git check-ref-format`` refuses anywhere in a name: ASCII control characters, DEL,
+#: space, and ``~ ^ : ? * [ \``.
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def parse_git_path(value: str | None) -> str | None:
+    """``path``: an absolute directory in the container, normalized; None means the default.
+
+    ``..`` components are refused rather than resolved: the request names the directory as is.
+    """
+    if value is None or value == "":
+        return None
+    if "\0" in value:
+        raise BadRequest("path may not contain NUL bytes")
+    if not value.startswith("/"):
+        raise BadRequest("path must be absolute (start with /)")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_GIT_PATH_BYTES:
+        raise BadRequest(f"path is longer than {MAX_GIT_PATH_BYTES} bytes")
+    if not _encodable(value):
+        raise BadRequest("path is not valid UTF-8")
+    parts = value.split("/")
+    if ".." in parts:
+        raise BadRequest("path may not contain .. components")
+    return "/" + "/".join(part for part in parts if part not in {"", "."})
+
+
+def parse_branch(value: str | None) -> str:
+    """``branch``: a name ``git check-ref-format --branch`` accepts, not starting with ``-``.
+
+    The rules are checked here, in Python, so that nothing runs for a refused name.
+    """
+    if value is None or value == "":
+        raise BadRequest("branch is required")
+    if value.startswith("-"):
+        raise BadRequest("branch may not start with -")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_BRANCH_BYTES:
+        raise BadRequest(f"branch is longer than {MAX_BRANCH_BYTES} bytes")
+    if not _encodable(value):
+        raise BadRequest("branch is not valid UTF-8")
+    problem = _branch_problem(value)
+    if problem is not None:
+        raise BadRequest(f"branch is not a valid branch name: {problem}")
+    return value
+
+
+def _branch_problem(name: str) -> str | None:
+    """Why git would refuse ``refs/heads/<name>``, or None when it would accept it."""
+    forbidden = _REF_FORBIDDEN.search(name)
+    if forbidden is not None:
+        char = forbidden.group()
+        shown = repr(char) if char.isprintable() and char != " " else f"character {ord(char):#04x}"
+        return f"it contains {shown}"
+    if name in {"@", "HEAD"}:
+        return f"it may not be {name}"
+    if ".." in name:
+        return "it contains .."
+    if "@{" in name:
+        return "it contains @{"
+    if name.startswith("/") or name.endswith("/") or "//" in name:
+        return "it has an empty /-separated component"
+    if name.endswith("."):
+        return "it ends with ."
+    for component in name.split("/"):
+        if component.startswith("."):
+            return "a /-separated component starts with ."
+        if component.endswith(".lock"):
+            return "a /-separated component ends with .lock"
+    return None
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
