@@ -251,8 +251,26 @@ class Hosting:
                 "MemorySwap": request.memory_bytes,
                 "CpuPeriod": CPU_PERIOD_US,
                 "CpuQuota": _quota(request.cpus, CPU_PERIOD_US),
+                **self._safe_defaults(),
             },
         }
+
+    def _safe_defaults(self) -> dict[str, Any]:
+        """Limits that keep one customer from hurting the host: processes, privileges, logs."""
+        settings = self.settings
+        defaults: dict[str, Any] = {
+            "PidsLimit": settings.pids_limit or -1,
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": {
+                    "max-size": settings.container_log_max_size,
+                    "max-file": str(settings.container_log_max_files),
+                },
+            },
+        }
+        if settings.no_new_privileges:
+            defaults["SecurityOpt"] = ["no-new-privileges:true"]
+        return defaults
 
     async def _check_cpus(self, cpus: float) -> None:
         engine_cpus = await self.engine_cpus()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +49,11 @@ class Settings:
     docker_timeout: float = 30.0
     git_timeout: float = 60.0
     log_level: str = "INFO"
+    # Safe defaults given to every container dockerlink creates.
+    pids_limit: int = 1024
+    no_new_privileges: bool = True
+    container_log_max_size: str = "10m"
+    container_log_max_files: int = 3
 
     @property
     def auth_enabled(self) -> bool:
@@ -135,6 +141,13 @@ def _exec_user(name: str, raw: str) -> str:
     return user
 
 
+def _log_size(name: str, raw: str) -> str:
+    size = raw.strip().lower()
+    if not re.fullmatch(r"[1-9][0-9]{0,5}[kmg]", size):
+        raise SettingsError(name, f"{raw!r} is not a size like 10m (k, m or g)")
+    return size
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -160,6 +173,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "docker_timeout": _seconds(0.1, 600),
     "git_timeout": _seconds(0.1, 3600),
     "log_level": _log_level,
+    "pids_limit": _integer(0, 4_194_304),
+    "no_new_privileges": _boolean,
+    "container_log_max_size": _log_size,
+    "container_log_max_files": _integer(1, 100),
 }
 
 

@@ -1,4 +1,4 @@
-"""``/v1/env`` (the original's settings echo) and ``/health``."""
+"""``/v1/env`` (the original's settings echo), ``/health`` and ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sanic import Blueprint, HTTPResponse, Request
 import docker_api
 
 from ..context import context_of
+from ..openapi import openapi_document
 from ..responses import json_response
 from ._common import docker_of
 
@@ -39,3 +40,8 @@ async def health(request: Request) -> HTTPResponse:
             {"status": "degraded", "engine": None, "reason": exc.message}, status=503
         )
     return json_response({"status": "ok", "engine": version.get("Version")})
+
+
+@bp.get("/openapi.json")
+async def openapi(request: Request) -> HTTPResponse:
+    return json_response(openapi_document())

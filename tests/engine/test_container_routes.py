@@ -74,6 +74,13 @@ async def test_create_gives_the_container_everything_the_spec_lists(
     assert info["Config"]["WorkingDir"] == "/var/www/html"
     assert info["Config"]["User"] == "root"
     assert info["Config"]["Image"] == TEST_IMAGE
+    # Safe defaults: bounded processes, no privilege gain through setuid, rotated logs.
+    assert host_config["PidsLimit"] == 1024
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host_config["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-file": "3", "max-size": "10m"},
+    }
     assert info["Config"]["Cmd"] == [
         "sh",
         "-c",
