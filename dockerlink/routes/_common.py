@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from sanic import Request
+from sanic.request import RequestParameters
 
 from docker_api import DockerClient
 
 from ..context import context_of
 from ..hosting import Hosting
 
-__all__ = ["docker_of", "hosting_of"]
+__all__ = ["docker_of", "hosting_of", "query"]
+
+
+def query(request: Request) -> RequestParameters:
+    """The query string with blank values kept, so that ``?t=`` is refused, not ignored."""
+    return request.get_args(keep_blank_values=True)
 
 
 def hosting_of(request: Request) -> Hosting:

@@ -14,18 +14,18 @@ from ..requests import (
     parse_stop_grace,
 )
 from ..responses import json_response, no_content
-from ._common import hosting_of
+from ._common import hosting_of, query
 
 bp = Blueprint("containers", url_prefix="/container", version=1, strict_slashes=False)
 
 
 def _ref(request: Request) -> str:
-    return parse_container_ref(request.args.get("id"))
+    return parse_container_ref(query(request).get("id"))
 
 
 @bp.get("")
 async def list_containers(request: Request) -> HTTPResponse:
-    args = request.get_args(keep_blank_values=True)
+    args = query(request)
     ids = [parse_container_ref(ref) for ref in args.getlist("id")] or None
     running = args.get("running")
     running_flag = None if running is None else parse_bool(running, "running", False)
@@ -45,7 +45,7 @@ async def create_container(request: Request) -> HTTPResponse:
 @bp.delete("")
 async def delete_container(request: Request) -> HTTPResponse:
     ref = _ref(request)
-    delete_volume = parse_bool(request.args.get("deletevolume"), "deletevolume", True)
+    delete_volume = parse_bool(query(request).get("deletevolume"), "deletevolume", True)
     await hosting_of(request).delete(ref, delete_volume=delete_volume)
     return no_content()
 
@@ -66,13 +66,13 @@ async def start_container(request: Request) -> HTTPResponse:
 
 @bp.post("/stop")
 async def stop_container(request: Request) -> HTTPResponse:
-    grace = parse_stop_grace(request.args.get("t"), context_of(request).settings.stop_timeout)
+    grace = parse_stop_grace(query(request).get("t"), context_of(request).settings.stop_timeout)
     await hosting_of(request).stop(_ref(request), grace_s=grace)
     return no_content()
 
 
 @bp.post("/restart")
 async def restart_container(request: Request) -> HTTPResponse:
-    grace = parse_stop_grace(request.args.get("t"), context_of(request).settings.stop_timeout)
+    grace = parse_stop_grace(query(request).get("t"), context_of(request).settings.stop_timeout)
     await hosting_of(request).restart(_ref(request), grace_s=grace)
     return no_content()
