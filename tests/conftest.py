@@ -154,20 +154,18 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-#: Port block size used by engine tests: small blocks, so that many test containers fit.
-TEST_PORT_AREA = 1000
+async def free_port_root(docker: DockerClient, span: int = 5000) -> int:
+    """The start of ``span`` host ports that no container's block (by its ``ports`` label) meets.
 
-
-async def free_port_root(docker: DockerClient, size: int = TEST_PORT_AREA) -> int:
-    """A host port block no container on the engine claims (by its ``ports`` label)."""
+    Other containers' blocks are assumed to be up to 5000 ports long (the default size).
+    """
     taken = []
     for summary in await docker.containers.list(all=True, filters={"label": ["ports"]}):
         label = (summary.get("Labels") or {}).get("ports", "")
         if label.isdigit():
             taken.append(int(label))
-    for root in range(20000, 65536 - size, size):
-        # Other runs may use other block sizes: keep a whole default block (5000) clear.
-        if all(abs(root - other) >= 5000 for other in taken):
+    for root in range(20000, 65536 - span, 1000):
+        if all(other + 5000 <= root or root + span <= other for other in taken):
             return root
     raise AssertionError("no free port block on the test engine")
 

@@ -1,0 +1,291 @@
+"""Hostile input: every bad request answers 4xx with a one-line message and changes nothing.
+
+The table mixes wrong types, NaN and infinities, huge and negative numbers, unicode and
+over-long names, malformed ports, relative and traversing paths, NUL bytes, option-like branch
+names, invalid UTF-8, duplicate keys and oversized bodies. Before and after the whole table the
+engine's containers (state, limits, labels), volumes and the target's git repository are compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from docker_api import DockerClient
+
+from ..conftest import free_port_root
+
+GOOD_CREATE = {
+    "name": "dltest-hostile-ok",
+    "host_port_root": 30000,
+    "memory": 0.25,
+    "cpulimit": 0.5,
+}
+NAME_PLACEHOLDER = "{target}"
+
+
+def create_body(**change: Any) -> bytes:
+    body = {**GOOD_CREATE, **change}
+    return json.dumps({k: v for k, v in body.items() if v is not _DROP}).encode()
+
+
+_DROP = object()
+
+
+def bad_create_bodies() -> list[tuple[str, bytes]]:
+    cases: list[tuple[str, bytes]] = []
+    for field in ("name", "host_port_root", "memory", "cpulimit"):
+        wrong_values = (
+            [None, True, [], {}, 7] if field == "name" else [None, True, "1", [], {}, -1, 0]
+        )
+        for value in wrong_values:
+            cases.append((f"{field}={value!r}", create_body(**{field: value})))
+        cases.append((f"{field} missing", create_body(**{field: _DROP})))
+    for field in ("host_port_root", "memory", "cpulimit"):
+        for token in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999"):
+            raw = json.dumps({**GOOD_CREATE, field: 1}).replace(": 1", f": {token}", 1)
+            raw = raw.replace(f'"{field}": 1', f'"{field}": {token}')
+            cases.append((f"{field}={token}", raw.encode()))
+        cases.append((f"{field} huge", create_body(**{field: 10**400})))
+    cases += [
+        ("host_port_root fraction", create_body(host_port_root=30000.5)),
+        ("host_port_root past 65535", create_body(host_port_root=65000)),
+        ("memory below 6 MiB", create_body(memory=0.001)),
+        ("memory 1e300 GiB", create_body(memory=1e300)),
+        ("cpulimit 1e6", create_body(cpulimit=1e6)),
+        ("cpulimit tiny", create_body(cpulimit=0.0001)),
+    ]
+    for name in (
+        "",
+        "a",
+        "wéb",
+        "名前",
+        "web\u202eexe",
+        "x" * 200,
+        "web/1",
+        "web 1",
+        "web\x00",
+        "-web",
+        ".web",
+        "../web",
+        "web\n",
+    ):
+        cases.append((f"name {name[:20]!r}", create_body(name=name)))
+    for ports in (
+        "80/tcp",
+        ["80"],
+        ["80/"],
+        ["/tcp"],
+        ["80/icmp"],
+        ["-1/tcp"],
+        ["99999/tcp"],
+        ["0/tcp"],
+        ["5000/tcp"],
+        ["80/TCP"],
+        [" 80/tcp"],
+        ["80/tcp\n"],
+        [80],
+        [None],
+        [["80/tcp"]],
+        ["\uff18\uff10/tcp"],
+    ):
+        cases.append((f"ports {ports!r}", create_body(ports=ports)))
+    for image in ("", " ", "a b", "x\x00y", "-image", 7, ["img"]):
+        cases.append((f"image {image!r}", create_body(image=image)))
+    for commands in ("echo hi", [1], [None], ["a\x00b"], {"a": 1}, ["x" * 70_000]):
+        cases.append((f"commands {str(commands)[:20]!r}", create_body(commands=commands)))
+    cases += [
+        ("unknown field", create_body(privileged=True)),
+        ("empty body", b""),
+        ("whitespace body", b"   \n"),
+        ("not JSON", b"name=web1&memory=1"),
+        ("JSON list", b"[1, 2, 3]"),
+        ("JSON string", b'"web1"'),
+        ("JSON null", b"null"),
+        ("truncated JSON", create_body()[:-5]),
+        (
+            "duplicate keys",
+            b'{"name": "a1", "name": "b2", "host_port_root": 30000, "memory": 1, "cpulimit": 1}',
+        ),
+        (
+            "invalid UTF-8",
+            b'{"name": "\xff\xfe", "host_port_root": 30000, "memory": 1, "cpulimit": 1}',
+        ),
+        ("UTF-16 body", create_body().decode().encode("utf-16")),
+        ("deeply nested", b"[" * 100_000 + b"]" * 100_000),
+        ("over the size limit", b'{"name": "' + b"a" * 70_000 + b'"}'),
+    ]
+    return cases
+
+
+def bad_requests() -> list[
+    tuple[str, str, str, dict[str, str] | list[tuple[str, str]], bytes | None]
+]:
+    """(label, method, path, query, body); NAME_PLACEHOLDER stands for the target container."""
+    requests: list[tuple[str, str, str, Any, bytes | None]] = [
+        (f"create: {label}", "PUT", "/v1/container", {}, body)
+        for label, body in bad_create_bodies()
+    ]
+    target = {"id": NAME_PLACEHOLDER}
+    for label, body in (
+        ("empty", b"{}"),
+        ("memory string", b'{"memory": "1"}'),
+        ("memory NaN", b'{"memory": NaN}'),
+        ("memory negative", b'{"memory": -2}'),
+        ("cpulimit zero", b'{"cpulimit": 0}'),
+        ("cpulimit Infinity", b'{"cpulimit": Infinity}'),
+        ("cpulimit above the CPU count", b'{"cpulimit": 4096}'),
+        ("unknown field", b'{"memory": 1, "swap": 2}'),
+        ("nulls only", b'{"memory": null, "cpulimit": null}'),
+        ("list", b"[]"),
+        ("invalid UTF-8", b'{"memory": 1, "\xc3\x28": 1}'),
+        ("duplicate keys", b'{"memory": 1, "memory": 2}'),
+    ):
+        requests.append((f"patch: {label}", "PATCH", "/v1/container", target, body))
+    for ref in ("", "../etc", "a/b", "x" * 200, "\x00", "ü", "-rf", "a b", "web1?x=1", "%2e%2e"):
+        for method, path in (("POST", "/v1/container/start"), ("DELETE", "/v1/container")):
+            requests.append((f"id {ref[:10]!r} {path}", method, path, {"id": ref}, None))
+    requests.append(("no id", "POST", "/v1/container/stop", {}, None))
+    for grace in ("-1", "301", "1.5", "ten", "", "\uff11"):
+        requests.append(
+            (f"t={grace!r}", "POST", "/v1/container/stop", {**target, "t": grace}, None)
+        )
+    for flag in ("yes", "2", "", "TRUE!"):
+        requests.append(
+            (
+                f"deletevolume={flag!r}",
+                "DELETE",
+                "/v1/container",
+                {**target, "deletevolume": flag},
+                None,
+            )
+        )
+    requests.append(("running=maybe", "GET", "/v1/container", {"running": "maybe"}, None))
+    for path in ("relative/dir", "../../etc", "/var/www/\x00", "", "/var/www/../../etc", "~"):
+        requests.append(
+            (f"git path {path!r}", "GET", "/v1/git/head", {**target, "path": path}, None)
+        )
+    for branch in (
+        "-f",
+        "--orphan",
+        "a..b",
+        "a b",
+        "x.lock",
+        "a@{1}",
+        "@",
+        "trailing/",
+        "trailing.",
+        "a//b",
+        ".hidden",
+        "a\x00b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "",
+    ):
+        requests.append(
+            (f"branch {branch!r}", "POST", "/v1/git/branch", {**target, "branch": branch}, None)
+        )
+    requests.append(("wrong method", "GET", "/v1/container/start", target, None))
+    return requests
+
+
+async def engine_state(docker: DockerClient) -> Any:
+    containers = []
+    for summary in await docker.containers.list(all=True):
+        info = await docker.containers.inspect(summary["Id"])
+        host_config = info["HostConfig"]
+        containers.append(
+            (
+                info["Id"],
+                info["Name"],
+                info["State"]["Status"],
+                info["State"]["StartedAt"],
+                host_config["Memory"],
+                host_config["CpuQuota"],
+                host_config["CpuPeriod"],
+                sorted((info["Config"]["Labels"] or {}).items()),
+            )
+        )
+    volumes = await docker.get_json("/volumes")
+    return sorted(containers), sorted(v["Name"] for v in volumes["Volumes"] or [])
+
+
+async def repo_state(docker: DockerClient, container_id: str) -> str:
+    result = await docker.execs.run(
+        container_id,
+        ["sh", "-c", "cd /var/www/html && git rev-parse HEAD && git branch && ls -la"],
+        user="admin",
+        timeout=20,
+    )
+    assert result.exit_code == 0, result.text()
+    return result.text()
+
+
+@pytest.fixture
+async def target(
+    api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> str:
+    name = unique_name("hostile")
+    response = await api.put(
+        "/v1/container",
+        json={
+            "name": name,
+            "host_port_root": await free_port_root(docker, 5000),
+            "memory": 0.25,
+            "cpulimit": 0.5,
+        },
+    )
+    assert response.status_code == 200, response.text
+    cleanup.append(response.json()["Id"])
+    assert (await api.post("/v1/container/start", params={"id": name})).status_code == 204
+    setup = await docker.execs.run(
+        name,
+        [
+            "sh",
+            "-c",
+            "cd /var/www/html && git init -q && echo hi > f && git add f && git commit -qm first",
+        ],
+        user="admin",
+        timeout=20,
+    )
+    assert setup.exit_code == 0, setup.text()
+    return name
+
+
+async def test_bad_requests_answer_4xx_and_change_nothing(
+    api: httpx.AsyncClient, docker: DockerClient, target: str
+) -> None:
+    table = bad_requests()
+    assert len(table) >= 100
+    before = await engine_state(docker)
+    repo_before = await repo_state(docker, target)
+    failures = []
+    for label, method, path, query, body in table:
+        if isinstance(query, dict):
+            query = {k: (target if v == NAME_PLACEHOLDER else v) for k, v in query.items()}
+        response = await api.request(method, path, params=query, content=body)
+        text = response.text
+        ok = (
+            400 <= response.status_code < 500
+            and response.headers.get("content-type") == "text/plain; charset=utf-8"
+            and len(text) > 1
+            and text.endswith("\n")
+            and text.count("\n") == 1
+        )
+        if not ok:
+            failures.append(f"{label}: {response.status_code} {text!r}")
+    assert failures == []
+    assert await engine_state(docker) == before
+    assert await repo_state(docker, target) == repo_before
