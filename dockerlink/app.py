@@ -20,7 +20,7 @@ from .context import AppContext
 from .errors import HTTPError, Unauthorized, engine_error_answer
 from .hosting import Hosting
 from .responses import text_response
-from .routes import containers, system
+from .routes import containers, git, system
 from .settings import Settings
 
 __all__ = ["create_app"]
@@ -50,6 +50,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.config.NOISY_EXCEPTIONS = False
 
     app.blueprint(containers.bp)
+    app.blueprint(git.bp)
     app.blueprint(system.bp)
 
     @app.before_server_start

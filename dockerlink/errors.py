@@ -112,8 +112,16 @@ def engine_error_answer(exc: docker_api.DockerError) -> tuple[int, str]:
         entry = ENGINE_ERROR_STATUS.get(cls)
         if entry is not None:
             status, prefix = entry
-            return status, prefix + _first_letter_lower(exc.message)
+            return status, prefix + _first_letter_lower(exc.message) + _output_so_far(exc)
     raise AssertionError(f"unmapped engine error {type(exc).__name__}")  # pragma: no cover
+
+
+def _output_so_far(exc: docker_api.DockerError) -> str:
+    """What a timed-out exec printed before its deadline (the answer is still one line)."""
+    if not isinstance(exc, docker_api.ExecTimeout):
+        return ""
+    text = " ".join(exc.output.decode("utf-8", "replace").split())
+    return f"; output so far: {text}" if text else "; it printed nothing"
 
 
 def _first_letter_lower(message: str) -> str:

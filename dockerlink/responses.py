@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from sanic import HTTPResponse
 
-__all__ = ["json_response", "no_content", "text_response"]
+__all__ = ["json_response", "no_content", "plain_text", "text_response"]
 
 
 def json_response(body: Any, status: int = 200) -> HTTPResponse:
@@ -20,6 +20,11 @@ def text_response(status: int, message: str, headers: dict[str, str] | None = No
     return HTTPResponse(
         line + "\n", status=status, headers=headers, content_type="text/plain; charset=utf-8"
     )
+
+
+def plain_text(status: int, text: str) -> HTTPResponse:
+    """An answer of text kept as it is, line breaks and all (git's output)."""
+    return HTTPResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
 def no_content() -> HTTPResponse:

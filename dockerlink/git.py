@@ -1,0 +1,180 @@
+"""Git inside hosting containers: the domain of the ``/v1/git`` routes.
+
+Each operation runs git with ``docker exec`` as ``exec_user`` in a directory of a running
+dockerlink container, under the container's lock (git in one repository is not safe to run twice
+at once), within ``git_timeout`` for the whole operation. A non-zero exit answers 412 with git's
+output; a timeout lets :class:`docker_api.ExecTimeout` through to the error table (504, with what
+git printed) after killing what the timed-out git left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import docker_api
+from docker_api import ExecResult
+
+from .errors import Conflict, PreconditionFailed
+from .hosting import Hosting
+
+__all__ = ["GIT_ENV", "GitService", "branch_names", "default_workdir", "git_command"]
+
+log = logging.getLogger("dockerlink.git")
+
+#: Never wait for input: no credential prompt, no editor for a merge commit.
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
+#: Environment variable that tags every process of one git run, so a timed-out run can be killed.
+RUN_MARKER = "DOCKERLINK_GIT_RUN"
+#: The least time a git command is given, even when an earlier one used up most of the budget.
+MIN_COMMAND_S = 0.5
+#: Kills, as ``exec_user``, every process whose environment holds ``$1`` (the run's marker).
+#: (Entries are NUL-separated; busybox grep stops at a NUL, hence the ``tr``.)
+_KILL_RUN = (
+    "for d in /proc/[0-9]*; do"
+    ' tr "\\0" "\\n" 2>/dev/null < "$d/environ" | grep -qxF "$1"'
+    ' && kill -KILL "${d#/proc/}" 2>/dev/null; done; true'
+)
+#: ``git branch -a`` output, one ref a line: its full name, a tab, and its target when a symref.
+BRANCH_FORMAT = "--format=%(refname)%09%(symref)"
+
+
+def git_command(workdir: str, args: Sequence[str]) -> list[str]:
+    """The argv of one git command run in ``workdir`` (absolute, so never taken for an option)."""
+    return [
+        "git",
+        "--no-pager",
+        "-c",
+        "core.quotepath=off",
+        "-c",
+        "color.ui=never",
+        "-C",
+        workdir,
+        *args,
+    ]
+
+
+def default_workdir(info: dict[str, Any]) -> str:
+    """Where git runs when the request names no path: the container's working directory."""
+    workdir = (info.get("Config") or {}).get("WorkingDir") or ""
+    return workdir if isinstance(workdir, str) and workdir.startswith("/") else "/"
+
+
+def branch_names(listing: str) -> list[str]:
+    """Branch names from ``git branch -a`` in :data:`BRANCH_FORMAT`.
+
+    Local branches by short name, remote-tracking ones as ``remotes/<remote>/<branch>``; symrefs
+    (``origin/HEAD -> origin/main``), a detached HEAD and anything else are left out; the first
+    of two equal names is kept.
+    """
+    names: dict[str, None] = {}
+    for line in listing.splitlines():
+        refname, _, symref = line.partition("\t")
+        if symref.strip():
+            continue
+        if refname.startswith("refs/heads/"):
+            name = refname[len("refs/heads/") :]
+        elif refname.startswith("refs/remotes/"):
+            name = refname[len("refs/") :]
+            if name.count("/") < 2:
+                continue
+        else:
+            continue
+        if name:
+            names.setdefault(name)
+    return list(names)
+
+
+class GitService:
+    """The six git operations on one container's repository."""
+
+    def __init__(self, hosting: Hosting) -> None:
+        self.hosting = hosting
+        self.docker = hosting.docker
+        self.settings = hosting.settings
+
+    async def pull(self, ref: str, path: str | None) -> str:
+        return (await self._run(ref, path, ["pull"])).text()
+
+    async def init(self, ref: str, path: str | None) -> None:
+        await self._run(ref, path, ["init"])
+
+    async def head(self, ref: str, path: str | None) -> str:
+        return (await self._run(ref, path, ["log", "-1"])).text()
+
+    async def current_branch(self, ref: str, path: str | None) -> str:
+        return (await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"])).text()
+
+    async def branches(self, ref: str, path: str | None, *, fetch: bool) -> list[str]:
+        listing = ["branch", "-a", BRANCH_FORMAT]
+        commands = [["fetch", "--all", "--prune"], listing] if fetch else [listing]
+        result = await self._run(ref, path, *commands)
+        return branch_names(result.stdout.decode("utf-8", "replace"))
+
+    async def checkout(self, ref: str, path: str | None, branch: str) -> str:
+        # "<branch> --": whatever the name, git reads it as a branch, never as an option or path.
+        return (await self._run(ref, path, ["checkout", branch, "--"])).text()
+
+    async def _run(self, ref: str, path: str | None, *commands: Sequence[str]) -> ExecResult:
+        """Run git commands one after the other; the first that fails answers 412."""
+        async with self.hosting.acting_on(ref) as container:
+            if not container.running:
+                raise Conflict("container is not running")
+            workdir = path or default_workdir(container.info)
+            deadline = time.monotonic() + self.settings.git_timeout
+            result: ExecResult | None = None
+            for args in commands:
+                result = await self._exec(container.id, workdir, args, deadline)
+                if result.exit_code != 0:
+                    text = result.text().strip()
+                    raise PreconditionFailed(
+                        text or f"git {args[0]} failed with exit code {result.exit_code}"
+                    )
+            assert result is not None, "no git command to run"
+            return result
+
+    async def _exec(
+        self, container_id: str, workdir: str, args: Sequence[str], deadline: float
+    ) -> ExecResult:
+        run_id = uuid.uuid4().hex
+        try:
+            return await self.docker.execs.run(
+                container_id,
+                git_command(workdir, args),
+                timeout=max(deadline - time.monotonic(), MIN_COMMAND_S),
+                user=self.settings.exec_user,
+                workdir="/",
+                env={**GIT_ENV, RUN_MARKER: run_id},
+            )
+        except docker_api.ExecTimeout as exc:
+            await self._kill_run(container_id, f"{RUN_MARKER}={run_id}")
+            # Named after the whole budget, not the remainder this command was given.
+            limit = self.settings.git_timeout
+            raise docker_api.ExecTimeout(
+                f"git {args[0]} did not finish within {limit:g} s (git_timeout)", exc.output
+            ) from exc
+
+    async def _kill_run(self, container_id: str, marker: str) -> None:
+        """Best effort: stop a timed-out git and its children (ssh, hooks...) in the container.
+
+        Left running, it would keep holding the repository's locks. A failure here is logged and
+        does not replace the timeout the client is told about.
+        """
+        try:
+            result = await self.docker.execs.run(
+                container_id,
+                ["sh", "-c", _KILL_RUN, "sh", marker],
+                timeout=self.settings.docker_timeout,
+                user=self.settings.exec_user,
+                workdir="/",
+            )
+        except docker_api.DockerError as exc:
+            log.warning("could not stop a timed-out git in %s: %s", container_id[:12], exc.message)
+            return
+        if result.exit_code != 0:
+            log.warning(
+                "could not stop a timed-out git in %s: %s", container_id[:12], result.text().strip()
+            )
