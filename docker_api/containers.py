@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -184,7 +184,7 @@ class Containers:
 
     async def stats_stream(
         self, container_id: str, *, read_timeout: float | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Streamed stats: one sample a second; from the second on, ``precpu_stats`` is filled.
 
         After the container stops the engine keeps sending empty samples until it is removed.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ class Events:
         filters: Mapping[str, Sequence[str]] | None = None,
         since: str | None = None,
         until: str | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """``GET /events``: yield event objects until the engine closes the stream.
 
         Read ``Action`` and ``Actor.ID`` (the old ``status``/``id`` fields are gone in API 1.52).
@@ -61,7 +61,7 @@ class Events:
         since: str | None = None,
         retry_delay_s: float = 0.5,
         max_retry_delay_s: float = 5.0,
-    ) -> AsyncIterator[dict[str, Any] | Reconnected]:
+    ) -> AsyncGenerator[dict[str, Any] | Reconnected, None]:
         """Like :meth:`stream`, but never ends: reconnects with ``since`` after any failure.
 
         After each reconnection a :class:`Reconnected` marker is yielded before further events.

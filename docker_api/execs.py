@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +93,7 @@ class Execs:
 
     async def start(
         self, exec_id: str, *, tty: bool = False, read_timeout: float | None = None
-    ) -> AsyncIterator[Frame]:
+    ) -> AsyncGenerator[Frame, None]:
         """Start an exec and yield its output frames until it closes its streams.
 
         ``tty`` must be the value the exec was created with: it decides the framing (the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -29,6 +30,8 @@ from .errors import (
     PreconditionFailed,
     WrongState,
 )
+from .hooks import HookFailure, Hooks, HookTarget
+from .mirror import ContainerMirror, inspect_many
 from .requests import GIB, CreateRequest, LimitsRequest
 from .settings import Settings
 
@@ -43,7 +46,8 @@ CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1000
 WORKDIR = "/var/www/html"
 VOLUME = "/var/www"
-LIST_CONCURRENCY = 16
+
+log = logging.getLogger("dockerlink")
 
 _VERSION_LABEL = re.compile(r"v\d+\.\d+(\.\d+)?")
 
@@ -145,6 +149,10 @@ class Hosting:
         self._create_lock = asyncio.Lock()
         self._engine_cpus: int | None = None
         self.delete_hooks: list[DeleteHook] = []
+        #: The operator's lifecycle hooks (hook_on_create...), run after each action.
+        self.hooks = Hooks(settings)
+        #: Set by the app: the event-fed view reads are served from, and writes keep current.
+        self.mirror: ContainerMirror | None = None
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -177,6 +185,11 @@ class Hosting:
                 container = await self.managed(container.id)
             yield container
 
+    async def _changed(self, container_id: str) -> None:
+        """Bring the mirror up to date at once after a change made through the API."""
+        if self.mirror is not None:
+            await self.mirror.refresh(container_id)
+
     async def engine_cpus(self) -> int:
         if self._engine_cpus is None:
             info = await self.docker.info()
@@ -188,35 +201,87 @@ class Hosting:
     async def list_containers(
         self, ids: list[str] | None, running: bool | None
     ) -> dict[str, dict[str, Any]]:
-        """``{"error": {...}, "success": {...}}`` for the ids asked, or for every container."""
+        """``{"error": {...}, "success": {...}}`` for the ids asked, or for every container.
+
+        Served from the mirror while it follows the engine; otherwise (and for an id the mirror
+        does not know) from the engine, so an outage is a 503, never a false "no such container".
+        """
+        mirror = self.mirror if self.mirror is not None and self.mirror.fresh else None
         errors: dict[str, str] = {}
         success: dict[str, Any] = {}
         if ids:
-            infos = await _gather_bounded([self._inspect_or_none(ref) for ref in ids])
+            infos = [mirror.get(ref) if mirror else None for ref in ids]
+            missing = [ref for ref, info in zip(ids, infos, strict=True) if info is None]
+            looked_up = dict(zip(missing, await inspect_many(self.docker, missing), strict=True))
             for ref, info in zip(ids, infos, strict=True):
-                if info is None:
+                found = info or looked_up.get(ref)
+                if found is None:
                     errors[ref] = f"no such container: {ref}"
                 else:
-                    success[ref] = describe(info)
+                    success[ref] = describe(found)
+            return {"error": errors, "success": success}
+        if mirror is not None:
+            every = mirror.all()
         else:
-            summaries = await self.docker.containers.list(all=running is not True)
-            if running is False:
-                summaries = [s for s in summaries if s.get("State") != "running"]
-            infos = await _gather_bounded([self._inspect_or_none(s["Id"]) for s in summaries])
-            for info in infos:
-                if info is not None:  # removed between the list and the inspect
-                    success[info["Id"]] = describe(info)
+            summaries = await self.docker.containers.list(all=True)
+            found_all = await inspect_many(self.docker, [s["Id"] for s in summaries])
+            every = [info for info in found_all if info is not None]
+        for info in every:
+            state = info.get("State") or {}
+            if running is None or bool(state.get("Running")) == running:
+                success[info["Id"]] = describe(info)
         return {"error": errors, "success": success}
-
-    async def _inspect_or_none(self, ref: str) -> dict[str, Any] | None:
-        try:
-            return await self.docker.containers.inspect(ref)
-        except docker_api.NotFound:
-            return None
 
     # -- create / delete ----------------------------------------------------------------------
 
     async def create(self, request: CreateRequest) -> dict[str, Any]:
+        """Create the container, then run hook_on_create.
+
+        A failing create hook undoes the creation: the container is removed, hook_on_delete runs
+        (to clean up after a hook that got halfway) and the answer is a 500 with its output.
+        """
+        created = await self._create_container(request)
+        target = HookTarget.of(
+            str(created["Id"]),
+            request.name,
+            request.host_port_root,
+            [spec.key for spec in request.ports],
+        )
+        failure = await self.hooks.run("create", target)
+        if failure is not None:
+            await self._undo_create(target, failure)
+        return created
+
+    async def _undo_create(self, target: HookTarget, failure: HookFailure) -> None:
+        removal = "the container was removed"
+        try:
+            await self.docker.containers.remove(target.id, force=True, volumes=True)
+        except docker_api.DockerError as exc:
+            log.error("could not remove %s after %s failed: %s", target.name, failure.setting, exc)
+            removal = f"removing the container failed too ({exc.message})"
+        else:
+            for hook in self.delete_hooks:
+                await hook(target.id)
+        await self.hooks.run("delete", target)
+        raise ActionFailed(
+            f"{failure.setting} failed ({failure.reason}), {removal}; "
+            f"its output: {failure.output.strip() or '(none)'}"
+        )
+
+    async def _run_hook(
+        self, hook: str, container: ManagedContainer, *, event: str | None = None
+    ) -> HookFailure | None:
+        """Run one lifecycle hook for a container the action has just changed."""
+        config = container.info.get("Config") or {}
+        target = HookTarget.of(
+            container.id,
+            container.name,
+            host_port_root(labels_of(container.info)),
+            list(config.get("ExposedPorts") or {}),
+        )
+        return await self.hooks.run(hook, target, event=event)
+
+    async def _create_container(self, request: CreateRequest) -> dict[str, Any]:
         image = request.image or self.settings.base_image
         if image is None:
             raise BadRequest("image is required (no base_image is configured)")
@@ -225,11 +290,13 @@ class Hosting:
         async with self._create_lock:  # the port-block check and the create are one step
             await self._check_port_block(request.host_port_root)
             try:
-                return await self.docker.containers.create(body, name=request.name)
+                created = await self.docker.containers.create(body, name=request.name)
             except docker_api.NotFound:
                 raise NotFound(f"no such image: {image}") from None
             except docker_api.Conflict:
                 raise Conflict(f"the name {request.name} is already in use") from None
+        await self._changed(created["Id"])
+        return created
 
     def _create_body(self, request: CreateRequest, image: str) -> dict[str, Any]:
         root = request.host_port_root
@@ -292,13 +359,16 @@ class Hosting:
                     f"({other_root}-{other_root + size - 1})"
                 )
 
-    async def delete(self, ref: str, *, delete_volume: bool) -> None:
+    async def delete(self, ref: str, *, delete_volume: bool) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
                 raise PreconditionFailed("docker needs to be stopped before deleting it")
             await self.docker.containers.remove(container.id, volumes=delete_volume)
+            if self.mirror is not None:
+                self.mirror.forget(container.id)
             for hook in self.delete_hooks:
                 await hook(container.id)
+            return await self._run_hook("delete", container)
 
     # -- limits -------------------------------------------------------------------------------
 
@@ -313,11 +383,13 @@ class Hosting:
                 resources["MemorySwap"] = request.memory_bytes
             if request.cpus is not None:
                 resources.update(_cpu_resources(request.cpus, container.host_config))
-            return await self.docker.containers.update(container.id, resources)
+            warnings = await self.docker.containers.update(container.id, resources)
+            await self._changed(container.id)
+            return warnings
 
     # -- power --------------------------------------------------------------------------------
 
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
                 raise WrongState("Already running")
@@ -325,21 +397,28 @@ class Hosting:
                 started = await self.docker.containers.start(container.id)
             except (docker_api.BadParameter, docker_api.ServerError) as exc:
                 raise ActionFailed(f"the engine could not start it: {exc.message}") from exc
+            await self._changed(container.id)
             if not started:
                 raise WrongState("Already running")
+            return await self._run_hook("start", container)
 
-    async def stop(self, ref: str, *, grace_s: int) -> None:
+    async def stop(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
                 raise WrongState("Already stopped")
-            if not await self.docker.containers.stop(container.id, t=grace_s):
+            stopped = await self.docker.containers.stop(container.id, t=grace_s)
+            await self._changed(container.id)
+            if not stopped:
                 raise WrongState("Already stopped")
+            return await self._run_hook("stop", container)
 
-    async def restart(self, ref: str, *, grace_s: int) -> None:
+    async def restart(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
                 raise WrongState("Not running")
             await self.docker.containers.restart(container.id, t=grace_s)
+            await self._changed(container.id)
+            return await self._run_hook("start", container, event="restart")
 
 
 def _quota(cpus: float, period_us: int) -> int:
@@ -356,19 +435,3 @@ def _cpu_resources(cpus: float, host_config: dict[str, Any]) -> dict[str, int]:
         return {"NanoCpus": round(cpus * 1e9)}
     period = host_config.get("CpuPeriod") or CPU_PERIOD_US
     return {"CpuPeriod": period, "CpuQuota": _quota(cpus, period)}
-
-
-async def _gather_bounded(calls: list[Awaitable[Any]]) -> list[Any]:
-    semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
-
-    async def bounded(call: Awaitable[Any]) -> Any:
-        async with semaphore:
-            return await call
-
-    tasks = [asyncio.ensure_future(bounded(call)) for call in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        raise

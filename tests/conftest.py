@@ -107,8 +107,10 @@ def engine_settings(engine_sock: str, tmp_path: Path) -> Settings:
 
 
 @asynccontextmanager
-async def serve(settings: Settings, **app_kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app on a free loopback port in this event loop; yield a client for it."""
+async def serve_app(
+    settings: Settings, **app_kwargs: Any
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """Run the app on a free loopback port in this event loop; yield it and a client for it."""
     settings = replace(settings, host="127.0.0.1", port=free_port())
     app = create_app(settings, **app_kwargs)
     server = await app.create_server(
@@ -123,11 +125,18 @@ async def serve(settings: Settings, **app_kwargs: Any) -> AsyncIterator[httpx.As
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{settings.port}", headers=headers, timeout=60
         ) as client:
-            yield client
+            yield app, client
     finally:
         await server.before_stop()
         await server.close()
         await server.after_stop()
+
+
+@asynccontextmanager
+async def serve(settings: Settings, **app_kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app on a free loopback port in this event loop; yield a client for it."""
+    async with serve_app(settings, **app_kwargs) as (_app, client):
+        yield client
 
 
 @pytest.fixture
