@@ -1,4 +1,4 @@
-"""docker_api: a small async client for the Docker Engine API over its unix socket.
+"""docker_api: a small async client for the Docker Engine API over its unix socket or TCP (TLS).
 
 It knows nothing of the application using it::
 
@@ -34,6 +34,7 @@ from .errors import (
 from .events import Reconnected
 from .execs import ExecResult
 from .streams import Frame, FrameDecoder, StreamType
+from .tls import TLSConfig
 
 __all__ = [
     "MAX_API_VERSION",
@@ -56,5 +57,6 @@ __all__ = [
     "Reconnected",
     "ServerError",
     "StreamType",
+    "TLSConfig",
     "UnsupportedEngineVersion",
 ]

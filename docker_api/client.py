@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -24,8 +27,9 @@ from .errors import (
 from .events import Events
 from .execs import Execs
 from .images import Images
+from .tls import TLSConfig
 
-__all__ = ["MAX_API_VERSION", "MIN_API_VERSION", "DockerClient", "parse_version"]
+__all__ = ["MAX_API_VERSION", "MIN_API_VERSION", "DockerClient", "TLSConfig", "parse_version"]
 
 #: Oldest API this client speaks: one-shot stats and ``CgroupVersion`` in /info need 1.41.
 MIN_API_VERSION = "1.41"
@@ -45,12 +49,20 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 class DockerClient:
-    """An async client for one Docker engine over its unix socket (or any httpx transport).
+    """An async client for one Docker engine over its unix socket, TCP, or any httpx transport.
 
     Usage::
 
         async with DockerClient("/var/run/docker.sock", timeout=30) as docker:
             info = await docker.containers.inspect("web1")
+
+        tls = TLSConfig.from_cert_path("/etc/docker-client")
+        async with DockerClient("tcp://10.0.0.5:2376", tls=tls) as docker:
+            ...
+
+    ``address`` is a unix socket path (``unix://`` prefix accepted) or ``tcp://host[:port]``.
+    Over TCP, ``tls`` gives the client certificates (HTTPS, port 2376 by default); without it
+    the connection is plain, unauthenticated HTTP (port 2375 by default), as ``docker -H``.
 
     The API version is negotiated on first use: ``/_ping`` gives the engine's newest version,
     the client uses ``min(engine, MAX_API_VERSION)`` and fails with
@@ -60,26 +72,43 @@ class DockerClient:
 
     def __init__(
         self,
-        socket_path: str = "/var/run/docker.sock",
+        address: str = "/var/run/docker.sock",
         *,
         timeout: float = 30.0,
         api_version: str | None = None,
+        tls: TLSConfig | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        base_url: str = "http://docker",
+        base_url: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        if socket_path.startswith("unix://"):
-            socket_path = socket_path[len("unix://") :]
-        self.socket_path = socket_path
+        if address.startswith("tcp://"):
+            host = _tcp_host(address, default_port=2376 if tls else 2375)
+            self.address = f"tcp://{host}"
+            default_base_url = f"{'https' if tls else 'http'}://{host}"
+        else:
+            if tls is not None:
+                raise ValueError("tls applies to tcp:// addresses only")
+            if address.startswith("unix://"):
+                address = address[len("unix://") :]
+            self.address = address
+            default_base_url = "http://docker"
+        if transport is None:
+            if self.address.startswith("tcp://"):
+                transport = httpx.AsyncHTTPTransport(verify=tls.ssl_context() if tls else True)
+            else:
+                transport = httpx.AsyncHTTPTransport(uds=self.address)
+        self._tls = tls is not None
+        #: The address as errors name it (kept under its old name for unix-only callers).
+        self.socket_path = self.address
         self.timeout = timeout
         self._pinned_version = api_version
         self._api_version: str | None = api_version
         self._engine_version: dict[str, Any] | None = None
         self._negotiate_lock = asyncio.Lock()
         self._http = httpx.AsyncClient(
-            transport=transport or httpx.AsyncHTTPTransport(uds=socket_path),
-            base_url=base_url,
+            transport=transport,
+            base_url=base_url or default_base_url,
             timeout=httpx.Timeout(timeout),
             # Keep enough idle connections for a burst of concurrent calls (sampler, listing).
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -250,7 +279,7 @@ class DockerClient:
             raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
         except httpx.TransportError as exc:
             self._forget_version()
-            raise EngineUnreachable(_describe_transport_error(exc, self.socket_path)) from exc
+            raise self._unreachable(exc) from exc
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -289,7 +318,7 @@ class DockerClient:
             raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
         except httpx.TransportError as exc:
             self._forget_version()
-            raise EngineUnreachable(_describe_transport_error(exc, self.socket_path)) from exc
+            raise self._unreachable(exc) from exc
         try:
             if response.status_code >= 300:
                 body = await self._read_error_body(response, limit)
@@ -318,7 +347,10 @@ class DockerClient:
         except httpx.TimeoutException as exc:
             raise EngineTimeout("the engine stopped sending within the read timeout") from exc
         except httpx.TransportError as exc:
-            raise EngineUnreachable(_describe_transport_error(exc, self.socket_path)) from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: httpx.TransportError) -> EngineUnreachable:
+        return EngineUnreachable(_describe_transport_error(exc, self.address, tls=self._tls))
 
     def _forget_version(self) -> None:
         """The engine went away: it may come back as another version, so negotiate again."""
@@ -341,9 +373,66 @@ def _query(params: Params | None) -> dict[str, str] | None:
     return out
 
 
-def _describe_transport_error(exc: httpx.TransportError, socket_path: str) -> str:
-    cause = exc.__cause__ or exc.__context__
-    detail = str(cause or exc) or type(exc).__name__
+def _tcp_host(address: str, *, default_port: int) -> str:
+    """``tcp://host[:port]`` -> ``host:port`` (IPv6 hosts in brackets); ValueError otherwise."""
+    parts = urlsplit(address)
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ValueError(f"invalid port in {address!r}") from None
+    if not parts.hostname or parts.path not in {"", "/"} or parts.query or parts.username:
+        raise ValueError(f"{address!r} is not tcp://host[:port]")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+#: TLS alerts the engine sends when it refuses the certificate we presented.
+_REFUSED_CLIENT_CERT = ("ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "CERTIFICATE_REQUIRED")
+
+
+def _describe_transport_error(exc: httpx.TransportError, address: str, *, tls: bool) -> str:
+    tls_error = _ssl_cause(exc)
+    if tls_error is not None:
+        return f"TLS with {address} failed: {_describe_tls_error(tls_error)}"
+    detail = _first_message(exc)
     if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {socket_path}: {detail}"
-    return f"connection to {socket_path} failed: {detail}"
+        return f"cannot connect to {address}: {detail}"
+    if tls:
+        # An engine that refuses our certificate may just reset the connection, no alert sent.
+        detail += " (over TLS: the engine may have refused our client certificate)"
+    return f"connection to {address} failed: {detail}"
+
+
+def _first_message(exc: BaseException) -> str:
+    """The first non-empty message down the chain of causes (httpx's own are often empty)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if str(current):
+            return str(current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
+
+
+def _describe_tls_error(error: ssl.SSLError) -> str:
+    verify_message = getattr(error, "verify_message", None)
+    if verify_message:
+        return f"the engine's certificate did not verify: {verify_message}"
+    # "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:2580)" -> the words
+    text = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(error)) or str(error.reason)
+    if any(alert in str(error.reason) for alert in _REFUSED_CLIENT_CERT):
+        return f"the engine refused our client certificate ({text})"
+    return text
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl error somewhere in the chain of causes, if a TLS failure is behind ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
