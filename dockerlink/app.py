@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 import uuid
 
 from sanic import HTTPResponse, Request, Sanic
@@ -17,8 +18,11 @@ import docker_api
 from docker_api import DockerClient
 
 from .context import AppContext
+from .engine import engine_client
 from .errors import HTTPError, Unauthorized, engine_error_answer
+from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
+from .logs import cause_note, request_id_var
 from .responses import text_response
 from .routes import containers, git, system
 from .settings import Settings
@@ -26,6 +30,7 @@ from .settings import Settings
 __all__ = ["create_app"]
 
 log = logging.getLogger("dockerlink")
+request_log = logging.getLogger("dockerlink.request")
 
 #: Request bodies are small JSON objects; anything larger is refused with 413.
 REQUEST_MAX_SIZE = 64 * 1024
@@ -44,7 +49,10 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     )
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     # A stop may legitimately wait its whole grace period (up to 300 s) plus the engine call.
-    app.config.RESPONSE_TIMEOUT = 300 + int(settings.docker_timeout) + 30
+    # ...and a create may run two hooks (create, then delete to roll back).
+    app.config.RESPONSE_TIMEOUT = (
+        300 + int(settings.docker_timeout) + 2 * int(settings.hook_timeout) + 30
+    )
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.config.MOTD = False
     app.config.NOISY_EXCEPTIONS = False
@@ -55,7 +63,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
-        client = docker or DockerClient(settings.docker_sock, timeout=settings.docker_timeout)
+        client = docker or engine_client(settings)
         app.ctx.docker = client
         app.ctx.hosting = Hosting(client, settings)
 
@@ -81,6 +89,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     app.register_middleware(authenticate, "request", priority=100)
     app.register_middleware(decorate, "response")
+
+    @app.signal("http.lifecycle.request")
+    async def request_began(request: Request) -> None:
+        request.ctx.started_s = time.monotonic()
+        request_id_var.set(_request_id(request))  # lines logged for this request carry it
+
+    @app.signal("http.lifecycle.response")
+    async def request_done(request: Request, response: BaseHTTPResponse) -> None:
+        _log_request(request, response)
 
     return app
 
@@ -121,7 +138,32 @@ def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) ->
         elif origin.rstrip("/") in settings.cors_origins:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
+        response.headers["Access-Control-Expose-Headers"] = f"X-Request-Id, {HOOK_ERROR_HEADER}"
+
+
+def _log_request(request: Request, response: BaseHTTPResponse) -> None:
+    """One line per request: id, method, path, status, duration (never a header's value)."""
+    started = getattr(request.ctx, "started_s", None)
+    duration_ms = round((time.monotonic() - started) * 1000, 1) if started is not None else None
+    path = request.path + (f"?{request.query_string}" if request.query_string else "")
+    request_id = _request_id(request)
+    request_log.info(
+        "[%s] %s %s %s %s ms",
+        request_id,
+        request.method,
+        path,
+        response.status,
+        "-" if duration_ms is None else f"{duration_ms:g}",
+        extra={
+            "request_id": request_id,
+            "fields": {
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "duration_ms": duration_ms,
+            },
+        },
+    )
 
 
 class _ErrorHandler(ErrorHandler):
@@ -138,12 +180,13 @@ class _ErrorHandler(ErrorHandler):
         if isinstance(exception, docker_api.DockerError):
             status, message = engine_error_answer(exception)
             log.warning(
-                "[%s] %s %s: engine error %s: %s",
+                "[%s] %s %s: engine error %s: %s%s",
                 _request_id(request),
                 request.method,
                 request.path,
                 type(exception).__name__,
                 exception.message,
+                cause_note(exception),
             )
             return text_response(status, message)
         if isinstance(exception, SanicException):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
 
 import docker_api
 
@@ -15,67 +18,165 @@ from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
+#: Exit statuses, as ``--help`` lists them.
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_BAD_SETTINGS = 2
+
 _DESCRIPTION = """\
 dockerlink runs a hosting panel's customer containers on one Docker host.
 Settings come from the environment and from a .env file in the working directory
 (see .env.example); a bad value stops start-up with a line naming the setting."""
 
+_EPILOG = """\
+exit status: 0 when all is well, 1 when `check` found a problem, 2 when a setting is invalid
+(or the command line is wrong). Without a command, dockerlink serves."""
+
+_SERVE_HELP = """\
+Run the HTTP API on host:port from the settings, in one process, until SIGINT or SIGTERM.
+Logs go to stderr: one line per request, in the format log_format names (text or json)."""
+
+_CHECK_HELP = """\
+Check that dockerlink can run here, then exit: validate the settings (and print them, the
+token hidden), check that data_dir exists or can be created and is writable, and reach the
+engine named by docker_sock to report its version and the negotiated API version. Prints one
+line per check; exits 0 only when every check passed, 1 otherwise (2: invalid settings)."""
+
+_VERSION_HELP = "Print dockerlink's version and the Docker Engine API versions it speaks."
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dockerlink", description=_DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="dockerlink",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
-        "serve",
-        help="run the HTTP API (the default)",
-        description="Run the HTTP API on host:port from the settings, until SIGINT or SIGTERM.",
-    )
-    commands.add_parser(
-        "check",
-        help="check the settings and the engine, then exit (0 when all is well)",
-        description="Validate the settings, reach the engine and report its API version.",
-    )
-    commands.add_parser("version", help="print dockerlink's version")
+    for name, summary, text in (
+        ("serve", "run the HTTP API (the default)", _SERVE_HELP),
+        ("check", "check the settings, data_dir and the engine, then exit", _CHECK_HELP),
+        ("version", "print dockerlink's version", _VERSION_HELP),
+    ):
+        commands.add_parser(
+            name,
+            help=summary,
+            description=text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     args = parser.parse_args(argv)
 
     if args.command == "version":
-        print(f"dockerlink {__version__}")
-        return 0
+        print(
+            f"dockerlink {__version__} (Docker Engine API "
+            f"{docker_api.MIN_API_VERSION} to {docker_api.MAX_API_VERSION})"
+        )
+        return EXIT_OK
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"dockerlink: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_SETTINGS
     if args.command == "check":
-        return asyncio.run(_check(settings))
+        return asyncio.run(check(settings))
     return serve(settings)
 
 
 def serve(settings: Settings) -> int:
     from .app import create_app  # Sanic is only needed to serve
+    from .logs import configure_logging
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     app = create_app(settings)
+    configure_logging(settings.log_level, settings.log_format)  # after Sanic set up its own
     app.run(
         host=settings.host,
         port=settings.port,
         single_process=True,
-        access_log=True,
+        access_log=False,  # dockerlink logs each request itself (dockerlink.request)
         motd=False,
     )
-    return 0
+    return EXIT_OK
 
 
-async def _check(settings: Settings) -> int:
-    print(f"settings: ok (engine socket {settings.docker_sock})")
-    async with docker_api.DockerClient(
-        settings.docker_sock, timeout=settings.docker_timeout
-    ) as docker:
+async def check(settings: Settings) -> int:
+    """Print one line per check (and the settings); the exit status for ``dockerlink check``."""
+    print("settings: ok")
+    for name, value in settings_lines(settings):
+        print(f"  {name} = {value}")
+    problems = 0
+    data_problem, data_note = data_dir_status(settings.data_dir)
+    if data_problem is None:
+        print(f"data_dir: ok: {data_note}")
+    else:
+        problems += 1
+        print(f"data_dir: PROBLEM: {data_problem}")
+    engine_problem, engine_note = await engine_status(settings)
+    if engine_problem is None:
+        print(f"engine: ok: {engine_note}")
+    else:
+        problems += 1
+        print(f"engine: PROBLEM: {engine_problem}")
+    if problems:
+        print(f"dockerlink check: {problems} problem(s) found", file=sys.stderr)
+        return EXIT_PROBLEM
+    print("all is well")
+    return EXIT_OK
+
+
+def settings_lines(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting as text, the token replaced by whether one is set."""
+    lines = []
+    for field in fields(settings):
+        value = getattr(settings, field.name)
+        if field.name == "api_token":
+            text = "(set, hidden)" if value else "(none)"
+        elif value is None:
+            text = "(none)"
+        elif isinstance(value, tuple):
+            text = ",".join(value) or "(none)"
+        else:
+            text = str(value)
+        lines.append((field.name, text))
+    return lines
+
+
+def data_dir_status(data_dir: Path) -> tuple[str | None, str]:
+    """``(problem, None)`` or ``(None, what is fine)`` for the data directory."""
+    path = data_dir.absolute()
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} is not a directory", ""
         try:
+            with tempfile.TemporaryFile(dir=path, prefix=".dockerlink-check-"):
+                pass
+        except OSError as exc:
+            return f"{path} is not writable: {exc.strerror or exc}", ""
+        return None, f"{path} exists and is writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{path} cannot be created: {parent} is not a directory", ""
+    if not os.access(parent, os.W_OK | os.X_OK) or _read_only(parent):
+        return f"{path} cannot be created: {parent} is not writable", ""
+    return None, f"{path} does not exist yet; dockerlink will create it (in {parent})"
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+async def engine_status(settings: Settings) -> tuple[str | None, str]:
+    """Reach the engine: ``(problem, "")`` or ``(None, its version and the API in use)``."""
+    from .engine import engine_client
+
+    try:
+        async with engine_client(settings) as docker:
             version = await docker.version()
-        except docker_api.DockerError as exc:
-            print(f"engine: unavailable: {exc.message}")
-            return 1
-    print(f"engine: Docker {version.get('Version')} (API {docker.api_version} negotiated)")
-    return 0
+            api = docker.api_version
+    except docker_api.DockerError as exc:
+        return f"docker engine unavailable: {exc.message}", ""
+    return None, (
+        f"Docker {version.get('Version', '?')} at {docker.address}, API {api} negotiated "
+        f"(engine API {version.get('ApiVersion', '?')})"
+    )

@@ -15,12 +15,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+
+from docker_api import TLSConfig
 
 __all__ = ["Settings", "SettingsError", "is_loopback", "load_settings"]
 
 DEFAULT_START_COMMAND = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
+#: The files docker_cert_path must hold, named as the docker CLI names them.
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 
 
 class SettingsError(ValueError):
@@ -54,6 +59,15 @@ class Settings:
     no_new_privileges: bool = True
     container_log_max_size: str = "10m"
     container_log_max_files: int = 3
+    # Operator tooling: log format, remote engines, lifecycle hooks.
+    log_format: str = "text"
+    docker_cert_path: Path | None = None
+    docker_allow_plaintext_tcp: bool = False
+    hook_on_create: Path | None = None
+    hook_on_delete: Path | None = None
+    hook_on_start: Path | None = None
+    hook_on_stop: Path | None = None
+    hook_timeout: float = 30.0
 
     @property
     def auth_enabled(self) -> bool:
@@ -105,11 +119,62 @@ def _boolean(name: str, raw: str) -> bool:
 
 def _socket(name: str, raw: str) -> str:
     path = raw.strip()
+    if path.startswith("tcp://"):
+        return _tcp_address(name, path)
     if path.startswith("unix://"):
         path = path[len("unix://") :]
     if not path.startswith("/"):
-        raise SettingsError(name, f"{raw!r} is not an absolute unix socket path")
+        raise SettingsError(
+            name, f"{raw!r} is neither an absolute unix socket path nor tcp://host:port"
+        )
     return path
+
+
+def _tcp_address(name: str, raw: str) -> str:
+    """``tcp://host:port`` with a port, kept as written (IPv6 hosts in brackets)."""
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or parts.path not in {"", "/"} or parts.query:
+        raise SettingsError(name, f"{raw!r} is not tcp://host:port")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"tcp://{host}:{port}"
+
+
+def _cert_path(name: str, raw: str) -> Path | None:
+    """A folder holding the engine's usual client files: ca.pem, cert.pem, key.pem."""
+    if not raw.strip():
+        return None
+    folder = Path(raw.strip())
+    missing = [f for f in TLS_FILES if not os.access(folder / f, os.R_OK)]
+    if missing:
+        raise SettingsError(name, f"{folder} lacks readable {', '.join(missing)}")
+    try:
+        TLSConfig.from_cert_path(folder).ssl_context()
+    except ValueError as exc:
+        raise SettingsError(name, str(exc)) from None
+    return folder
+
+
+def _hook(name: str, raw: str) -> Path | None:
+    """An executable file run at a container event (empty: no hook)."""
+    if not raw.strip():
+        return None
+    path = Path(raw.strip())
+    if not path.is_absolute():
+        raise SettingsError(name, f"{raw!r} is not an absolute path")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise SettingsError(name, f"{path} is not an executable file")
+    return path
+
+
+def _log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"text", "json"}:
+        raise SettingsError(name, f"{raw!r} is not text or json")
+    return value
 
 
 def _origins(name: str, raw: str) -> tuple[str, ...]:
@@ -177,6 +242,14 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "no_new_privileges": _boolean,
     "container_log_max_size": _log_size,
     "container_log_max_files": _integer(1, 100),
+    "log_format": _log_format,
+    "docker_cert_path": _cert_path,
+    "docker_allow_plaintext_tcp": _boolean,
+    "hook_on_create": _hook,
+    "hook_on_delete": _hook,
+    "hook_on_start": _hook,
+    "hook_on_stop": _hook,
+    "hook_timeout": _seconds(0.1, 3600),
 }
 
 
@@ -223,3 +296,20 @@ def check(settings: Settings) -> None:
         )
     if settings.api_token is not None and len(settings.api_token) < 16:
         raise SettingsError("api_token", "is shorter than 16 characters")
+    _check_engine_transport(settings)
+
+
+def _check_engine_transport(settings: Settings) -> None:
+    """TCP needs client certificates, unless plain text is explicitly allowed."""
+    tcp = settings.docker_sock.startswith("tcp://")
+    if not tcp and settings.docker_cert_path is not None:
+        raise SettingsError(
+            "docker_cert_path", "applies to a tcp:// docker_sock only, not to a unix socket"
+        )
+    if tcp and settings.docker_cert_path is None and not settings.docker_allow_plaintext_tcp:
+        raise SettingsError(
+            "docker_sock",
+            f"{settings.docker_sock} without TLS: set docker_cert_path to a folder with "
+            "ca.pem, cert.pem and key.pem, or docker_allow_plaintext_tcp=true to accept an "
+            "unencrypted, unauthenticated engine connection",
+        )

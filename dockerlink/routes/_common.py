@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sanic import Request
+from sanic import HTTPResponse, Request
 from sanic.request import RequestParameters
 
 from docker_api import DockerClient
 
 from ..context import context_of
+from ..hooks import HOOK_ERROR_HEADER, HookFailure
 from ..hosting import Hosting
 
-__all__ = ["docker_of", "hosting_of", "query"]
+__all__ = ["docker_of", "hosting_of", "query", "with_hook_report"]
 
 
 def query(request: Request) -> RequestParameters:
@@ -28,3 +29,10 @@ def docker_of(request: Request) -> DockerClient:
     docker = context_of(request).docker
     assert docker is not None, "the app has not started"
     return docker
+
+
+def with_hook_report(response: HTTPResponse, failure: HookFailure | None) -> HTTPResponse:
+    """The action's answer, plus ``X-Dockerlink-Hook-Error`` when a hook failed after it."""
+    if failure is not None:
+        response.headers[HOOK_ERROR_HEADER] = failure.header_value()
+    return response

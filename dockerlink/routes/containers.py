@@ -14,7 +14,7 @@ from ..requests import (
     parse_stop_grace,
 )
 from ..responses import json_response, no_content
-from ._common import hosting_of, query
+from ._common import hosting_of, query, with_hook_report
 
 bp = Blueprint("containers", url_prefix="/container", version=1, strict_slashes=False)
 
@@ -46,8 +46,8 @@ async def create_container(request: Request) -> HTTPResponse:
 async def delete_container(request: Request) -> HTTPResponse:
     ref = _ref(request)
     delete_volume = parse_bool(query(request).get("deletevolume"), "deletevolume", True)
-    await hosting_of(request).delete(ref, delete_volume=delete_volume)
-    return no_content()
+    failure = await hosting_of(request).delete(ref, delete_volume=delete_volume)
+    return with_hook_report(no_content(), failure)
 
 
 @bp.patch("")
@@ -60,19 +60,19 @@ async def update_limits(request: Request) -> HTTPResponse:
 
 @bp.post("/start")
 async def start_container(request: Request) -> HTTPResponse:
-    await hosting_of(request).start(_ref(request))
-    return no_content()
+    failure = await hosting_of(request).start(_ref(request))
+    return with_hook_report(no_content(), failure)
 
 
 @bp.post("/stop")
 async def stop_container(request: Request) -> HTTPResponse:
     grace = parse_stop_grace(query(request).get("t"), context_of(request).settings.stop_timeout)
-    await hosting_of(request).stop(_ref(request), grace_s=grace)
-    return no_content()
+    failure = await hosting_of(request).stop(_ref(request), grace_s=grace)
+    return with_hook_report(no_content(), failure)
 
 
 @bp.post("/restart")
 async def restart_container(request: Request) -> HTTPResponse:
     grace = parse_stop_grace(query(request).get("t"), context_of(request).settings.stop_timeout)
-    await hosting_of(request).restart(_ref(request), grace_s=grace)
-    return no_content()
+    failure = await hosting_of(request).restart(_ref(request), grace_s=grace)
+    return with_hook_report(no_content(), failure)

@@ -7,7 +7,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from ..git import GitService
 from ..requests import parse_bool, parse_branch, parse_container_ref, parse_git_path
 from ..responses import json_response, no_content, plain_text
-from ._common import hosting_of
+from ._common import hosting_of, query
 
 bp = Blueprint("git", url_prefix="/git", version=1, strict_slashes=False)
 
@@ -18,7 +18,7 @@ def _git(request: Request) -> GitService:
 
 def _target(request: Request) -> tuple[str, str | None]:
     """The container and the directory (None: the container's working directory)."""
-    return parse_container_ref(request.args.get("id")), parse_git_path(request.args.get("path"))
+    return parse_container_ref(query(request).get("id")), parse_git_path(query(request).get("path"))
 
 
 @bp.get("")
@@ -43,7 +43,7 @@ async def head(request: Request) -> HTTPResponse:
 @bp.get("/branches")
 async def branches(request: Request) -> HTTPResponse:
     ref, path = _target(request)
-    fetch = parse_bool(request.args.get("fetch"), "fetch", False)
+    fetch = parse_bool(query(request).get("fetch"), "fetch", False)
     return json_response(await _git(request).branches(ref, path, fetch=fetch))
 
 
@@ -56,5 +56,5 @@ async def current_branch(request: Request) -> HTTPResponse:
 @bp.post("/branch")
 async def checkout(request: Request) -> HTTPResponse:
     ref, path = _target(request)
-    branch = parse_branch(request.args.get("branch"))
+    branch = parse_branch(query(request).get("branch"))
     return plain_text(200, await _git(request).checkout(ref, path, branch))

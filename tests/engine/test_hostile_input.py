@@ -165,7 +165,8 @@ def bad_requests() -> list[
             )
         )
     requests.append(("running=maybe", "GET", "/v1/container", {"running": "maybe"}, None))
-    for path in ("relative/dir", "../../etc", "/var/www/\x00", "", "/var/www/../../etc", "~"):
+    # (An empty path= means the default directory, as with the original service.)
+    for path in ("relative/dir", "../../etc", "/var/www/\x00", "/var/www/../../etc", "~", " /x"):
         requests.append(
             (f"git path {path!r}", "GET", "/v1/git/head", {**target, "path": path}, None)
         )

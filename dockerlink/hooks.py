@@ -1,0 +1,262 @@
+"""Lifecycle hooks: the operator's executables, run when dockerlink acts on a container.
+
+Each of ``hook_on_create``, ``hook_on_delete``, ``hook_on_start`` and ``hook_on_stop`` names an
+executable. It runs without a shell, with dockerlink's own environment (less the API token) plus:
+
+    DOCKERLINK_EVENT              create, delete, start, stop or restart
+    DOCKERLINK_CONTAINER_ID       the full id
+    DOCKERLINK_CONTAINER_NAME     the name, without the engine's leading "/"
+    DOCKERLINK_HOST_PORT_ROOT     the first port of its host port block (empty if unknown)
+    DOCKERLINK_PORTS              its exposed ports, e.g. "22/tcp 80/tcp 443/tcp"
+
+in a process group of its own, with stdin closed, stdout and stderr captured together (the first
+``OUTPUT_LIMIT_BYTES`` are kept), for at most ``hook_timeout`` seconds, after which the whole
+group is killed. A hook fails when it exits non-zero, times out or cannot be run; what that
+means for the action is the domain's policy (:mod:`dockerlink.hosting`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .logs import current_request_id
+from .settings import Settings
+
+__all__ = [
+    "HOOK_ERROR_HEADER",
+    "OUTPUT_LIMIT_BYTES",
+    "HookFailure",
+    "HookTarget",
+    "Hooks",
+    "hook_environment",
+]
+
+log = logging.getLogger("dockerlink.hooks")
+
+#: The response header that reports a failed hook whose action was kept.
+HOOK_ERROR_HEADER = "X-Dockerlink-Hook-Error"
+#: Output kept from a hook (stdout and stderr together); the rest is read and dropped.
+OUTPUT_LIMIT_BYTES = 16 * 1024
+#: After the hook exits, how long its output may still take to reach end-of-file (a background
+#: child that inherited the pipe would otherwise hold the action up forever).
+OUTPUT_GRACE_S = 1.0
+#: Environment variables never passed to a hook: whoever reads them controls every container.
+_SECRET_NAMES = frozenset({"api_token", "dockerlink_api_token"})
+_HEADER_TEXT_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class HookTarget:
+    """The container a hook is told about."""
+
+    id: str
+    name: str
+    host_port_root: int | None
+    ports: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, container_id: str, name: str, host_port_root: int | None, ports: list[str]
+    ) -> HookTarget:
+        return cls(container_id, name.lstrip("/"), host_port_root, tuple(sort_ports(ports)))
+
+
+def sort_ports(ports: list[str]) -> list[str]:
+    """``["443/tcp", "22/tcp", "53/udp"]`` -> by number, then protocol."""
+
+    def key(spec: str) -> tuple[int, str]:
+        number, _, proto = spec.partition("/")
+        return (int(number) if number.isdigit() else 1 << 20, proto)
+
+    return sorted(set(ports), key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class HookFailure:
+    """A hook that did not succeed: why, and what it printed."""
+
+    setting: str
+    event: str
+    exit_code: int | None
+    timed_out: bool
+    output: str
+    error: str | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.error is not None:
+            return f"could not run: {self.error}"
+        if self.timed_out:
+            return "timed out, killed"
+        if self.exit_code is not None and self.exit_code < 0:
+            return f"killed by signal {-self.exit_code}"
+        return f"exit {self.exit_code}"
+
+    @property
+    def first_line(self) -> str:
+        for line in self.output.splitlines():
+            if line.strip():
+                return line.strip()
+        return ""
+
+    def summary(self) -> str:
+        """``hook_on_start failed (exit 3): <its first line of output>``."""
+        head = f"{self.setting} failed ({self.reason})"
+        return f"{head}: {self.first_line}" if self.first_line else head
+
+    def header_value(self) -> str:
+        """:meth:`summary` made safe for a header: printable ASCII, one line, bounded."""
+        text = "".join(c if " " <= c <= "~" else "?" for c in self.summary())
+        return text[:_HEADER_TEXT_MAX]
+
+
+def hook_environment(base: Mapping[str, str], target: HookTarget, event: str) -> dict[str, str]:
+    """The hook's environment: ``base`` (less secrets) plus the container's facts."""
+    env = {k: v for k, v in base.items() if k.lower() not in _SECRET_NAMES}
+    env.update(
+        {
+            "DOCKERLINK_EVENT": event,
+            "DOCKERLINK_CONTAINER_ID": target.id,
+            "DOCKERLINK_CONTAINER_NAME": target.name,
+            "DOCKERLINK_HOST_PORT_ROOT": (
+                "" if target.host_port_root is None else str(target.host_port_root)
+            ),
+            "DOCKERLINK_PORTS": " ".join(target.ports),
+        }
+    )
+    return env
+
+
+class Hooks:
+    """Runs the configured hooks; :meth:`run` returns None on success, a failure otherwise."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        self.paths: dict[str, Path | None] = {
+            "create": settings.hook_on_create,
+            "delete": settings.hook_on_delete,
+            "start": settings.hook_on_start,
+            "stop": settings.hook_on_stop,
+        }
+        self.timeout_s = settings.hook_timeout
+        self._environ = environ
+
+    def configured(self, hook: str) -> bool:
+        return self.paths[hook] is not None
+
+    async def run(
+        self, hook: str, target: HookTarget, *, event: str | None = None
+    ) -> HookFailure | None:
+        """Run ``hook_on_<hook>`` (if set) for ``target``; ``event`` defaults to ``hook``."""
+        path = self.paths[hook]
+        if path is None:
+            return None
+        event = event or hook
+        setting = f"hook_on_{hook}"
+        base = os.environ if self._environ is None else self._environ
+        started = time.monotonic()
+        failure = await _run_one(
+            setting, event, path, hook_environment(base, target, event), self.timeout_s
+        )
+        elapsed = time.monotonic() - started
+        if failure is None:
+            log.info(
+                "[%s] %s ran for %s (%s) in %.2f s",
+                current_request_id(),
+                setting,
+                target.name,
+                event,
+                elapsed,
+            )
+        else:
+            log.warning(
+                "[%s] %s for %s (%s) %s after %.2f s; output: %s",
+                current_request_id(),
+                setting,
+                target.name,
+                event,
+                failure.reason,
+                elapsed,
+                failure.output.strip() or "(none)",
+            )
+        return failure
+
+
+async def _run_one(
+    setting: str, event: str, path: Path, env: dict[str, str], timeout_s: float
+) -> HookFailure | None:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group, killed whole on timeout
+        )
+    except OSError as exc:
+        return HookFailure(setting, event, None, False, "", error=exc.strerror or str(exc))
+    assert process.stdout is not None
+    output = _CappedOutput()
+    reader = asyncio.create_task(output.read_all(process.stdout))
+    timed_out = False
+    try:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await process.wait()
+        except TimeoutError:
+            timed_out = True
+            _kill_group(process.pid)
+            await process.wait()
+    except BaseException:  # cancelled: leave nothing running behind us
+        _kill_group(process.pid)
+        reader.cancel()
+        raise
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(OUTPUT_GRACE_S):
+            await asyncio.shield(reader)
+    reader.cancel()
+    if timed_out:
+        output.note(f"[dockerlink: killed after {timeout_s:g} s]")
+    code = process.returncode
+    if not timed_out and code == 0:
+        return None
+    return HookFailure(setting, event, code, timed_out, output.text())
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class _CappedOutput:
+    """The first ``OUTPUT_LIMIT_BYTES`` of a stream; the rest is counted and dropped."""
+
+    def __init__(self) -> None:
+        self._kept = bytearray()
+        self._dropped = 0
+        self._notes: list[str] = []
+
+    async def read_all(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(65536):
+            room = OUTPUT_LIMIT_BYTES - len(self._kept)
+            self._kept += chunk[: max(room, 0)]
+            self._dropped += max(len(chunk) - max(room, 0), 0)
+
+    def note(self, line: str) -> None:
+        self._notes.append(line)
+
+    def text(self) -> str:
+        text = self._kept.decode("utf-8", "replace")
+        lines = [text.rstrip("\n")] if text.strip() else []
+        if self._dropped:
+            lines.append(f"[dockerlink: {self._dropped} more bytes of output dropped]")
+        lines.extend(self._notes)
+        return "\n".join(lines)

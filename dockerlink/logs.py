@@ -1,0 +1,97 @@
+"""Logging: text or JSON lines on stderr, the current request's id, and error causes.
+
+Every line of the service goes through the root logger's one handler, Sanic's own loggers
+included, so ``log_format=json`` gives one JSON object per line for everything. A request's id
+is kept in a context variable while it is handled, so lines logged on its behalf (a hook that
+failed...) carry it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "JsonFormatter",
+    "cause_note",
+    "configure_logging",
+    "current_request_id",
+    "describe_causes",
+    "request_id_var",
+]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Sanic's loggers: their own handlers are removed so that their lines go through ours.
+SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
+
+request_id_var: ContextVar[str | None] = ContextVar("dockerlink_request_id", default=None)
+
+
+def current_request_id() -> str:
+    """The id of the request being handled, or ``-`` outside a request."""
+    return request_id_var.get() or "-"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, and ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Send every logger, Sanic's too, to stderr in ``log_format`` (``text`` or ``json``).
+
+    Call it after the Sanic app is created: Sanic installs its own handlers when it is.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in SANIC_LOGGERS:
+        sanic_logger = logging.getLogger(name)
+        for old in list(sanic_logger.handlers):
+            sanic_logger.removeHandler(old)
+        sanic_logger.propagate = True
+
+
+def describe_causes(exc: BaseException) -> str:
+    """The chain of causes below ``exc``: ``ConnectError: ... <- ConnectionRefusedError: ...``."""
+    parts: list[str] = []
+    seen = {id(exc)}
+    current = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen and len(parts) < 5:
+        seen.add(id(current))
+        text = " ".join(str(current).split())
+        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
+def cause_note(exc: BaseException) -> str:
+    """`` (cause: ...)`` for a log line about ``exc``, or nothing when it has no cause."""
+    causes = describe_causes(exc)
+    return f" (cause: {causes})" if causes else ""
