@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -25,7 +26,9 @@ from .hosting import Hosting
 from .logs import cause_note, request_id_var
 from .responses import text_response
 from .routes import containers, git, system
+from .routes import stats as stats_routes
 from .settings import Settings
+from .stats import Sampler, call_timeout_for, open_history
 
 __all__ = ["create_app"]
 
@@ -58,6 +61,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.config.NOISY_EXCEPTIONS = False
 
     app.blueprint(containers.bp)
+    app.blueprint(stats_routes.bp)
     app.blueprint(git.bp)
     app.blueprint(system.bp)
 
@@ -71,6 +75,37 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     async def close_engine(app: DockerlinkApp) -> None:
         if docker is None and app.ctx.docker is not None:
             await app.ctx.docker.close()
+
+    @app.before_server_start
+    async def open_stats(app: DockerlinkApp) -> None:
+        assert app.ctx.docker is not None
+        assert app.ctx.hosting is not None
+        # Reads every stored history once.
+        history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
+        sampler = Sampler(
+            app.ctx.docker,
+            history,
+            interval_s=settings.sample_interval,
+            call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
+        )
+        app.ctx.history, app.ctx.sampler = history, sampler
+        app.ctx.hosting.delete_hooks.append(sampler.forget)
+
+    @app.after_server_start
+    async def start_sampler(app: DockerlinkApp) -> None:
+        # One sampler per service: `dockerlink serve` runs a single process.
+        assert app.ctx.sampler is not None
+        app.ctx.sampler.start()
+
+    @app.before_server_stop
+    async def stop_sampler(app: DockerlinkApp) -> None:
+        if app.ctx.sampler is not None:
+            await app.ctx.sampler.stop()
+
+    @app.after_server_stop
+    async def close_history(app: DockerlinkApp) -> None:
+        if app.ctx.history is not None:
+            app.ctx.history.close()
 
     async def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)

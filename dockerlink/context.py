@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from docker_api import DockerClient
 
     from .hosting import Hosting
+    from .stats import HistoryStore, Sampler
 
 
 @dataclass
@@ -20,6 +21,8 @@ class AppContext:
     settings: Settings
     docker: DockerClient | None = None
     hosting: Hosting | None = None
+    history: HistoryStore | None = None
+    sampler: Sampler | None = None
 
 
 def context_of(request: Request) -> AppContext:

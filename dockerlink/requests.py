@@ -372,3 +372,25 @@ def _encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# -- stats queries --------------------------------------------------------------------------------
+
+_SINCE = re.compile(r"[0-9]{1,15}(\.[0-9]{1,9})?")
+
+
+def parse_since(value: str | None) -> float:
+    """``since``: unix seconds (a fraction is allowed), 0 when absent or empty."""
+    if value is None or value == "":
+        return 0.0
+    if not _SINCE.fullmatch(value):
+        raise BadRequest("since must be a unix time in seconds, a number >= 0")
+    return float(value)
+
+
+def parse_scale(value: str | None) -> str:
+    """``scale``: ``day`` or ``week``; any other value, or none, means ``instant``."""
+    return value if value is not None and value in {"day", "week"} else "instant"
+
+
+__all__ += ["parse_scale", "parse_since"]

@@ -1,0 +1,57 @@
+"""``GET /v1/container/stats``: a container's sampled history, from the history store."""
+
+from __future__ import annotations
+
+import re
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from ..context import AppContext, context_of
+from ..errors import NotFound
+from ..requests import parse_container_ref, parse_scale, parse_since
+from ..stats import HistoryStore, Sampler
+from ._common import hosting_of
+
+bp = Blueprint("stats", url_prefix="/container", version=1, strict_slashes=False)
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+@bp.get("/stats")
+async def container_stats(request: Request) -> HTTPResponse:
+    ref = parse_container_ref(request.args.get("id"))
+    since = parse_since(request.args.get("since"))
+    scale = parse_scale(request.args.get("scale"))
+    body = await _history(request, ref, since=since, scale=scale)
+    return HTTPResponse(body, content_type="application/json")
+
+
+async def _history(request: Request, ref: str, *, since: float, scale: str) -> bytes:
+    """The answer body for ``ref``.
+
+    A full id with recent history is answered from memory without asking the engine. Otherwise
+    the engine resolves the name or id prefix; a container it knows with nothing in the window
+    gets a sample on the spot. One it does not know is answered from its history (by full id or
+    unique prefix) until that expires, then 404.
+    """
+    ctx = context_of(request)
+    history, sampler = _stats_of(ctx)
+    if _FULL_ID.fullmatch(ref) and history.has_recent(ref, scale):
+        return history.query_json(ref, scale=scale, since=since) or b"{}"
+    try:
+        info = await hosting_of(request).inspect(ref)
+    except NotFound:
+        stored = ref if ref in history else history.resolve_prefix(ref)
+        if stored is None:
+            raise
+        return history.query_json(stored, scale=scale, since=since) or b"{}"
+    container_id = str(info["Id"])
+    if not history.has_recent(container_id, scale):
+        await sampler.sample(info)
+    return history.query_json(container_id, scale=scale, since=since) or b"{}"
+
+
+def _stats_of(ctx: AppContext) -> tuple[HistoryStore, Sampler]:
+    assert ctx.history is not None, "the app has not started"
+    assert ctx.sampler is not None, "the app has not started"
+    return ctx.history, ctx.sampler

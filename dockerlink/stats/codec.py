@@ -1,0 +1,155 @@
+"""The lines of a history file: absolute keyframes and compact deltas (format: see ``store``).
+
+A keyframe is a JSON object holding every field of a sample::
+
+    {"t":1764200000,"m":52224,"ml":2147483648,"c":1234,"cl":15000,"u":12345,"d":67890,"du":3,"dd":7}
+
+A delta line is a JSON array of differences from the previous sample of the same file, in the order
+``[dt, d_mem_used, d_cpu, d_up, d_down]``, with trailing zeros left out (``[15]`` is a sample 15 s
+after the previous one with nothing changed). Limits and network deltas are not in a delta line:
+the limits are the previous ones, and the network deltas are derived from the totals, the way the
+service defines them (the difference, or the new total when the counter went down). Whenever that
+would not give the sample back exactly (a limit changed, a restart left the counters higher than
+before), the writer writes a keyframe instead, so every line decodes to exactly what was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from .metrics import net_delta
+from .series import Sample
+
+__all__ = ["KEYFRAME_EVERY", "LineDecoder", "LineEncoder", "decode_lines"]
+
+#: At most this many delta lines follow a keyframe: a line that cannot be read (torn by a crash,
+#: damaged on disk) loses the samples up to the next keyframe and no more.
+KEYFRAME_EVERY = 120
+
+_KEYS = ("t", "m", "ml", "c", "cl", "u", "d", "du", "dd")
+
+
+class LineEncoder:
+    """Encodes the samples of one file, in order. Call :meth:`restart` when starting a new file."""
+
+    __slots__ = ("_keyframe_every", "_previous", "_since_keyframe")
+
+    def __init__(self, keyframe_every: int = KEYFRAME_EVERY) -> None:
+        self._keyframe_every = keyframe_every
+        self._previous: Sample | None = None
+        self._since_keyframe = 0
+
+    def restart(self) -> None:
+        """The next line is a keyframe (new file, or the file's end is not known to be clean)."""
+        self._previous = None
+
+    def encode(self, sample: Sample) -> bytes:
+        """The line for ``sample``, ending in ``\\n``."""
+        previous = self._previous
+        self._previous = sample
+        if (
+            previous is None
+            or self._since_keyframe >= self._keyframe_every
+            or not _delta_holds(previous, sample)
+        ):
+            self._since_keyframe = 0
+            return orjson.dumps(dict(zip(_KEYS, sample.as_tuple(), strict=True))) + b"\n"
+        self._since_keyframe += 1
+        deltas = [
+            sample.t - previous.t,
+            sample.mem_used_kib - previous.mem_used_kib,
+            sample.cpu_centi - previous.cpu_centi,
+            sample.up_kib - previous.up_kib,
+            sample.down_kib - previous.down_kib,
+        ]
+        while len(deltas) > 1 and deltas[-1] == 0:
+            deltas.pop()
+        return ("[" + ",".join(map(str, deltas)) + "]\n").encode()
+
+
+def _delta_holds(previous: Sample, sample: Sample) -> bool:
+    """True when a delta line decodes back to exactly ``sample``."""
+    return (
+        sample.t > previous.t
+        and sample.mem_limit_bytes == previous.mem_limit_bytes
+        and sample.cpu_limit_centi == previous.cpu_limit_centi
+        and sample.delta_up_kib == net_delta(previous.up_kib, sample.up_kib)
+        and sample.delta_down_kib == net_delta(previous.down_kib, sample.down_kib)
+    )
+
+
+class LineDecoder:
+    """Decodes the lines of one file in order.
+
+    A line that does not parse, or makes no sense, yields nothing, and so do the delta lines after
+    it until the next keyframe: deltas are only applied to a sample known to be right.
+    """
+
+    __slots__ = ("_previous",)
+
+    def __init__(self) -> None:
+        self._previous: Sample | None = None
+
+    def decode(self, line: bytes) -> Sample | None:
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            value = None
+        sample: Sample | None = None
+        if isinstance(value, list):
+            sample = _apply_delta(self._previous, value)
+        elif isinstance(value, dict):
+            sample = _keyframe(value)
+        self._previous = sample
+        return sample
+
+
+def _keyframe(value: dict[str, Any]) -> Sample | None:
+    numbers = [value.get(key) for key in _KEYS]
+    if not all(_natural(n) for n in numbers):
+        return None
+    return Sample(*numbers)  # type: ignore[arg-type]
+
+
+def _apply_delta(previous: Sample | None, deltas: list[Any]) -> Sample | None:
+    if previous is None or not 1 <= len(deltas) <= 5 or not all(_integer(d) for d in deltas):
+        return None
+    dt, d_mem, d_cpu, d_up, d_down = (*deltas, 0, 0, 0, 0)[:5]
+    up = previous.up_kib + d_up
+    down = previous.down_kib + d_down
+    sample = Sample(
+        t=previous.t + dt,
+        mem_used_kib=previous.mem_used_kib + d_mem,
+        mem_limit_bytes=previous.mem_limit_bytes,
+        cpu_centi=previous.cpu_centi + d_cpu,
+        cpu_limit_centi=previous.cpu_limit_centi,
+        up_kib=up,
+        down_kib=down,
+        delta_up_kib=net_delta(previous.up_kib, up),
+        delta_down_kib=net_delta(previous.down_kib, down),
+    )
+    if dt <= 0 or min(sample.mem_used_kib, sample.cpu_centi, up, down) < 0:
+        return None
+    return sample
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _natural(value: Any) -> bool:
+    return _integer(value) and value >= 0
+
+
+def decode_lines(lines: Iterable[bytes]) -> Iterator[Sample]:
+    """Every sample a file's lines hold, skipping what cannot be read."""
+    decoder = LineDecoder()
+    for line in lines:
+        if not line:
+            continue
+        sample = decoder.decode(line)
+        if sample is not None:
+            yield sample

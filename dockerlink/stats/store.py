@@ -1,0 +1,480 @@
+"""HistoryStore: every container's stats history, append-only on disk, served from memory.
+
+Layout under the store's root (``<data_dir>/stats``)::
+
+    .lock                              held (flock) by the one dockerlink process using this root
+    <full container id>/
+        raw-<period start>.jsonl       every sample; one file per hour; kept 4 hours
+        day-<period start>.jsonl       2-minute points; one file per 6 hours; kept 24 hours
+        week-<period start>.jsonl      20-minute points; one file per day; kept 7 days
+
+**Lines.** Each file is JSON lines: an absolute *keyframe* object, then *delta* arrays relative to
+the line before (see :mod:`.codec`)::
+
+    {"t":1764200000,"m":52224,"ml":2147483648,"c":1234,"cl":15000,"u":12345,"d":67890,"du":3,"dd":7}
+    [15,-8,112,2,5]
+    [15,0,-96]
+
+Every file starts with a keyframe, and a keyframe follows at least every 120 deltas, after any
+change a delta cannot express (limits, a counter reset that left totals higher), and whenever a
+process starts appending to a file. Units: ``t`` unix seconds, ``m`` memory used in KiB, ``ml``
+the memory limit in bytes, ``c``/``cl`` CPU use and limit in hundredths of a percent (one core =
+10000, limit 0 = unlimited), ``u``/``d`` network totals in KiB (up = transmitted, down =
+received), ``du``/``dd`` the network traffic since the previous sample in KiB. A steady sample
+costs ~10-25 bytes.
+
+**Tiers.** A point of the ``day`` tier summarises the samples whose timestamps fall in one
+``t // 120`` bucket, a ``week`` point one ``t // 1200`` bucket (:class:`.series.Bucket` says how),
+and files cover ``t // period`` buckets; everything is a function of the sample's own timestamp,
+so a restart of dockerlink shifts nothing. A point is written when its bucket closes: when a later
+sample arrives, or when :meth:`HistoryStore.maintain` finds the bucket's time is over. The open
+bucket is answered as a provisional point. After a restart the open buckets, and any point a crash
+kept from being written, are rebuilt from the ``raw`` files, which reach further back than any
+bucket.
+
+**Crash safety.** Each line is one ``write()`` of a complete line on an ``O_APPEND`` file. A
+reader skips a line that does not parse, and the deltas after it until the next keyframe. Before
+appending to a file it did not write itself, the store truncates a torn last line (a crash in the
+middle of a write) so that the next line starts clean. Lines are not fsynced: a killed process
+loses nothing it wrote, since the data is in the kernel already; a power loss can lose the last
+seconds of history (what the kernel had not written back yet) or leave a torn tail, which is then
+skipped and repaired. An fsync per sample would cost a disk flush per container per tick for data
+that is a monitoring aid, not a record.
+
+**Retention.** :meth:`HistoryStore.maintain` (the sampler runs it once a minute) deletes whole
+files whose period ended more than the tier's window ago, so a container holds at most ~5 raw,
+5 day and 8 week files. A container removed behind dockerlink's back keeps its history until
+then; :meth:`HistoryStore.delete` removes one at once (a delete through the API).
+
+**Memory.** Every tier of every container is kept in memory as a :class:`.series.Series` (72
+bytes a sample, about 160 KB per container at 15 s sampling), loaded at :meth:`HistoryStore.open`;
+queries never touch the disk.
+
+The store is not thread-safe: it lives on the event loop, and each call is short.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .codec import KEYFRAME_EVERY, LineEncoder, decode_lines
+from .series import Bucket, Sample, Series, render_json
+
+__all__ = [
+    "DAY",
+    "RAW",
+    "SCALES",
+    "TIERS",
+    "WEEK",
+    "HistoryStore",
+    "StoreLocked",
+    "Tier",
+    "open_history",
+    "tier_for_scale",
+]
+
+log = logging.getLogger("dockerlink.stats")
+
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One resolution of the history: points every ``resolution_s`` (0 = every sample), kept for
+    ``window_s``, in files that each cover ``file_period_s``."""
+
+    name: str
+    resolution_s: int
+    window_s: int
+    file_period_s: int
+
+
+RAW = Tier("raw", 0, 4 * HOUR_S, HOUR_S)
+DAY = Tier("day", 120, DAY_S, 6 * HOUR_S)
+WEEK = Tier("week", 1200, 7 * DAY_S, DAY_S)
+TIERS = (RAW, DAY, WEEK)
+#: The route's ``scale`` values; any other value means ``instant``.
+SCALES = {"instant": RAW, "day": DAY, "week": WEEK}
+
+#: A deleted container's id is refused for this long, so that a sample in flight when it was
+#: deleted cannot bring its history back.
+TOMBSTONE_S = HOUR_S
+#: How far back from the end of a file a torn line is looked for.
+_TAIL_BYTES = 64 * 1024
+
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+_FILE_NAME = re.compile(r"([a-z]+)-([0-9]+)\.jsonl")
+
+
+def tier_for_scale(scale: str) -> Tier:
+    return SCALES.get(scale, RAW)
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the store's root."""
+
+
+class _Track:
+    """One container's history in one tier: its samples, its files, the file being appended."""
+
+    __slots__ = ("bucket", "clean", "closed_before", "encoder", "file_start", "files", "series")
+
+    def __init__(self, keyframe_every: int) -> None:
+        self.series = Series()
+        self.files: set[int] = set()
+        self.encoder = LineEncoder(keyframe_every)
+        #: The period start of the file the encoder is writing, None before the first line.
+        self.file_start: int | None = None
+        #: True once this process wrote a whole line at the end of that file.
+        self.clean = False
+        #: Aggregated tiers: the open bucket, and the index below which buckets are written.
+        self.bucket: Bucket | None = None
+        self.closed_before = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and not len(self.series) and self.bucket is None
+
+
+class _History:
+    __slots__ = ("container_id", "directory", "tracks")
+
+    def __init__(self, container_id: str, directory: Path | None, keyframe_every: int) -> None:
+        self.container_id = container_id
+        self.directory = directory
+        self.tracks = {tier.name: _Track(keyframe_every) for tier in TIERS}
+
+
+class HistoryStore:
+    """The stats history of every container, by full container id.
+
+    ``root`` None keeps the history in memory only (see :func:`open_history`). ``clock`` gives the
+    current unix time (tests inject their own).
+    """
+
+    def __init__(
+        self,
+        root: Path | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        keyframe_every: int = KEYFRAME_EVERY,
+    ) -> None:
+        self.root = root
+        self._clock = clock
+        self._keyframe_every = keyframe_every
+        self._histories: dict[str, _History] = {}
+        self._tombstones: dict[str, float] = {}
+        self._lock_fd: int | None = None
+        self._write_failing = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def persistent(self) -> bool:
+        return self.root is not None
+
+    def open(self) -> None:
+        """Take the root (one process at a time), load every history, apply retention."""
+        if self.root is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in {errno.EWOULDBLOCK, errno.EACCES}:
+                raise StoreLocked(
+                    f"the stats history in {self.root} is in use by another process"
+                ) from None
+            raise
+        self._lock_fd = fd
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.is_dir() and _CONTAINER_ID.fullmatch(entry.name):
+                self._histories[entry.name] = self._load(Path(entry.path))
+        self.maintain()
+
+    def close(self) -> None:
+        self._histories.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def __contains__(self, container_id: object) -> bool:
+        return container_id in self._histories
+
+    def container_ids(self) -> list[str]:
+        return list(self._histories)
+
+    def resolve_prefix(self, prefix: str) -> str | None:
+        """The one stored container id starting with ``prefix``; None if none or several."""
+        if not prefix:
+            return None
+        found = [cid for cid in self._histories if cid.startswith(prefix)]
+        return found[0] if len(found) == 1 else None
+
+    def last(self, container_id: str) -> Sample | None:
+        """The newest sample stored for the container."""
+        history = self._histories.get(container_id)
+        return history.tracks[RAW.name].series.last() if history is not None else None
+
+    def rows(
+        self, container_id: str, *, scale: str = "instant", since: float = 0.0
+    ) -> list[tuple[int, ...]] | None:
+        """The points ``scale`` answers with timestamps > ``since``, oldest first, as tuples in
+        :class:`Sample` field order; None when nothing is stored for the container."""
+        history = self._histories.get(container_id)
+        if history is None:
+            return None
+        tier = tier_for_scale(scale)
+        track = history.tracks[tier.name]
+        after = max(since, self._clock() - tier.window_s)
+        rows = list(track.series.rows(track.series.index_after(after)))
+        provisional = track.bucket.point() if track.bucket is not None else None
+        if provisional is not None and provisional.t > after:
+            rows.append(provisional.as_tuple())
+        return rows
+
+    def query(
+        self, container_id: str, *, scale: str = "instant", since: float = 0.0
+    ) -> list[Sample] | None:
+        rows = self.rows(container_id, scale=scale, since=since)
+        return None if rows is None else [Sample(*row) for row in rows]
+
+    def query_json(
+        self, container_id: str, *, scale: str = "instant", since: float = 0.0
+    ) -> bytes | None:
+        """The route's answer body, or None when nothing is stored for the container."""
+        rows = self.rows(container_id, scale=scale, since=since)
+        return None if rows is None else render_json(rows)
+
+    def has_recent(self, container_id: str, scale: str = "instant") -> bool:
+        """True when ``scale`` would answer with at least one point (``since`` = 0)."""
+        history = self._histories.get(container_id)
+        if history is None:
+            return False
+        tier = tier_for_scale(scale)
+        track = history.tracks[tier.name]
+        newest = track.bucket.last if track.bucket is not None else track.series.last()
+        return newest is not None and newest.t > self._clock() - tier.window_s
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, container_id: str, sample: Sample) -> bool:
+        """Record a sample; False (and nothing done) when it is not newer than the last one, or
+        the container was just deleted. Timestamps have one-second resolution."""
+        if container_id in self._tombstones:
+            return False
+        history = self._histories.get(container_id)
+        if history is None:
+            if not _CONTAINER_ID.fullmatch(container_id):
+                raise ValueError(f"not a full container id: {container_id!r}")
+            directory = self.root / container_id if self.root is not None else None
+            history = _History(container_id, directory, self._keyframe_every)
+            self._histories[container_id] = history
+        raw = history.tracks[RAW.name]
+        last = raw.series.last()
+        if last is not None and sample.t <= last.t:
+            return False
+        self._write(history, RAW, sample)
+        raw.series.append(sample)
+        for tier in TIERS[1:]:
+            self._feed(history, tier, sample)
+        return True
+
+    def delete(self, container_id: str) -> None:
+        """Forget a container's history, on disk and in memory (it was deleted through the API)."""
+        if not _CONTAINER_ID.fullmatch(container_id):
+            raise ValueError(f"not a full container id: {container_id!r}")
+        self._tombstones[container_id] = self._clock()
+        self._histories.pop(container_id, None)
+        if self.root is not None:
+            shutil.rmtree(self.root / container_id, ignore_errors=True)
+
+    def maintain(self) -> None:
+        """Close buckets whose time is over, delete expired files, trim memory, forget histories
+        that have expired entirely."""
+        now = self._clock()
+        for container_id, history in list(self._histories.items()):
+            for tier in TIERS[1:]:
+                track = history.tracks[tier.name]
+                bucket = track.bucket
+                if bucket is not None and (bucket.index + 1) * tier.resolution_s <= now:
+                    self._close_bucket(history, tier)
+            for tier in TIERS:
+                self._expire(history, tier, now)
+            if all(track.empty for track in history.tracks.values()):
+                del self._histories[container_id]
+                if history.directory is not None:
+                    shutil.rmtree(history.directory, ignore_errors=True)
+        for container_id, deleted_at in list(self._tombstones.items()):
+            if deleted_at + TOMBSTONE_S <= now:
+                del self._tombstones[container_id]
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _feed(self, history: _History, tier: Tier, sample: Sample) -> None:
+        track = history.tracks[tier.name]
+        index = sample.t // tier.resolution_s
+        if index < track.closed_before:
+            return
+        if track.bucket is not None and track.bucket.index != index:
+            self._close_bucket(history, tier)
+        if track.bucket is None:
+            track.bucket = Bucket(index)
+        track.bucket.add(sample)
+
+    def _close_bucket(self, history: _History, tier: Tier) -> None:
+        track = history.tracks[tier.name]
+        bucket = track.bucket
+        if bucket is None:
+            return
+        track.bucket = None
+        track.closed_before = bucket.index + 1
+        point = bucket.point()
+        if point is not None:
+            self._write(history, tier, point)
+            track.series.append(point)
+
+    def _expire(self, history: _History, tier: Tier, now: float) -> None:
+        track = history.tracks[tier.name]
+        horizon = now - tier.window_s
+        for start in sorted(track.files):
+            assert history.directory is not None  # files exist only on disk
+            if start + tier.file_period_s > horizon:
+                break
+            try:
+                (history.directory / _file_name(tier, start)).unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("stats history: cannot delete an expired file: %s", exc)
+                continue
+            track.files.discard(start)
+            if track.file_start == start:
+                track.file_start = None
+        track.series.drop_until(horizon)
+
+    def _write(self, history: _History, tier: Tier, sample: Sample) -> None:
+        """Append one line for ``sample`` to the tier's file for its period."""
+        if history.directory is None:
+            return
+        track = history.tracks[tier.name]
+        start = sample.t - sample.t % tier.file_period_s
+        if track.file_start != start:
+            track.file_start = start
+            track.clean = False
+        path = history.directory / _file_name(tier, start)
+        try:
+            if not track.clean:
+                history.directory.mkdir(parents=True, exist_ok=True)
+                _repair_tail(path)
+                track.encoder.restart()
+            _append_line(path, track.encoder.encode(sample))
+        except OSError as exc:
+            track.clean = False
+            if not self._write_failing:
+                self._write_failing = True
+                log.error("stats history: cannot write under %s: %s", self.root, exc)
+            return
+        track.clean = True
+        track.files.add(start)
+        if self._write_failing:
+            self._write_failing = False
+            log.info("stats history: writing under %s again", self.root)
+
+    def _load(self, directory: Path) -> _History:
+        container_id = directory.name
+        history = _History(container_id, directory, self._keyframe_every)
+        by_tier = {tier.name: tier for tier in TIERS}
+        files: list[tuple[str, int]] = []
+        for name in os.listdir(directory):
+            match = _FILE_NAME.fullmatch(name)
+            if match and match.group(1) in by_tier:
+                files.append((match.group(1), int(match.group(2))))
+        for tier_name, start in sorted(files, key=lambda f: f[1]):
+            track = history.tracks[tier_name]
+            track.files.add(start)
+            try:
+                data = (directory / _file_name(by_tier[tier_name], start)).read_bytes()
+            except OSError as exc:
+                log.warning("stats history: cannot read %s: %s", directory, exc)
+                continue
+            series = track.series
+            for sample in decode_lines(data.split(b"\n")):
+                if not len(series) or sample.t > series.times[-1]:
+                    series.append(sample)
+        # Rebuild the open buckets (and any point a crash kept from being written) from raw.
+        raw = history.tracks[RAW.name].series
+        for tier in TIERS[1:]:
+            track = history.tracks[tier.name]
+            newest = track.series.last()
+            track.closed_before = newest.t // tier.resolution_s + 1 if newest is not None else 0
+            first = raw.index_after(track.closed_before * tier.resolution_s - 1)
+            for row in raw.rows(first):
+                self._feed(history, tier, Sample(*row))
+        return history
+
+
+def _file_name(tier: Tier, start: int) -> str:
+    return f"{tier.name}-{start}.jsonl"
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    """One ``write()`` of a whole line at the end of the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):  # only when the disk is full; keep the line whole or absent
+            raise OSError(errno.ENOSPC, f"short write to {path}")
+    finally:
+        os.close(fd)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a torn last line (no ``\\n`` at the end of the file), so the next line starts clean."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        chunk = min(size, _TAIL_BYTES)
+        tail = os.pread(fd, chunk, size - chunk)
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, size - chunk + cut + 1)
+        elif chunk == size:
+            os.ftruncate(fd, 0)
+        else:  # a line longer than the tail window: end it, readers skip it
+            os.pwrite(fd, b"\n", size)
+        log.warning("stats history: cut a torn line at the end of %s", path)
+    finally:
+        os.close(fd)
+
+
+def open_history(root: Path) -> HistoryStore:
+    """A store on ``root``; when another process holds it (a second dockerlink, or a test run on
+    the same ``data_dir``), an error is logged and the history is kept in memory only: writing
+    into files another process appends to would interleave their delta chains."""
+    store = HistoryStore(root)
+    try:
+        store.open()
+    except StoreLocked as exc:
+        log.error("%s: this process keeps stats in memory only and does not sample", exc)
+        store = HistoryStore(None)
+    return store

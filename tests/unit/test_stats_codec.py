@@ -1,0 +1,176 @@
+"""The line format: keyframes and compact deltas decode back to exactly what was written."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from dockerlink.stats.codec import LineEncoder, decode_lines
+from dockerlink.stats.metrics import net_delta
+from dockerlink.stats.series import Sample
+
+GIB = 1 << 30
+
+
+def sample(t: int, **fields: int) -> Sample:
+    values = {
+        "mem_used_kib": 1000,
+        "mem_limit_bytes": 2 * GIB,
+        "cpu_centi": 500,
+        "cpu_limit_centi": 15000,
+        "up_kib": 0,
+        "down_kib": 0,
+        "delta_up_kib": 0,
+        "delta_down_kib": 0,
+    }
+    values.update(fields)
+    return Sample(t=t, **values)
+
+
+def encode_all(samples: list[Sample], keyframe_every: int = 120) -> list[bytes]:
+    encoder = LineEncoder(keyframe_every)
+    return [encoder.encode(s) for s in samples]
+
+
+def history(rng: random.Random, n: int) -> list[Sample]:
+    """A plausible history: noise, limit changes, stops, restarts with and without a stop seen."""
+    samples: list[Sample] = []
+    t, mem, cpu, up, down = 1_764_200_000, 50_000, 1000, 0, 0
+    limit, cpu_limit, running = 2 * GIB, 15000, True
+    for _ in range(n):
+        t += rng.choice([15, 15, 15, 14, 16, 300])
+        event = rng.random()
+        reset = False
+        if event < 0.02:
+            running = not running
+        elif event < 0.04:
+            limit = rng.choice([GIB, 2 * GIB, 107374182])
+        elif event < 0.05:
+            cpu_limit = rng.choice([0, 5000, 15000, 3333])
+        elif event < 0.07 and running:
+            reset = True  # restarted between two samples
+        if not running:
+            samples.append(
+                sample(
+                    t, mem_limit_bytes=limit, cpu_limit_centi=cpu_limit, mem_used_kib=0, cpu_centi=0
+                )
+            )
+            up = down = 0
+            continue
+        new_up = (0 if reset else up) + rng.choice([0, 0, 1, 7, 1234, 99999])
+        new_down = (0 if reset else down) + rng.choice([0, 3, 50, 100000])
+        mem = max(0, mem + rng.randint(-5000, 5000))
+        cpu = max(0, min(20000, cpu + rng.randint(-800, 800)))
+        samples.append(
+            Sample(
+                t=t,
+                mem_used_kib=mem,
+                mem_limit_bytes=limit,
+                cpu_centi=cpu,
+                cpu_limit_centi=cpu_limit,
+                up_kib=new_up,
+                down_kib=new_down,
+                delta_up_kib=net_delta(up, new_up, reset=reset),
+                delta_down_kib=net_delta(down, new_down, reset=reset),
+            )
+        )
+        up, down = new_up, new_down
+    return samples
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_round_trip_of_a_random_history(seed: int) -> None:
+    samples = history(random.Random(seed), 600)
+    lines = encode_all(samples, keyframe_every=50)
+    assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
+    assert list(decode_lines(b"".join(lines).split(b"\n"))) == samples
+
+
+def test_first_line_is_a_keyframe_then_deltas_with_trailing_zeros_dropped() -> None:
+    samples = [
+        sample(1000, up_kib=10, down_kib=20, delta_up_kib=10, delta_down_kib=20),
+        sample(1015, up_kib=10, down_kib=20),
+        sample(1030, mem_used_kib=990, cpu_centi=620, up_kib=12, down_kib=20, delta_up_kib=2),
+    ]
+    lines = encode_all(samples)
+    assert orjson.loads(lines[0]) == {
+        "t": 1000,
+        "m": 1000,
+        "ml": 2 * GIB,
+        "c": 500,
+        "cl": 15000,
+        "u": 10,
+        "d": 20,
+        "du": 10,
+        "dd": 20,
+    }
+    assert lines[1] == b"[15]\n"
+    assert lines[2] == b"[15,-10,120,2]\n"
+
+
+def test_a_limit_change_is_a_keyframe() -> None:
+    samples = [sample(1000), sample(1015, mem_limit_bytes=GIB), sample(1030, mem_limit_bytes=GIB)]
+    lines = encode_all(samples)
+    assert [line[:1] for line in lines] == [b"{", b"{", b"["]
+
+
+def test_a_restart_that_left_counters_higher_is_a_keyframe() -> None:
+    # Before: up 100. Restarted, and already sent 150 since: the delta is 150, not 50.
+    samples = [
+        sample(1000, up_kib=100, delta_up_kib=100),
+        sample(1015, up_kib=150, delta_up_kib=150),
+    ]
+    lines = encode_all(samples)
+    assert lines[1].startswith(b"{")
+    assert list(decode_lines(b"".join(lines).split(b"\n"))) == samples
+
+
+def test_a_counter_that_went_down_is_a_plain_delta() -> None:
+    samples = [sample(1000, up_kib=100, delta_up_kib=100), sample(1015, up_kib=30, delta_up_kib=30)]
+    lines = encode_all(samples)
+    assert lines[1] == b"[15,0,0,-70]\n"
+    assert list(decode_lines(b"".join(lines).split(b"\n")))[1].delta_up_kib == 30
+
+
+def test_keyframes_come_back_periodically() -> None:
+    lines = encode_all([sample(1000 + 15 * i) for i in range(25)], keyframe_every=10)
+    keyframes = [i for i, line in enumerate(lines) if line.startswith(b"{")]
+    assert keyframes == [0, 11, 22]
+
+
+def test_a_torn_last_line_is_skipped() -> None:
+    samples = [sample(1000 + 15 * i, cpu_centi=i * 7) for i in range(5)]
+    data = b"".join(encode_all(samples))
+    torn = data[:-3]  # the last line lost its end
+    assert list(decode_lines(torn.split(b"\n"))) == samples[:-1]
+
+
+def test_a_bad_line_loses_only_the_samples_up_to_the_next_keyframe() -> None:
+    samples = [sample(1000 + 15 * i, cpu_centi=i) for i in range(30)]
+    lines = encode_all(samples, keyframe_every=9)  # keyframes at 0, 10, 20
+    lines[3] = b"\x00\x00\x00\x00\n"
+    decoded = list(decode_lines(b"".join(lines).split(b"\n")))
+    assert decoded == samples[:3] + samples[10:]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"[0]",  # time must move forward
+        b"[-15]",
+        b"[15,-999999]",  # memory below zero
+        b"[15,true]",
+        b"[15,1.5]",
+        b"[]",
+        b"[15,0,0,0,0,0]",
+        b'"text"',
+        b'{"t":1}',  # a keyframe missing fields
+    ],
+)
+def test_nonsense_lines_are_skipped(line: bytes) -> None:
+    first = sample(1000)
+    data = encode_all([first])[0] + line + b"\n[15]\n"
+    decoded = list(decode_lines(data.split(b"\n")))
+    assert decoded == [first]  # the bad line, and the delta after it, are dropped
