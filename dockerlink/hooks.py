@@ -11,8 +11,9 @@ executable. It runs without a shell, with dockerlink's own environment (less the
 
 in a process group of its own, with stdin closed, stdout and stderr captured together (the first
 ``OUTPUT_LIMIT_BYTES`` are kept), for at most ``hook_timeout`` seconds, after which the whole
-group is killed. A hook fails when it exits non-zero, times out or cannot be run; what that
-means for the action is the domain's policy (:mod:`dockerlink.hosting`).
+group is killed. A background process the hook leaves behind does not hold the action up.
+A hook fails when it exits non-zero, times out or cannot be run; what that means for the
+action is the domain's policy (:mod:`dockerlink.hosting`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .logs import current_request_id
 from .settings import Settings
@@ -45,9 +48,6 @@ log = logging.getLogger("dockerlink.hooks")
 HOOK_ERROR_HEADER = "X-Dockerlink-Hook-Error"
 #: Output kept from a hook (stdout and stderr together); the rest is read and dropped.
 OUTPUT_LIMIT_BYTES = 16 * 1024
-#: After the hook exits, how long its output may still take to reach end-of-file (a background
-#: child that inherited the pipe would otherwise hold the action up forever).
-OUTPUT_GRACE_S = 1.0
 #: Environment variables never passed to a hook: whoever reads them controls every container.
 _SECRET_NAMES = frozenset({"api_token", "dockerlink_api_token"})
 _HEADER_TEXT_MAX = 200
@@ -192,22 +192,21 @@ class Hooks:
 async def _run_one(
     setting: str, event: str, path: Path, env: dict[str, str], timeout_s: float
 ) -> HookFailure | None:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            str(path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group, killed whole on timeout
-        )
-    except OSError as exc:
-        return HookFailure(setting, event, None, False, "", error=exc.strerror or str(exc))
-    assert process.stdout is not None
-    output = _CappedOutput()
-    reader = asyncio.create_task(output.read_all(process.stdout))
-    timed_out = False
-    try:
+    # Output goes to an anonymous file, not a pipe: a background child that inherits it cannot
+    # hold the action up (asyncio's wait() also waits for pipes to close).
+    with tempfile.TemporaryFile(prefix="dockerlink-hook-") as output_file:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                str(path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own process group, killed whole on timeout
+            )
+        except OSError as exc:
+            return HookFailure(setting, event, None, False, "", error=exc.strerror or str(exc))
+        timed_out = False
         try:
             async with asyncio.timeout(timeout_s):
                 await process.wait()
@@ -215,20 +214,16 @@ async def _run_one(
             timed_out = True
             _kill_group(process.pid)
             await process.wait()
-    except BaseException:  # cancelled: leave nothing running behind us
-        _kill_group(process.pid)
-        reader.cancel()
-        raise
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(OUTPUT_GRACE_S):
-            await asyncio.shield(reader)
-    reader.cancel()
+        except BaseException:  # cancelled: leave nothing running behind us
+            _kill_group(process.pid)
+            raise
+        code = process.returncode
+        if not timed_out and code == 0:
+            return None
+        output = _read_capped(output_file)
     if timed_out:
-        output.note(f"[dockerlink: killed after {timeout_s:g} s]")
-    code = process.returncode
-    if not timed_out and code == 0:
-        return None
-    return HookFailure(setting, event, code, timed_out, output.text())
+        output += f"\n[dockerlink: killed after {timeout_s:g} s]"
+    return HookFailure(setting, event, code, timed_out, output.strip("\n"))
 
 
 def _kill_group(pgid: int) -> None:
@@ -236,27 +231,12 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-class _CappedOutput:
-    """The first ``OUTPUT_LIMIT_BYTES`` of a stream; the rest is counted and dropped."""
-
-    def __init__(self) -> None:
-        self._kept = bytearray()
-        self._dropped = 0
-        self._notes: list[str] = []
-
-    async def read_all(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(65536):
-            room = OUTPUT_LIMIT_BYTES - len(self._kept)
-            self._kept += chunk[: max(room, 0)]
-            self._dropped += max(len(chunk) - max(room, 0), 0)
-
-    def note(self, line: str) -> None:
-        self._notes.append(line)
-
-    def text(self) -> str:
-        text = self._kept.decode("utf-8", "replace")
-        lines = [text.rstrip("\n")] if text.strip() else []
-        if self._dropped:
-            lines.append(f"[dockerlink: {self._dropped} more bytes of output dropped]")
-        lines.extend(self._notes)
-        return "\n".join(lines)
+def _read_capped(output_file: IO[bytes]) -> str:
+    """The first ``OUTPUT_LIMIT_BYTES`` of what the hook wrote, and how much more there was."""
+    output_file.seek(0)
+    kept = output_file.read(OUTPUT_LIMIT_BYTES)
+    dropped = os.fstat(output_file.fileno()).st_size - len(kept)
+    text = kept.decode("utf-8", "replace").rstrip("\n")
+    if dropped > 0:
+        text += f"\n[dockerlink: {dropped} more bytes of output dropped]"
+    return text

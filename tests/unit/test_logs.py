@@ -1,0 +1,141 @@
+"""Logs: one line per request, engine errors with their cause, JSON lines, never the token."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from docker_api import DockerClient
+from dockerlink.logs import JsonFormatter, configure_logging, describe_causes
+from dockerlink.settings import Settings
+
+from ..conftest import serve
+
+TOKEN = "log-test-token-0123456789abcdef"
+
+
+def fake_engine(request: httpx.Request) -> httpx.Response:
+    path = request.url.path
+    if path == "/_ping":
+        return httpx.Response(200, text="OK", headers={"Api-Version": "1.41"})
+    if path.endswith("/version"):
+        return httpx.Response(200, json={"Version": "20.10.24", "MinAPIVersion": "1.12"})
+    if path.endswith("/containers/json"):
+        return httpx.Response(200, json=[])
+    if "/containers/down" in path:
+        raise httpx.ConnectError("engine socket went away")
+    return httpx.Response(404, json={"message": "No such container: x"})
+
+
+def settings_for(tmp_path: Path, **changes: object) -> Settings:
+    return Settings(
+        docker_sock="/fake.sock", data_dir=tmp_path / "data", api_token=TOKEN, **changes
+    )  # type: ignore[arg-type]
+
+
+def docker_client() -> DockerClient:
+    return DockerClient("/fake.sock", timeout=2, transport=httpx.MockTransport(fake_engine))
+
+
+async def test_one_line_per_request_with_id_method_path_status_and_duration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dockerlink")
+    async with serve(settings_for(tmp_path), docker=docker_client()) as client:
+        await client.get("/health", headers={"X-Request-Id": "req-health-1"})
+        await client.get("/v1/container?id=nope", headers={"X-Request-Id": "req-404"})
+        await client.get("/v1/container", headers={"Authorization": "Bearer wrong-token-xyz"})
+        await client.get("/no/such/route", headers={"X-Request-Id": "req-unrouted"})
+    lines = [r for r in caplog.records if r.name == "dockerlink.request"]
+    assert len(lines) == 4
+    health, lookup, unauthorized, unrouted = lines
+    assert health.getMessage().startswith("[req-health-1] GET /health 200 ")
+    assert health.getMessage().endswith(" ms")
+    assert health.fields["status"] == 200  # type: ignore[attr-defined]
+    assert health.fields["duration_ms"] >= 0  # type: ignore[attr-defined]
+    assert lookup.getMessage().startswith("[req-404] GET /v1/container?id=nope 200 ")
+    assert " GET /v1/container 401 " in unauthorized.getMessage()
+    assert unrouted.getMessage().startswith("[req-unrouted] GET /no/such/route 404 ")
+    everything = "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records)
+    assert TOKEN not in everything
+    assert "wrong-token-xyz" not in everything
+
+
+async def test_engine_errors_are_logged_with_their_cause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dockerlink")
+    async with serve(settings_for(tmp_path), docker=docker_client()) as client:
+        response = await client.delete("/v1/container?id=down", headers={"X-Request-Id": "r-e"})
+    assert response.status_code == 503
+    errors = [r.getMessage() for r in caplog.records if "engine error" in r.getMessage()]
+    assert len(errors) == 1
+    assert errors[0].startswith("[r-e] DELETE /v1/container: engine error EngineUnreachable: ")
+    assert "(cause: ConnectError: engine socket went away)" in errors[0]
+
+
+def test_describe_causes_walks_the_chain() -> None:
+    middle = httpx.ConnectError("connect failed")
+    middle.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    top = RuntimeError("top")
+    top.__cause__ = middle
+    assert describe_causes(top) == (
+        "ConnectError: connect failed <- ConnectionRefusedError: [Errno 111] Connection refused"
+    )
+    assert describe_causes(ValueError("alone")) == ""
+
+
+def test_json_lines_carry_the_fields() -> None:
+    record = logging.LogRecord(
+        "dockerlink.request", logging.INFO, __file__, 1, "x %s", ("y",), None
+    )
+    record.request_id = "abc"
+    record.fields = {"status": 204, "path": "/v1/container/start?id=web1"}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = orjson.loads(line)
+    assert entry["message"] == "x y"
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "dockerlink.request"
+    assert entry["request_id"] == "abc"
+    assert entry["status"] == 204
+    assert entry["time"].endswith("+00:00")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    sanic_saved = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server")
+    }
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    for name, (handlers, propagate) in sanic_saved.items():
+        logging.getLogger(name).handlers[:] = handlers
+        logging.getLogger(name).propagate = propagate
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_format_covers_sanic_own_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    logging.getLogger("sanic.error").addHandler(logging.StreamHandler(io.StringIO()))
+    configure_logging("INFO", "json")
+    logging.getLogger("sanic.error").warning("from sanic")
+    logging.getLogger("dockerlink").info("from us")
+    logging.getLogger("dockerlink").debug("too verbose")
+    entries = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["logger"], e["message"]) for e in entries] == [
+        ("sanic.error", "from sanic"),
+        ("dockerlink", "from us"),
+    ]
+    assert logging.getLogger("sanic.error").handlers == []
