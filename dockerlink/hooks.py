@@ -89,13 +89,14 @@ class HookFailure:
     timed_out: bool
     output: str
     error: str | None = None
+    timeout_s: float | None = None
 
     @property
     def reason(self) -> str:
         if self.error is not None:
             return f"could not run: {self.error}"
         if self.timed_out:
-            return "timed out, killed"
+            return f"timed out after {self.timeout_s:g} s, killed"
         if self.exit_code is not None and self.exit_code < 0:
             return f"killed by signal {-self.exit_code}"
         return f"exit {self.exit_code}"
@@ -221,9 +222,7 @@ async def _run_one(
         if not timed_out and code == 0:
             return None
         output = _read_capped(output_file)
-    if timed_out:
-        output += f"\n[dockerlink: killed after {timeout_s:g} s]"
-    return HookFailure(setting, event, code, timed_out, output.strip("\n"))
+    return HookFailure(setting, event, code, timed_out, output, timeout_s=timeout_s)
 
 
 def _kill_group(pgid: int) -> None:
