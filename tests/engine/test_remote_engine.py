@@ -122,39 +122,25 @@ def remote_engine(engine_sock: str) -> Iterator[RemoteEngine]:
     pidfile = folder / "docker.pid"
     (folder / "daemon.json").write_text("{}\n")  # ignore /etc/docker/daemon.json
     log = (folder / "dockerd.log").open("wb")
+    command = [
+        dockerd,
+        "--data-root", str(folder / "data"),
+        "--exec-root", str(folder / "x"),
+        "--pidfile", str(pidfile),
+        "--config-file", str(folder / "daemon.json"),
+        "--host", f"unix://{unix_sock}",
+        "--host", f"tcp://127.0.0.1:{port}",
+        "--tlsverify",
+        "--tlscacert", str(pki.ca_cert),
+        "--tlscert", str(pki.server_cert),
+        "--tlskey", str(pki.server_key),
+        # no networking of its own: the shared engine's bridge and rules stay untouched
+        "--bridge", "none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
+        "--containerd-namespace", "dockerlink-tls",
+        "--containerd-plugins-namespace", "dockerlink-tls-plugins",
+    ]  # fmt: skip
     process = subprocess.Popen(
-        [
-            dockerd,
-            "--data-root",
-            str(folder / "data"),
-            "--exec-root",
-            str(folder / "x"),
-            "--pidfile",
-            str(pidfile),
-            "--config-file",
-            str(folder / "daemon.json"),
-            "--host",
-            f"unix://{unix_sock}",
-            "--host",
-            f"tcp://127.0.0.1:{port}",
-            "--tlsverify",
-            "--tlscacert",
-            str(pki.ca_cert),
-            "--tlscert",
-            str(pki.server_cert),
-            "--tlskey",
-            str(pki.server_key),
-            # no networking of its own: the shared engine's bridge and rules stay untouched
-            "--bridge",
-            "none",
-            "--iptables=false",
-            "--ip-forward=false",
-            "--ip-masq=false",
-            "--containerd-namespace",
-            "dockerlink-tls",
-            "--containerd-plugins-namespace",
-            "dockerlink-tls-plugins",
-        ],  # fmt: skip
+        command,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
