@@ -1,0 +1,194 @@
+"""The nginx-vhost hook with a real nginx (Debian's), on loopback, with a test-only config.
+
+After ``PUT /v1/container`` and a start, a request to nginx for ``<name>.<domain>`` reaches the
+web server inside the container (busybox httpd on port 80, published on host_port_root + 80);
+after delete the site is gone. nginx is started with its own prefix, config, pid and logs in a
+temp dir, and stopped by its own pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from docker_api import DockerClient
+from dockerlink.settings import Settings
+
+from ..conftest import REPO, engine_required, free_port, free_port_root, serve, wait_for
+
+HOOK = REPO / "scripts" / "hooks" / "nginx-vhost"
+DOMAIN = "sites.dockerlink.test"
+
+NGINX_CONF = """\
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log {run}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {run}/access.log;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    server {{
+        listen 127.0.0.1:{port} default_server;
+        return 404 "no such site\\n";
+    }}
+    include {run}/sites/*.conf;
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Nginx:
+    port: int
+    run_dir: Path
+    sites: Path
+    command: list[str]  # nginx with our prefix, error log and config
+
+    def get(self, host: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}/", headers={"Host": host}, timeout=5)
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Nginx]:
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if binary is None:
+        message = "nginx is not installed (scripts/engine up installs Debian's nginx)"
+        if engine_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    run_dir = tmp_path / "nginx"
+    (run_dir / "sites").mkdir(parents=True)
+    port = free_port()
+    (run_dir / "nginx.conf").write_text(NGINX_CONF.format(run=run_dir, port=port))
+    command = [
+        binary,
+        "-e",
+        str(run_dir / "error.log"),
+        "-p",
+        str(run_dir),
+        "-c",
+        str(run_dir / "nginx.conf"),
+    ]
+    checked = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(
+        [*command, "-g", "daemon off;"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=(run_dir / "stderr.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        yield Nginx(port, run_dir, run_dir / "sites", command)
+    finally:
+        process.send_signal(signal.SIGQUIT)  # graceful: the master stops its workers
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+async def hooked_api(
+    engine_settings: Settings, nginx: Nginx, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    command = " ".join(nginx.command)
+    for name, value in {
+        "DOCKERLINK_NGINX_DOMAIN": DOMAIN,
+        "DOCKERLINK_NGINX_SITES_DIR": str(nginx.sites),
+        "DOCKERLINK_NGINX_LISTEN": f"127.0.0.1:{nginx.port}",
+        "DOCKERLINK_NGINX_TEST": f"{command} -t -q",
+        "DOCKERLINK_NGINX_RELOAD": f"{command} -s reload",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = replace(engine_settings, hook_on_create=HOOK, hook_on_delete=HOOK, hook_timeout=20)
+    async with serve(settings) as api:
+        yield api
+
+
+async def test_a_site_per_container_reaches_its_web_server_and_goes_with_it(
+    hooked_api: httpx.AsyncClient,
+    nginx: Nginx,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    name = unique_name("site")
+    host = f"{name}.{DOMAIN}"
+    assert nginx.get(host).text == "no such site\n"  # nginx's default server, before
+
+    cleanup.append(name)
+    created = await hooked_api.put(
+        "/v1/container",
+        json={
+            "name": name,
+            "host_port_root": await free_port_root(docker, 5000),
+            "memory": 0.25,
+            "cpulimit": 0.5,
+            "commands": [
+                f"echo hello from {name} > /var/www/html/index.html",
+                "httpd -p 80 -h /var/www/html",
+            ],
+        },
+    )
+    assert created.status_code == 200, created.text
+    assert (nginx.sites / f"dockerlink-{name}.conf").is_file()
+    started = await hooked_api.post("/v1/container/start", params={"id": name})
+    assert started.status_code == 204
+
+    def served() -> httpx.Response | None:
+        with contextlib.suppress(httpx.TransportError):
+            response = nginx.get(host)
+            if response.status_code == 200:
+                return response
+        return None
+
+    response = await wait_for(served, timeout=20)
+    assert response.text == f"hello from {name}\n"
+    assert nginx.get(f"other.{DOMAIN}").status_code == 404  # only that host name
+
+    assert (await hooked_api.post("/v1/container/stop", params={"id": name})).status_code == 204
+    deleted = await hooked_api.delete("/v1/container", params={"id": name})
+    assert deleted.status_code == 204
+    assert "x-dockerlink-hook-error" not in deleted.headers
+    assert list(nginx.sites.glob("*.conf")) == []
+    await wait_for(lambda: nginx.get(host).text == "no such site\n", timeout=10)
+
+
+async def test_a_name_nginx_cannot_serve_is_refused_and_rolled_back(
+    hooked_api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+    nginx: Nginx,
+) -> None:
+    name = unique_name("bad").replace("-", "_")  # underscores: not a DNS label
+    cleanup.append(name)
+    created = await hooked_api.put(
+        "/v1/container",
+        json={
+            "name": name,
+            "host_port_root": await free_port_root(docker, 5000),
+            "memory": 0.25,
+            "cpulimit": 0.5,
+        },
+    )
+    assert created.status_code == 500
+    assert created.text.startswith("hook_on_create failed (exit 2), the container was removed; ")
+    assert f"container name '{name}' is not a DNS label" in created.text
+    assert (await docker.containers.list(all=True, filters={"name": [name]})) == []
+    assert list(nginx.sites.iterdir()) in ([], [nginx.sites / ".dockerlink-nginx.lock"])
