@@ -76,6 +76,10 @@ def configure_logging(level: str, log_format: str) -> None:
         for old in list(sanic_logger.handlers):
             sanic_logger.removeHandler(old)
         sanic_logger.propagate = True
+    # httpx logs every engine call at INFO: only worth reading when debugging.
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def describe_causes(exc: BaseException) -> str:

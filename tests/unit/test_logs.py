@@ -116,7 +116,10 @@ def restore_logging() -> Iterator[None]:
         name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
         for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server")
     }
+    httpx_levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     yield
+    for name, level in httpx_levels.items():
+        logging.getLogger(name).setLevel(level)
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     for name, (handlers, propagate) in sanic_saved.items():
@@ -139,3 +142,6 @@ def test_json_format_covers_sanic_own_loggers(monkeypatch: pytest.MonkeyPatch) -
         ("dockerlink", "from us"),
     ]
     assert logging.getLogger("sanic.error").handlers == []
+    assert logging.getLogger("httpx").level == logging.WARNING  # one line per engine call: no
+    configure_logging("DEBUG", "text")
+    assert logging.getLogger("httpx").level == logging.DEBUG
