@@ -108,40 +108,40 @@ class LineDecoder:
 
 
 def _keyframe(value: dict[str, Any]) -> Sample | None:
-    numbers = [value.get(key) for key in _KEYS]
-    if not all(_natural(n) for n in numbers):
-        return None
-    return Sample(*numbers)  # type: ignore[arg-type]
+    numbers: list[int] = []
+    for key in _KEYS:
+        n = value.get(key)
+        if type(n) is not int or n < 0:  # bools and floats are not figures
+            return None
+        numbers.append(n)
+    return Sample(*numbers)
+
+
+#: What a delta line leaves out, by its length: trailing zeros.
+_PADDING: tuple[list[int], ...] = ([], [0, 0, 0, 0], [0, 0, 0], [0, 0], [0], [])
 
 
 def _apply_delta(previous: Sample | None, deltas: list[Any]) -> Sample | None:
-    if previous is None or not 1 <= len(deltas) <= 5 or not all(_integer(d) for d in deltas):
+    if previous is None or not 1 <= len(deltas) <= 5:
         return None
-    dt, d_mem, d_cpu, d_up, d_down = (*deltas, 0, 0, 0, 0)[:5]
-    up = previous.up_kib + d_up
-    down = previous.down_kib + d_down
-    sample = Sample(
-        t=previous.t + dt,
-        mem_used_kib=previous.mem_used_kib + d_mem,
-        mem_limit_bytes=previous.mem_limit_bytes,
-        cpu_centi=previous.cpu_centi + d_cpu,
-        cpu_limit_centi=previous.cpu_limit_centi,
-        up_kib=up,
-        down_kib=down,
-        delta_up_kib=net_delta(previous.up_kib, up),
-        delta_down_kib=net_delta(previous.down_kib, down),
+    for d in deltas:
+        if type(d) is not int:  # bools and floats are not deltas
+            return None
+    dt, d_mem, d_cpu, d_up, d_down = deltas + _PADDING[len(deltas)]
+    t, mem, mem_limit, cpu, cpu_limit, up, down = previous[:7]
+    if dt <= 0 or mem + d_mem < 0 or cpu + d_cpu < 0 or up + d_up < 0 or down + d_down < 0:
+        return None
+    return Sample(
+        t + dt,
+        mem + d_mem,
+        mem_limit,
+        cpu + d_cpu,
+        cpu_limit,
+        up + d_up,
+        down + d_down,
+        net_delta(up, up + d_up),
+        net_delta(down, down + d_down),
     )
-    if dt <= 0 or min(sample.mem_used_kib, sample.cpu_centi, up, down) < 0:
-        return None
-    return sample
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _natural(value: Any) -> bool:
-    return _integer(value) and value >= 0
 
 
 def decode_lines(lines: Iterable[bytes]) -> Iterator[Sample]:

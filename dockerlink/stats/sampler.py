@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import docker_api
@@ -206,8 +206,7 @@ class Sampler:
         else:
             started_at = str(state.get("StartedAt") or "")
             sample = self._running_sample(container_id, t, started_at, stats, read_ns)
-            sample = replace(
-                sample,
+            sample = sample._replace(
                 mem_limit_bytes=sample.mem_limit_bytes or memory_limit,
                 cpu_limit_centi=cpu_limit,
             )

@@ -11,17 +11,16 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import astuple, dataclass, fields
+from typing import NamedTuple
 
-__all__ = ["FIELDS", "Bucket", "Sample", "Series", "render_json"]
+__all__ = ["FIELDS", "Bucket", "Sample", "Series", "join_entries", "render_entries", "render_json"]
 
 GIB = 1 << 30
 KIB_PER_GIB = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One point of a container's history.
+class Sample(NamedTuple):
+    """One point of a container's history (a named tuple: cheap to make, compare and store).
 
     ``t`` is unix seconds. Memory used is in KiB, the memory limit in bytes (limits are set in
     bytes and must read back exactly). CPU figures are hundredths of a percent, 100 % = one core,
@@ -41,10 +40,10 @@ class Sample:
     delta_down_kib: int
 
     def as_tuple(self) -> tuple[int, ...]:
-        return astuple(self)
+        return tuple(self)
 
 
-FIELDS = len(fields(Sample))
+FIELDS = len(Sample._fields)
 
 
 class Series:
@@ -63,8 +62,14 @@ class Series:
         return self.columns[0]
 
     def append(self, sample: Sample) -> None:
-        for column, value in zip(self.columns, sample.as_tuple(), strict=True):
+        for column, value in zip(self.columns, sample, strict=True):
             column.append(value)
+
+    def extend(self, samples: list[Sample]) -> None:
+        """Append many samples at once (loading a file)."""
+        if samples:
+            for column, values in zip(self.columns, zip(*samples, strict=True), strict=True):
+                column.extend(values)
 
     def last(self) -> Sample | None:
         if not self.columns[0]:
@@ -81,12 +86,13 @@ class Series:
     def samples(self, start: int = 0, stop: int | None = None) -> list[Sample]:
         return [Sample(*row) for row in self.rows(start, stop)]
 
-    def drop_until(self, t: float) -> None:
-        """Forget every sample with a timestamp <= ``t``."""
+    def drop_until(self, t: float) -> int:
+        """Forget every sample with a timestamp <= ``t``; returns how many."""
         cut = self.index_after(t)
         if cut:
             for column in self.columns:
                 del column[:cut]
+        return cut
 
 
 class Bucket:
@@ -168,14 +174,20 @@ _ENTRY = (
 )
 
 
-def render_json(rows: Iterable[tuple[int, ...]]) -> bytes:
-    """The route's answer: an object keyed by timestamp text, in the order given (oldest first).
-
-    Memory in GiB with 6 decimals, CPU percent with 2 (100 = one core), network in KiB.
-    """
+def render_entries(rows: Iterable[tuple[int, ...]]) -> list[str]:
+    """One ``"<t>":{...}`` entry of the answer per row. Memory in GiB with 6 decimals, CPU
+    percent with 2 (100 = one core), network in KiB."""
     entry, gib_per_kib, gib_per_byte = _ENTRY, 1 / KIB_PER_GIB, 1 / GIB
-    entries = [
+    return [
         entry % (t, mem * gib_per_kib, limit * gib_per_byte, cpu / 100, cpu_max / 100, u, d, du, dd)
         for t, mem, limit, cpu, cpu_max, u, d, du, dd in rows
     ]
+
+
+def render_json(rows: Iterable[tuple[int, ...]]) -> bytes:
+    """The route's answer: an object keyed by timestamp text, in the order given (oldest first)."""
+    return join_entries(render_entries(rows))
+
+
+def join_entries(entries: list[str]) -> bytes:
     return ("{" + ",".join(entries) + "}").encode()

@@ -62,12 +62,13 @@ import os
 import re
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .codec import KEYFRAME_EVERY, LineEncoder, decode_lines
-from .series import Bucket, Sample, Series, render_json
+from .series import Bucket, Sample, Series, join_entries, render_entries, render_json
 
 __all__ = [
     "DAY",
@@ -109,6 +110,10 @@ SCALES = {"instant": RAW, "day": DAY, "week": WEEK}
 #: A deleted container's id is refused for this long, so that a sample in flight when it was
 #: deleted cannot bring its history back.
 TOMBSTONE_S = HOUR_S
+#: Containers whose 4-hour answer is kept rendered (the most recently queried ones): a panel
+#: showing a container asks again and again, and rendering 960 samples is most of a query's
+#: cost. About 200 KB each at 15 s sampling.
+HOT_CONTAINERS = 32
 #: How far back from the end of a file a torn line is looked for.
 _TAIL_BYTES = 64 * 1024
 
@@ -174,6 +179,8 @@ class HistoryStore:
         self._keyframe_every = keyframe_every
         self._histories: dict[str, _History] = {}
         self._tombstones: dict[str, float] = {}
+        #: Rendered answer entries of the raw tier, one per sample, for the hot containers.
+        self._rendered: OrderedDict[str, list[str]] = OrderedDict()
         self._lock_fd: int | None = None
         self._write_failing = False
 
@@ -206,6 +213,7 @@ class HistoryStore:
 
     def close(self) -> None:
         self._histories.clear()
+        self._rendered.clear()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -257,8 +265,25 @@ class HistoryStore:
         self, container_id: str, *, scale: str = "instant", since: float = 0.0
     ) -> bytes | None:
         """The route's answer body, or None when nothing is stored for the container."""
+        history = self._histories.get(container_id)
+        if history is not None and tier_for_scale(scale) is RAW:
+            series = history.tracks[RAW.name].series
+            start = series.index_after(max(since, self._clock() - RAW.window_s))
+            return join_entries(self._hot_entries(history)[start:])
         rows = self.rows(container_id, scale=scale, since=since)
         return None if rows is None else render_json(rows)
+
+    def _hot_entries(self, history: _History) -> list[str]:
+        """The rendered entries of the raw tier, kept for the most recently queried containers."""
+        entries = self._rendered.get(history.container_id)
+        if entries is None:
+            entries = render_entries(history.tracks[RAW.name].series.rows())
+            self._rendered[history.container_id] = entries
+            if len(self._rendered) > HOT_CONTAINERS:
+                self._rendered.popitem(last=False)
+        else:
+            self._rendered.move_to_end(history.container_id)
+        return entries
 
     def has_recent(self, container_id: str, scale: str = "instant") -> bool:
         """True when ``scale`` would answer with at least one point (``since`` = 0)."""
@@ -290,6 +315,9 @@ class HistoryStore:
             return False
         self._write(history, RAW, sample)
         raw.series.append(sample)
+        entries = self._rendered.get(container_id)
+        if entries is not None:
+            entries.extend(render_entries([sample]))
         for tier in TIERS[1:]:
             self._feed(history, tier, sample)
         return True
@@ -300,6 +328,7 @@ class HistoryStore:
             raise ValueError(f"not a full container id: {container_id!r}")
         self._tombstones[container_id] = self._clock()
         self._histories.pop(container_id, None)
+        self._rendered.pop(container_id, None)
         if self.root is not None:
             shutil.rmtree(self.root / container_id, ignore_errors=True)
 
@@ -317,6 +346,7 @@ class HistoryStore:
                 self._expire(history, tier, now)
             if all(track.empty for track in history.tracks.values()):
                 del self._histories[container_id]
+                self._rendered.pop(container_id, None)
                 if history.directory is not None:
                     shutil.rmtree(history.directory, ignore_errors=True)
         for container_id, deleted_at in list(self._tombstones.items()):
@@ -363,7 +393,10 @@ class HistoryStore:
             track.files.discard(start)
             if track.file_start == start:
                 track.file_start = None
-        track.series.drop_until(horizon)
+        dropped = track.series.drop_until(horizon)
+        entries = self._rendered.get(history.container_id) if tier is RAW else None
+        if dropped and entries is not None:
+            del entries[:dropped]
 
     def _write(self, history: _History, tier: Tier, sample: Sample) -> None:
         """Append one line for ``sample`` to the tier's file for its period."""
@@ -411,15 +444,19 @@ class HistoryStore:
                 log.warning("stats history: cannot read %s: %s", directory, exc)
                 continue
             series = track.series
+            newest = series.times[-1] if len(series) else -1
+            samples: list[Sample] = []
             for sample in decode_lines(data.split(b"\n")):
-                if not len(series) or sample.t > series.times[-1]:
-                    series.append(sample)
+                if sample.t > newest:  # strictly increasing, whatever a file holds
+                    samples.append(sample)
+                    newest = sample.t
+            series.extend(samples)
         # Rebuild the open buckets (and any point a crash kept from being written) from raw.
         raw = history.tracks[RAW.name].series
         for tier in TIERS[1:]:
             track = history.tracks[tier.name]
-            newest = track.series.last()
-            track.closed_before = newest.t // tier.resolution_s + 1 if newest is not None else 0
+            point = track.series.last()
+            track.closed_before = point.t // tier.resolution_s + 1 if point is not None else 0
             first = raw.index_after(track.closed_before * tier.resolution_s - 1)
             for row in raw.rows(first):
                 self._feed(history, tier, Sample(*row))

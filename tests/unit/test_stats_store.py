@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from dockerlink.stats import store as store_module
 from dockerlink.stats.codec import decode_lines
-from dockerlink.stats.series import Sample, aggregate
+from dockerlink.stats.series import Sample, aggregate, render_json
 from dockerlink.stats.store import DAY, RAW, WEEK, HistoryStore, StoreLocked
 
 GIB = 1 << 30
@@ -361,3 +362,36 @@ def test_steady_samples_cost_under_32_bytes_on_disk(
     feed(store, clock, T0, 2000)
     size = sum(os.path.getsize(p) for p in (root / CID).iterdir())
     assert size / 2000 < 32
+
+
+def test_the_rendered_cache_always_matches_a_fresh_render(
+    store: HistoryStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "HOT_CONTAINERS", 2)
+    hot, cold = [CID, OTHER], "c" * 64
+
+    def check(container_id: str) -> None:
+        rows = store.rows(container_id)
+        assert rows is not None
+        assert store.query_json(container_id) == render_json(rows)
+        since = rows[len(rows) // 2][0] if rows else 0
+        expected = render_json(store.rows(container_id, since=since) or [])
+        assert store.query_json(container_id, since=since) == expected
+
+    t = T0
+    for step in range(6 * 60):  # six hours of a sample a minute, three containers
+        t += 60
+        clock.now = t
+        for n, container_id in enumerate([*hot, cold]):
+            store.append(container_id, make_sample(t, step + n))
+        if step % 7 == 0:
+            for container_id in hot:  # stays cached while samples are appended and trimmed
+                check(container_id)
+        if step % 41 == 0:
+            store.maintain()
+        if step % 50 == 0:
+            check(cold)  # evicts the least recently queried one
+            assert len(store._rendered) == 2
+    assert set(store._rendered) <= {*hot, cold}
+    store.delete(cold)
+    assert cold not in store._rendered
