@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from dockerlink.engine import engine_client
-from dockerlink.settings import SettingsError, load_settings
+from dockerlink.settings import Settings, SettingsError, load_settings
 
 from ..certs import PKI, make_pki
+from ..conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +149,11 @@ def test_bad_values_name_the_setting(environ: dict[str, str], name: str) -> None
 
 def test_log_format_is_case_insensitive() -> None:
     assert load_settings({"log_format": "JSON"}, env_file=None).log_format == "json"
+
+
+def test_env_example_documents_every_setting_and_loads() -> None:
+    example = REPO / ".env.example"
+    text = example.read_text()
+    for field in fields(Settings):
+        assert f"\n{field.name}=" in text or f"\n#{field.name}=" in text, field.name
+    load_settings({}, env_file=example)
