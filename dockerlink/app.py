@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
@@ -24,6 +27,7 @@ from .errors import HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
+from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, system
 from .routes import stats as stats_routes
@@ -38,7 +42,8 @@ request_log = logging.getLogger("dockerlink.request")
 #: Request bodies are small JSON objects; anything larger is refused with 413.
 REQUEST_MAX_SIZE = 64 * 1024
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-_PUBLIC_PATHS = frozenset({"/health"})
+#: Routes that answer without a token: liveness, and the API description (no secrets in it).
+_PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -51,11 +56,14 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         "dockerlink", ctx=AppContext(settings=settings), error_handler=_ErrorHandler()
     )
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
-    # A stop may legitimately wait its whole grace period (up to 300 s) plus the engine call.
-    # ...and a create may run two hooks (create, then delete to roll back).
-    app.config.RESPONSE_TIMEOUT = (
-        300 + int(settings.docker_timeout) + 2 * int(settings.hook_timeout) + 30
+    # The longest a route may legitimately take: a stop waits its whole grace period (up to
+    # 300 s) and may run a hook; a create may run two hooks (create, then delete to roll back);
+    # git runs up to git_timeout.
+    longest_s = max(
+        300 + settings.docker_timeout + 2 * settings.hook_timeout,
+        settings.git_timeout + 2 * settings.docker_timeout,
     )
+    app.config.RESPONSE_TIMEOUT = int(longest_s) + 30
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.config.MOTD = False
     app.config.NOISY_EXCEPTIONS = False
@@ -70,6 +78,13 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         client = docker or engine_client(settings)
         app.ctx.docker = client
         app.ctx.hosting = Hosting(client, settings)
+        app.ctx.mirror = app.ctx.hosting.mirror = ContainerMirror(client)
+
+    def run_mirror(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
+        assert app.ctx.mirror is not None
+        return app.ctx.mirror.run()
+
+    _background_task(app, "mirror", run_mirror)
 
     @app.after_server_stop
     async def close_engine(app: DockerlinkApp) -> None:
@@ -91,16 +106,12 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         app.ctx.history, app.ctx.sampler = history, sampler
         app.ctx.hosting.delete_hooks.append(sampler.forget)
 
-    @app.after_server_start
-    async def start_sampler(app: DockerlinkApp) -> None:
+    def run_sampler(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
         # One sampler per service: `dockerlink serve` runs a single process.
         assert app.ctx.sampler is not None
-        app.ctx.sampler.start()
+        return app.ctx.sampler.run()
 
-    @app.before_server_stop
-    async def stop_sampler(app: DockerlinkApp) -> None:
-        if app.ctx.sampler is not None:
-            await app.ctx.sampler.stop()
+    _background_task(app, "sampler", run_sampler)
 
     @app.after_server_stop
     async def close_history(app: DockerlinkApp) -> None:
@@ -135,6 +146,28 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         _log_request(request, response)
 
     return app
+
+
+def _background_task(
+    app: DockerlinkApp, name: str, make: Callable[[DockerlinkApp], Coroutine[Any, Any, None]]
+) -> None:
+    """Run ``make(app)`` as a task from server start to server stop (cancelled, then awaited).
+
+    Managed here rather than with ``app.add_task`` so that it works the same under
+    ``app.run``, ``create_server`` and ASGI.
+    """
+
+    @app.after_server_start
+    async def start(app: DockerlinkApp) -> None:
+        app.ctx.tasks[name] = asyncio.create_task(make(app), name=f"dockerlink.{name}")
+
+    @app.before_server_stop
+    async def stop(app: DockerlinkApp) -> None:
+        task = app.ctx.tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _token_ok(request: Request, token: str) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sanic import Request
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from docker_api import DockerClient
 
     from .hosting import Hosting
+    from .mirror import ContainerMirror
     from .stats import HistoryStore, Sampler
 
 
@@ -21,6 +23,8 @@ class AppContext:
     settings: Settings
     docker: DockerClient | None = None
     hosting: Hosting | None = None
+    mirror: ContainerMirror | None = None
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     history: HistoryStore | None = None
     sampler: Sampler | None = None
 

@@ -24,7 +24,6 @@ How the figures are made (see :mod:`.metrics` for the formulas):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -98,24 +97,10 @@ class Sampler:
         self._cpu: dict[str, _CpuReading] = {}
         self._host_memory_bytes: int | None = None
         self._engine_failing = False
-        self._task: asyncio.Task[None] | None = None
         #: Completed ticks, for tests and logs.
         self.ticks = 0
 
     # -- the loop ------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Run :meth:`run` as a background task (at server start)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name="dockerlink.sampler")
-
-    async def stop(self) -> None:
-        """Cancel the task and wait for it to end (at server stop)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def run(self) -> None:
         """Tick every ``interval_s`` until cancelled.
