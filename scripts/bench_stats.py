@@ -366,7 +366,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             client,
             {"id": CONTAINER, "scale": "instant"},
             args.requests,
-            before_each=app.ctx.history._rendered.clear,
+            before_each=app.ctx.history.drop_rendered,
         )
         results["instant, uncached"] = {"ours": cold[:2]}
         instant_points = len(orjson.loads(answers["instant"]))

@@ -367,7 +367,8 @@ def test_steady_samples_cost_under_32_bytes_on_disk(
 def test_the_rendered_cache_always_matches_a_fresh_render(
     store: HistoryStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "HOT_CONTAINERS", 2)
+    budget = 2 * 300  # room for two containers' four hours at one sample a minute, not three
+    monkeypatch.setattr(store_module, "HOT_ENTRIES", budget)
     hot, cold = [CID, OTHER], "c" * 64
 
     def check(container_id: str) -> None:
@@ -377,6 +378,8 @@ def test_the_rendered_cache_always_matches_a_fresh_render(
         since = rows[len(rows) // 2][0] if rows else 0
         expected = render_json(store.rows(container_id, since=since) or [])
         assert store.query_json(container_id, since=since) == expected
+        cached = sum(len(entries) for entries in store._rendered.values())
+        assert store._rendered_entries == cached <= budget
 
     t = T0
     for step in range(6 * 60):  # six hours of a sample a minute, three containers
@@ -390,8 +393,17 @@ def test_the_rendered_cache_always_matches_a_fresh_render(
         if step % 41 == 0:
             store.maintain()
         if step % 50 == 0:
-            check(cold)  # evicts the least recently queried one
-            assert len(store._rendered) == 2
-    assert set(store._rendered) <= {*hot, cold}
+            check(cold)  # once all three hold hours of samples, this evicts one
+    assert set(store._rendered) < {*hot, cold}
     store.delete(cold)
     assert cold not in store._rendered
+    check(CID)
+
+
+def test_a_history_larger_than_the_cache_is_rendered_each_time(
+    store: HistoryStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "HOT_ENTRIES", 10)
+    feed(store, clock, T0, 20)
+    assert store.query_json(CID) == render_json(store.rows(CID) or [])
+    assert not store._rendered
