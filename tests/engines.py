@@ -71,7 +71,8 @@ class SecondEngine:
         self.folder = Path(tempfile.mkdtemp(prefix=f"dl{name}-", dir="/tmp"))
         self.sock = str(self.folder / "d.sock")
         self.pidfile = self.folder / "docker.pid"
-        self.namespace = f"dockerlink-{name}-{self.folder.name[-6:]}"
+        # containerd namespaces allow [._-] only between letters and digits; mkdtemp uses "_" too.
+        self.namespace = f"dockerlink-{name}-{self.folder.name[-6:].replace('_', 'x')}"
         self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         (self.folder / "daemon.json").write_text("{}\n")  # ignore /etc/docker/daemon.json
