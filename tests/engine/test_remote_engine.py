@@ -136,8 +136,9 @@ def remote_engine(engine_sock: str) -> Iterator[RemoteEngine]:
         "--tlskey", str(pki.server_key),
         # no networking of its own: the shared engine's bridge and rules stay untouched
         "--bridge", "none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
-        "--containerd-namespace", "dockerlink-tls",
-        "--containerd-plugins-namespace", "dockerlink-tls-plugins",
+        # unique per run, should a system containerd be shared (letters, digits, '-' only)
+        "--containerd-namespace", f"dockerlink-tls-{port}",
+        "--containerd-plugins-namespace", f"dockerlink-tls-{port}-plugins",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
