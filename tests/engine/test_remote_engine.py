@@ -1,34 +1,31 @@
 """A remote engine: dockerlink drives a dockerd that listens on loopback TCP with --tlsverify.
 
-The shared test engine is left alone: this module starts a second, private dockerd in a temp
-dir (its own data root, exec root, pidfile, containerd namespace, no bridge and no iptables, so
-it does not touch the shared engine's networking), loads the test image into it, and stops it
-by the pid in its own pidfile at the end, always. Certificates are made with openssl.
+The shared test engine is left alone: this module starts a second, private dockerd
+(tests/engines.py: its own data root, exec root, pidfile, containerd namespace, no bridge and no
+iptables), listening on loopback TCP too, loads the test image into it, and stops it by the pid
+in its own pidfile at the end, always. Certificates are made with openssl.
 Containers on it have no network (``--bridge none``), so the routes tested here are the ones
 that need none: create, list, start, stop, patch, delete.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from docker_api import DockerClient, DockerError, NotFound
+from docker_api import DockerClient, NotFound
 from dockerlink.settings import Settings
 
 from ..certs import PKI, make_pki
 from ..conftest import TEST_IMAGE, engine_required, free_port, serve
+from ..engines import SecondEngine
 from ..unit.test_cli import run_cli
 
 GIB = 1 << 30
@@ -43,141 +40,33 @@ class RemoteEngine:
     pki: PKI
 
 
-def _docker_cli() -> str:
-    if Path("/usr/bin/docker").exists():  # the CLI shipped with the engine, as scripts/engine
-        return "/usr/bin/docker"
-    found = shutil.which("docker")
-    assert found, "no docker CLI (apt-get install docker.io)"
-    return found
-
-
-def _answers(sock: str) -> bool:
-    async def ping() -> bool:
-        try:
-            async with DockerClient(sock, timeout=2) as docker:
-                await docker.ping()
-        except DockerError:
-            return False
-        return True
-
-    return asyncio.run(ping())
-
-
-def _poll(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout_s} s")
-        time.sleep(0.2)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _stop_by_pidfile(pidfile: Path, process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the pid in our pidfile (else the one we launched), then SIGKILL if it lingers."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        pid = process.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    try:
-        _poll(lambda: not _alive(pid), STOP_TIMEOUT_S, "dockerd did not stop")
-    except AssertionError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
-def _unmount_under(folder: Path) -> None:
-    mounts = [
-        line.split()[4]
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(f"{folder}/")
-    ]
-    for mount in sorted(mounts, key=len, reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def remote_engine(engine_sock: str) -> Iterator[RemoteEngine]:
-    dockerd = shutil.which("dockerd")
-    if dockerd is None or os.geteuid() != 0:
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
         message = "a second dockerd needs the dockerd binary and root"
         if engine_required():
             pytest.fail(message)
         pytest.skip(message)
-    # A short path: dockerd puts unix sockets under the exec root (107-byte limit).
-    folder = Path(tempfile.mkdtemp(prefix="dltls-", dir="/tmp"))
-    pki = make_pki(folder / "pki")
     port = free_port()
-    unix_sock = folder / "d.sock"
-    pidfile = folder / "docker.pid"
-    (folder / "daemon.json").write_text("{}\n")  # ignore /etc/docker/daemon.json
-    log = (folder / "dockerd.log").open("wb")
-    command = [
-        dockerd,
-        "--data-root", str(folder / "data"),
-        "--exec-root", str(folder / "x"),
-        "--pidfile", str(pidfile),
-        "--config-file", str(folder / "daemon.json"),
-        "--host", f"unix://{unix_sock}",
-        "--host", f"tcp://127.0.0.1:{port}",
-        "--tlsverify",
-        "--tlscacert", str(pki.ca_cert),
-        "--tlscert", str(pki.server_cert),
-        "--tlskey", str(pki.server_key),
-        # no networking of its own: the shared engine's bridge and rules stay untouched
-        "--bridge", "none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
-        # unique per run, should a system containerd be shared (letters, digits, '-' only)
-        "--containerd-namespace", f"dockerlink-tls-{port}",
-        "--containerd-plugins-namespace", f"dockerlink-tls-{port}-plugins",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    pki_folder = Path(tempfile.mkdtemp(prefix="dltls-pki-", dir="/tmp"))
+    pki = make_pki(pki_folder)
+    engine = SecondEngine(
+        "tls",
+        extra_args=[
+            "--host", f"tcp://127.0.0.1:{port}",
+            "--tlsverify",
+            "--tlscacert", str(pki.ca_cert),
+            "--tlscert", str(pki.server_cert),
+            "--tlskey", str(pki.server_key),
+        ],
+    )  # fmt: skip
     try:
-        try:
-            _poll(
-                lambda: process.poll() is None and _answers(str(unix_sock)),
-                READY_TIMEOUT_S,
-                "the second dockerd did not answer",
-            )
-        except AssertionError:
-            tail = (folder / "dockerd.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"second dockerd failed to start; log:\n{tail}") from None
-        docker = _docker_cli()
-        save = subprocess.Popen(
-            [docker, "-H", f"unix://{engine_sock}", "save", TEST_IMAGE], stdout=subprocess.PIPE
-        )
-        loaded = subprocess.run(
-            [docker, "-H", f"unix://{unix_sock}", "load"],
-            stdin=save.stdout,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        assert save.stdout is not None
-        save.stdout.close()
-        assert save.wait(timeout=60) == 0, "docker save from the shared engine failed"
-        assert loaded.returncode == 0, loaded.stderr.decode(errors="replace")
-        yield RemoteEngine(f"tcp://127.0.0.1:{port}", str(unix_sock), pki)
+        engine.start()
+        engine.load_image(TEST_IMAGE, engine_sock)
+        yield RemoteEngine(f"tcp://127.0.0.1:{port}", engine.sock, pki)
     finally:
-        _stop_by_pidfile(pidfile, process)
-        log.close()
-        _unmount_under(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        engine.destroy()
+        shutil.rmtree(pki_folder, ignore_errors=True)
 
 
 @pytest.fixture
