@@ -33,6 +33,7 @@ from .routes import containers, git, system
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
+from .stats.sources import cgroup_source_for
 
 __all__ = ["create_app"]
 
@@ -102,6 +103,9 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
             history,
             interval_s=settings.sample_interval,
             call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
+            mirror=app.ctx.mirror,
+            cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
+            api_fallback=settings.stats_source != "cgroup",
         )
         app.ctx.history, app.ctx.sampler = history, sampler
         app.ctx.hosting.delete_hooks.append(sampler.forget)

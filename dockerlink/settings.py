@@ -48,6 +48,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     data_dir: Path = Path("./data")
     sample_interval: float = 15.0
+    # Where the sampler reads running containers' figures: auto (cgroup files when readable,
+    # else the engine's stats API), cgroup (files only), api (the engine only).
+    stats_source: str = "auto"
     exec_user: str = "admin"
     stop_timeout: int = 10
     start_command: str = DEFAULT_START_COMMAND
@@ -177,6 +180,13 @@ def _log_format(name: str, raw: str) -> str:
     return value
 
 
+def _stats_source(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"auto", "cgroup", "api"}:
+        raise SettingsError(name, f"{raw!r} is not auto, cgroup or api")
+    return value
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     for origin in origins:
@@ -232,6 +242,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "cors_origins": _origins,
     "data_dir": _path,
     "sample_interval": _seconds(0.2, 3600),
+    "stats_source": _stats_source,
     "exec_user": _exec_user,
     "stop_timeout": _integer(0, 300),
     "start_command": _start_command,

@@ -1,20 +1,26 @@
 """The Sampler: one background task that samples every container on the engine into the history.
 
-Every ``interval_s`` it lists every container (running or not) and, ``concurrency`` at a time,
-inspects each one (state and configured limits) and, when it runs, takes a one-shot stats sample.
-Each engine call has its own timeout. A tick runs to its end before the next one is scheduled, so
-ticks never overlap; a tick that overruns the interval is followed by the next one at once.
-A failing engine or a bad container is logged and skipped; the loop only ends when cancelled.
-Once a minute it also runs the store's retention (:meth:`HistoryStore.maintain`).
+Every ``interval_s`` it takes every container (running or not) with its state and configured
+limits from the :class:`ContainerMirror` while the mirror follows the engine, and otherwise lists
+and inspects them (``concurrency`` at a time). The figures of the running ones come from their
+cgroup files when a :class:`CgroupSource` is given and can read them (all of a tick's reads in one
+worker thread), and otherwise from a one-shot stats call to the engine, container by container:
+the same :class:`Reading` either way (see :mod:`.sources`). So on a local engine a tick makes no
+engine call at all. Each engine call has its own timeout. A tick runs to its end before the next
+one is scheduled, so ticks never overlap; a tick that overruns the interval is followed by the
+next one at once. A failing engine or a bad container is logged and skipped; the loop only ends
+when cancelled. Once a minute it also runs the store's retention (:meth:`HistoryStore.maintain`).
 
 How the figures are made (see :mod:`.metrics` for the formulas):
 
-- CPU percent: the change in the container's CPU time over the change in the engine's read time
-  between this sample and this process's previous one of the same run of the container. With no
-  such reading (the first sample after dockerlink or the container started), it is the CPU time
-  since the container started over the time since then, which is exact when the container started
-  after the previous sample and the best figure available otherwise.
-- Memory used: usage minus inactive file cache; the limit is the engine's (``memory_stats.limit``).
+- CPU percent: the change in the container's CPU time over the change in the read time (the
+  engine's, or the clock's for cgroup files) between this sample and this process's previous one
+  of the same run of the container. With no such reading (the first sample after dockerlink or
+  the container started), it is the CPU time since the container started over the time since
+  then, which is exact when the container started after the previous sample and the best figure
+  available otherwise.
+- Memory used: usage minus inactive file cache; the limit is the one in force (the engine's
+  ``memory_stats.limit``, or the cgroup's), the host's memory when none is set.
 - Network: totals summed over every interface; the deltas are against the last stored sample,
   and a restart (a new ``StartedAt``) or a counter that went down makes the delta the new total.
 - A container that is not running gets a sample with zero usage and its configured limits
@@ -28,23 +34,18 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker_api
 from docker_api import DockerClient
 
-from .metrics import (
-    KIB,
-    cpu_limit_centi,
-    cpu_percent,
-    engine_time_ns,
-    memory_used_bytes,
-    net_delta,
-    network_totals,
-    round_kib,
-)
+from .metrics import KIB, cpu_limit_centi, cpu_percent, engine_time_ns, net_delta, round_kib
 from .series import Sample
+from .sources import CgroupSource, Reading, reading_from_stats
 from .store import HistoryStore
+
+if TYPE_CHECKING:
+    from ..mirror import ContainerMirror
 
 __all__ = ["MAINTAIN_EVERY_S", "SAMPLE_CONCURRENCY", "Sampler", "call_timeout_for"]
 
@@ -57,11 +58,18 @@ SAMPLE_CONCURRENCY = 48
 MAINTAIN_EVERY_S = 60.0
 #: No engine call of the sampler waits less than this (a one-shot stats call takes ~1 s).
 MIN_CALL_TIMEOUT_S = 5.0
+#: How long the first tick waits for the mirror's first full read (rather than list and inspect
+#: everything itself at the same moment).
+MIRROR_WAIT_S = 10.0
 
 
 def call_timeout_for(interval_s: float, docker_timeout_s: float) -> float:
     """Each sampler call may take up to one interval (at least 5 s), never more than any call."""
     return min(docker_timeout_s, max(interval_s, MIN_CALL_TIMEOUT_S))
+
+
+class CgroupUnreadable(Exception):
+    """A running container's cgroup files cannot be read and the engine may not be asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +94,18 @@ class Sampler:
         concurrency: int = SAMPLE_CONCURRENCY,
         maintain_every_s: float = MAINTAIN_EVERY_S,
         clock: Callable[[], float] = time.time,
+        mirror: ContainerMirror | None = None,
+        cgroups: CgroupSource | None = None,
+        api_fallback: bool = True,
     ) -> None:
+        """``mirror``: where containers are taken from while it is fresh. ``cgroups``: read
+        figures there first. ``api_fallback=False`` never asks the engine for stats: a running
+        container whose files cannot be read is then logged and not sampled."""
         self.docker = docker
         self.store = store
+        self.mirror = mirror
+        self.cgroups = cgroups
+        self.api_fallback = api_fallback
         self.interval_s = interval_s
         self.call_timeout_s = call_timeout_s
         self.concurrency = concurrency
@@ -99,6 +116,9 @@ class Sampler:
         self._engine_failing = False
         #: Completed ticks, for tests and logs.
         self.ticks = 0
+        #: Samples of running containers taken from cgroup files, and from the engine's stats.
+        self.cgroup_samples = 0
+        self.api_samples = 0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -111,7 +131,9 @@ class Sampler:
             return
         loop = asyncio.get_running_loop()
         next_maintain = loop.time() + self.maintain_every_s
-        log.info("stats sampler: every %g s", self.interval_s)
+        log.info("stats sampler: every %g s, %s", self.interval_s, self.describe_source())
+        if self.mirror is not None:
+            await self.mirror.wait_fresh(MIRROR_WAIT_S)
         while True:
             started = loop.time()
             await self._tick_logged()
@@ -139,33 +161,92 @@ class Sampler:
             self._engine_failing = False
         log.debug("stats sampler: %d containers sampled", sampled)
 
+    def describe_source(self) -> str:
+        """Where the figures come from, for the start-up log line."""
+        if self.cgroups is None:
+            return "figures from the engine's stats API"
+        fallback = (
+            "the engine's stats API" if self.api_fallback else "nothing (stats_source=cgroup)"
+        )
+        return f"figures from cgroup v{self.cgroups.version} files, else from {fallback}"
+
     async def tick(self) -> int:
         """Sample every container once; returns how many samples were recorded."""
+        infos = self._mirrored()
+        if infos is None:
+            infos = await self._inspect_all()
+        ids = [str(info["Id"]) for info in infos]
+        readings: dict[str, Reading] = {}
+        if self.cgroups is not None:
+            running = [info for info in infos if (info.get("State") or {}).get("Running")]
+            if running:
+                host_memory = await self._host_memory()
+                readings = await asyncio.to_thread(self.cgroups.read, running, host_memory)
+                self.cgroup_samples += len(readings)
+            self.cgroups.keep_only(ids)
+        recorded = 0
+        by_engine: list[Mapping[str, Any]] = []
+        for info in infos:
+            reading = readings.get(str(info["Id"]))
+            if reading is None and (info.get("State") or {}).get("Running"):
+                by_engine.append(info)
+            else:  # read from its cgroup, or not running: nothing to wait for
+                recorded += await self._sample_logged(info, reading, False)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(info: Mapping[str, Any]) -> bool:
+            async with semaphore:
+                return await self._sample_logged(info, None, False)
+
+        recorded += sum(await asyncio.gather(*(one(info) for info in by_engine)))
+        for gone in set(self._cpu).difference(ids):
+            del self._cpu[gone]
+        self.ticks += 1
+        return recorded
+
+    def _mirrored(self) -> list[Mapping[str, Any]] | None:
+        """Every container as the mirror has it, or None when the mirror is not fresh."""
+        if self.mirror is None or not self.mirror.fresh:
+            return None
+        return list(self.mirror.all())
+
+    async def _inspect_all(self) -> list[Mapping[str, Any]]:
+        """List and inspect every container (``concurrency`` at a time); one that cannot be
+        inspected is logged and left out."""
         summaries = await self.docker.containers.list(all=True, timeout=self.call_timeout_s)
         ids = [str(summary["Id"]) for summary in summaries if summary.get("Id")]
         semaphore = asyncio.Semaphore(self.concurrency)
 
-        async def one(container_id: str) -> bool:
+        async def inspect(container_id: str) -> dict[str, Any] | None:
             async with semaphore:
-                return await self._sample_logged(container_id)
+                try:
+                    return await self.docker.containers.inspect(
+                        container_id, timeout=self.call_timeout_s
+                    )
+                except Exception as exc:
+                    self._log_failure(container_id, exc)
+                    return None
 
-        recorded = await asyncio.gather(*(one(container_id) for container_id in ids))
-        for gone in set(self._cpu).difference(ids):
-            del self._cpu[gone]
-        self.ticks += 1
-        return sum(recorded)
+        return [info for info in await asyncio.gather(*map(inspect, ids)) if info is not None]
 
-    async def _sample_logged(self, container_id: str) -> bool:
+    async def _sample_logged(
+        self, info: Mapping[str, Any], reading: Reading | None, try_cgroups: bool
+    ) -> bool:
         try:
-            info = await self.docker.containers.inspect(container_id, timeout=self.call_timeout_s)
-            return await self.sample(info) is not None
-        except docker_api.NotFound:
-            return False  # removed since the listing
-        except docker_api.DockerError as exc:
+            return await self._sample(info, reading, try_cgroups) is not None
+        except Exception as exc:
+            self._log_failure(str(info["Id"]), exc)
+            return False
+
+    def _log_failure(self, container_id: str, exc: Exception) -> None:
+        if isinstance(exc, docker_api.NotFound):
+            return  # removed since the listing: not an error
+        if isinstance(exc, docker_api.DockerError):
             log.warning("stats sampler: %s: %s", container_id[:12], exc.message)
-        except Exception:
-            log.exception("stats sampler: %s: cannot sample", container_id[:12])
-        return False
+        elif isinstance(exc, CgroupUnreadable):
+            log.warning("stats sampler: %s: %s", container_id[:12], exc)
+        else:
+            log.error("stats sampler: %s: cannot sample", container_id[:12], exc_info=exc)
 
     # -- one container -------------------------------------------------------------------------
 
@@ -175,27 +256,48 @@ class Sampler:
         Returns the sample, or None when the store did not take it (same second as the last one,
         or the container was just deleted).
         """
+        return await self._sample(info, None, True)
+
+    async def _sample(
+        self, info: Mapping[str, Any], reading: Reading | None, try_cgroups: bool
+    ) -> Sample | None:
+        """Record a sample of ``info``'s container from ``reading``; without one, a running
+        container is read from its cgroup (``try_cgroups``), else by the engine."""
         container_id = str(info["Id"])
         state = info.get("State") or {}
         host_config = info.get("HostConfig") or {}
         memory_limit = int(host_config.get("Memory") or 0) or await self._host_memory()
         cpu_limit = cpu_limit_centi(host_config)
-        stats: dict[str, Any] | None = None
-        if state.get("Running"):
-            stats = await self.docker.containers.stats(container_id, timeout=self.call_timeout_s)
-        read_ns = engine_time_ns(stats.get("read")) if stats is not None else None
+        if reading is None and state.get("Running"):
+            reading = await self._read(info, try_cgroups)
         t = int(self._clock())
-        if stats is None or read_ns is None:  # not running (or it stopped since the inspect)
+        if reading is None:  # not running (or it stopped since the inspect)
             self._cpu.pop(container_id, None)
             sample = Sample(t, 0, memory_limit, 0, cpu_limit, 0, 0, 0, 0)
         else:
             started_at = str(state.get("StartedAt") or "")
-            sample = self._running_sample(container_id, t, started_at, stats, read_ns)
+            sample = self._running_sample(container_id, t, started_at, reading)
             sample = sample._replace(
                 mem_limit_bytes=sample.mem_limit_bytes or memory_limit,
                 cpu_limit_centi=cpu_limit,
             )
         return sample if self.store.append(container_id, sample) else None
+
+    async def _read(self, info: Mapping[str, Any], try_cgroups: bool) -> Reading | None:
+        """A running container's figures: from its cgroup files, else from the engine."""
+        container_id = str(info["Id"])
+        if try_cgroups and self.cgroups is not None:
+            reading = self.cgroups.read_one(info, await self._host_memory())
+            if reading is not None:
+                self.cgroup_samples += 1
+                return reading
+        if not self.api_fallback:
+            raise CgroupUnreadable("its cgroup files cannot be read (stats_source=cgroup)")
+        stats = await self.docker.containers.stats(container_id, timeout=self.call_timeout_s)
+        reading = reading_from_stats(stats)
+        if reading is not None:
+            self.api_samples += 1
+        return reading
 
     async def forget(self, container_id: str) -> None:
         """A container was deleted through the API: drop its history and what is kept about it.
@@ -206,11 +308,9 @@ class Sampler:
         self.store.delete(container_id)
 
     def _running_sample(
-        self, container_id: str, t: int, started_at: str, stats: Mapping[str, Any], read_ns: int
+        self, container_id: str, t: int, started_at: str, reading: Reading
     ) -> Sample:
-        memory = stats.get("memory_stats") or {}
-        cpu_usage = (stats.get("cpu_stats") or {}).get("cpu_usage") or {}
-        cpu_total = int(cpu_usage.get("total_usage") or 0)
+        cpu_total, read_ns = reading.cpu_ns, reading.read_ns
         previous = self._cpu.get(container_id)
         same_run = previous is not None and previous.started_at == started_at
         if previous is not None and same_run and cpu_total >= previous.total_ns:
@@ -220,14 +320,14 @@ class Sampler:
             percent = cpu_percent(cpu_total, read_ns - started_ns) if started_ns else 0.0
         self._cpu[container_id] = _CpuReading(started_at, cpu_total, read_ns)
 
-        tx_bytes, rx_bytes = network_totals(stats.get("networks"))
+        tx_bytes, rx_bytes = reading.tx_bytes, reading.rx_bytes
         up, down = tx_bytes // KIB, rx_bytes // KIB
         last = self.store.last(container_id)
         restarted = previous is not None and not same_run
         return Sample(
             t=t,
-            mem_used_kib=round_kib(memory_used_bytes(memory)),
-            mem_limit_bytes=int(memory.get("limit") or 0),
+            mem_used_kib=round_kib(reading.memory_used_bytes),
+            mem_limit_bytes=reading.memory_limit_bytes,
             cpu_centi=round(percent * 100),
             cpu_limit_centi=0,  # from the configuration, set by the caller
             up_kib=up,

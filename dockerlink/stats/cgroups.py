@@ -1,0 +1,281 @@
+"""A running container's figures read from the kernel: its cgroup files and its network counters.
+
+This is what the engine itself reads for a stats call (runc's cgroup managers and libnetwork's
+interface statistics), minus the engine: about 0.2 ms per container instead of about 1 s of
+latency and several ms of CPU. Every function takes the roots as parameters (``/sys/fs/cgroup``
+and ``/proc`` by default) so that tests point them at a fake tree.
+
+Where a container's cgroup is:
+
+- cgroup v2 (``<root>/cgroup.controllers`` exists): one directory, ``<root>/<path>``;
+- cgroup v1: one directory per controller, ``<root>/cpuacct/<path>`` and ``<root>/memory/<path>``
+  (the names work whether the controllers are mounted alone or together, as ``cpu,cpuacct``
+  with its symlinks).
+
+``<path>`` is taken from ``/proc/<pid>/cgroup`` of the container's init process when it names the
+container, which holds for any cgroup driver and parent; otherwise the usual layouts are probed:
+``docker/<id>`` (the cgroupfs driver, or ``<CgroupParent>/<id>``) and
+``system.slice/docker-<id>.scope`` (the systemd driver).
+
+The figures, as the engine reports them (moby ``daemon/daemon_unix.go`` statsV1/statsV2):
+
+=================  ===================================  =====================================
+figure             cgroup v1                            cgroup v2
+=================  ===================================  =====================================
+CPU time (ns)      ``cpuacct.usage``                    ``cpu.stat`` ``usage_usec`` x 1000
+memory usage       ``memory.usage_in_bytes``            ``memory.current``
+inactive file      ``memory.stat`` total_inactive_file  ``memory.stat`` inactive_file
+memory limit       ``memory.limit_in_bytes``            ``memory.max`` (``max``: none)
+=================  ===================================  =====================================
+
+The memory limit is clamped to the host's memory, as the engine does. Network totals sum every
+interface of the container's network namespace but ``lo`` (``/proc/<pid>/net/dev``): the engine
+reports the interfaces of its endpoints (``eth0``...), which never include the loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .metrics import memory_used_bytes
+
+__all__ = [
+    "CGROUP_ROOT",
+    "PROC_ROOT",
+    "CgroupFiles",
+    "Reading",
+    "cgroup_version",
+    "find_cgroup",
+    "parse_net_dev",
+    "read_figures",
+]
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_ROOT = Path("/proc")
+#: What a read of one of these small files asks for at once (memory.stat is about 1 KiB).
+_CHUNK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One running container's cumulative figures at one moment, whichever source read them."""
+
+    #: When they were read, unix nanoseconds (the engine's ``read`` for the API source).
+    read_ns: int
+    #: CPU time used since the container started, nanoseconds.
+    cpu_ns: int
+    #: Usage minus the inactive file cache, as ``docker stats`` shows it.
+    memory_used_bytes: int
+    #: The limit in force (the host's memory when none is set); 0 when not known.
+    memory_limit_bytes: int
+    #: Bytes sent and received by every interface since the container started.
+    tx_bytes: int
+    rx_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupFiles:
+    """The files one container's figures are read from (absolute paths, as text)."""
+
+    version: int
+    cpu: str
+    memory_usage: str
+    memory_stat: str
+    memory_limit: str
+    #: ``/proc/<pid>/net/dev``; None when the container shares the host's network (the engine
+    #: then reports no network figures at all).
+    net_dev: str | None
+
+
+def cgroup_version(root: Path = CGROUP_ROOT) -> int | None:
+    """2 for a unified hierarchy at ``root``, 1 when the v1 controllers are there, else None."""
+    if (root / "cgroup.controllers").is_file():
+        return 2
+    if (root / "memory").is_dir() and (root / "cpuacct").is_dir():
+        return 1
+    return None
+
+
+def find_cgroup(
+    version: int,
+    container_id: str,
+    pid: int,
+    *,
+    cgroup_parent: str = "",
+    own_network: bool = True,
+    root: Path = CGROUP_ROOT,
+    proc_root: Path = PROC_ROOT,
+) -> CgroupFiles | None:
+    """The files of a running container (init process ``pid``), or None when none are found."""
+    if pid <= 0:
+        return None
+    net_dev = str(proc_root / str(pid) / "net" / "dev") if own_network else None
+    if net_dev is not None and not os.path.exists(net_dev):
+        return None
+    for cpu_dir, memory_dir in _candidates(
+        version, container_id, pid, cgroup_parent, root, proc_root
+    ):
+        files = _files_in(version, cpu_dir, memory_dir, net_dev)
+        if os.path.exists(files.cpu) and os.path.exists(files.memory_stat):
+            return files
+    return None
+
+
+def read_figures(
+    files: CgroupFiles, host_memory_bytes: int, clock_ns: Callable[[], int] = time.time_ns
+) -> Reading:
+    """Read the container's figures now. Raises OSError or ValueError when they can't be read
+    (the container stopped, its cgroup went away, or a file is not what it should be)."""
+    read_ns = clock_ns()
+    stat = _read(files.memory_stat)
+    usage = int(_read(files.memory_usage))
+    if files.version == 2:
+        usage_usec = _stat_value(_read(files.cpu), b"usage_usec")
+        if usage_usec is None:
+            raise ValueError(f"{files.cpu} has no usage_usec")
+        cpu_ns = usage_usec * 1000
+        limit_text = _read(files.memory_limit).strip()
+        limit = host_memory_bytes if limit_text == b"max" else int(limit_text)
+        inactive = {"inactive_file": _stat_value(stat, b"inactive_file") or 0}
+    else:
+        cpu_ns = int(_read(files.cpu))
+        limit = int(_read(files.memory_limit))
+        inactive = {"inactive_file": _stat_value(stat, b"inactive_file") or 0}
+        total = _stat_value(stat, b"total_inactive_file")
+        if total is not None:
+            inactive["total_inactive_file"] = total
+    if host_memory_bytes and limit > host_memory_bytes:  # "no limit" is a huge number in v1
+        limit = host_memory_bytes
+    tx, rx = parse_net_dev(_read(files.net_dev)) if files.net_dev is not None else (0, 0)
+    return Reading(
+        read_ns=read_ns,
+        cpu_ns=cpu_ns,
+        memory_used_bytes=memory_used_bytes({"usage": usage, "stats": inactive}),
+        memory_limit_bytes=limit,
+        tx_bytes=tx,
+        rx_bytes=rx,
+    )
+
+
+def parse_net_dev(data: bytes) -> tuple[int, int]:
+    """``(transmitted, received)`` bytes summed over every interface of ``/proc/<pid>/net/dev``
+    but ``lo``.
+
+    Each line after the two headers is ``name: rx_bytes rx_packets ... (8 receive fields)
+    tx_bytes ...``.
+    """
+    tx = rx = 0
+    for line in data.splitlines()[2:]:
+        name, _, counters = line.partition(b":")
+        if name.strip() == b"lo" or not counters:
+            continue
+        fields = counters.split()
+        rx += int(fields[0])
+        tx += int(fields[8])
+    return tx, rx
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _candidates(
+    version: int,
+    container_id: str,
+    pid: int,
+    cgroup_parent: str,
+    root: Path,
+    proc_root: Path,
+) -> list[tuple[Path, Path]]:
+    """``(cpu directory, memory directory)`` pairs where the container's cgroup may be."""
+    cpu_base, memory_base = (root, root) if version == 2 else (root / "cpuacct", root / "memory")
+    found: list[tuple[Path, Path]] = []
+    own = _own_cgroups(proc_root / str(pid) / "cgroup", version)
+    if own is not None:
+        cpu_path, memory_path = own
+        if container_id in cpu_path and container_id in memory_path:  # not a reused pid
+            found.append((cpu_base / cpu_path.lstrip("/"), memory_base / memory_path.lstrip("/")))
+    parent = cgroup_parent.strip("/")
+    relatives = [
+        f"{parent or 'docker'}/{container_id}",
+        f"system.slice/docker-{container_id}.scope",
+    ]
+    if parent.endswith(".slice"):
+        relatives.insert(0, f"{parent}/docker-{container_id}.scope")
+    found.extend((cpu_base / relative, memory_base / relative) for relative in relatives)
+    return found
+
+
+def _own_cgroups(path: Path, version: int) -> tuple[str, str] | None:
+    """The cpu (cpuacct) and memory cgroup paths a ``/proc/<pid>/cgroup`` file names."""
+    try:
+        text = _read(str(path)).decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    cpu = memory = None
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, cgroup = rest.partition(":")
+        if version == 2:
+            if hierarchy == "0" and controllers == "":
+                return cgroup, cgroup
+            continue
+        names = controllers.split(",")
+        if "cpuacct" in names:
+            cpu = cgroup
+        if "memory" in names:
+            memory = cgroup
+    return (cpu, memory) if cpu is not None and memory is not None else None
+
+
+def _files_in(version: int, cpu_dir: Path, memory_dir: Path, net_dev: str | None) -> CgroupFiles:
+    if version == 2:
+        return CgroupFiles(
+            version=2,
+            cpu=str(cpu_dir / "cpu.stat"),
+            memory_usage=str(memory_dir / "memory.current"),
+            memory_stat=str(memory_dir / "memory.stat"),
+            memory_limit=str(memory_dir / "memory.max"),
+            net_dev=net_dev,
+        )
+    return CgroupFiles(
+        version=1,
+        cpu=str(cpu_dir / "cpuacct.usage"),
+        memory_usage=str(memory_dir / "memory.usage_in_bytes"),
+        memory_stat=str(memory_dir / "memory.stat"),
+        memory_limit=str(memory_dir / "memory.limit_in_bytes"),
+        net_dev=net_dev,
+    )
+
+
+def _read(path: str) -> bytes:
+    """A small kernel file, whole (plain blocking reads: these never wait on a disk)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:
+            parts = [data]
+            while chunk := os.read(fd, _CHUNK):
+                parts.append(chunk)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
+def _stat_value(data: bytes, key: bytes) -> int | None:
+    """The value of ``key`` in a flat-keyed cgroup file (``memory.stat``, ``cpu.stat``: one
+    ``key value`` a line), or None when it has none. (Finding the one key is several times
+    cheaper than parsing the 36 lines of a v1 ``memory.stat``.)"""
+    if data.startswith(key + b" "):
+        start = len(key) + 1
+    else:
+        found = data.find(b"\n" + key + b" ")
+        if found < 0:
+            return None
+        start = found + len(key) + 2
+    end = data.find(b"\n", start)
+    return int(data[start:] if end < 0 else data[start:end])
