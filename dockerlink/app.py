@@ -27,9 +27,10 @@ from .errors import HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
+from .metrics import UNMATCHED_ROUTE
 from .mirror import ContainerMirror
 from .responses import text_response
-from .routes import containers, git, system
+from .routes import containers, git, observability, system
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
@@ -43,8 +44,9 @@ request_log = logging.getLogger("dockerlink.request")
 #: Request bodies are small JSON objects; anything larger is refused with 413.
 REQUEST_MAX_SIZE = 64 * 1024
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-#: Routes that answer without a token: liveness, and the API description (no secrets in it).
-_PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
+#: Routes that answer without a token: liveness, the API description (no secrets in it), and
+#: the dashboard page (it holds no data: its own API calls carry the token).
+_PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/"})
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -73,6 +75,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(stats_routes.bp)
     app.blueprint(git.bp)
     app.blueprint(system.bp)
+    app.blueprint(observability.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
@@ -109,6 +112,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         )
         app.ctx.history, app.ctx.sampler = history, sampler
         app.ctx.hosting.delete_hooks.append(sampler.forget)
+        sampler.tick_hooks.append(app.ctx.metrics.observe_tick)
 
     def run_sampler(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
         # One sampler per service: `dockerlink serve` runs a single process.
@@ -122,13 +126,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         if app.ctx.history is not None:
             app.ctx.history.close()
 
+    public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
+
     async def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)
         if request.method == "OPTIONS" and settings.cors_origins:
             return _preflight(request, settings)
         if (
             settings.api_token is not None
-            and request.path not in _PUBLIC_PATHS
+            and request.path not in public_paths
             and not _token_ok(request, settings.api_token)
         ):
             raise Unauthorized()
@@ -147,7 +153,13 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     @app.signal("http.lifecycle.response")
     async def request_done(request: Request, response: BaseHTTPResponse) -> None:
-        _log_request(request, response)
+        started = getattr(request.ctx, "started_s", None)
+        duration_s = time.monotonic() - started if started is not None else None
+        _log_request(request, response, duration_s)
+        if duration_s is not None:
+            app.ctx.metrics.observe_request(
+                request.method, _route_label(request), response.status, duration_s
+            )
 
     return app
 
@@ -213,10 +225,15 @@ def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) ->
         response.headers["Access-Control-Expose-Headers"] = f"X-Request-Id, {HOOK_ERROR_HEADER}"
 
 
-def _log_request(request: Request, response: BaseHTTPResponse) -> None:
+def _route_label(request: Request) -> str:
+    """The matched route's pattern (``/v1/container/stats``), not the path: a bounded label."""
+    route = request.route
+    return "/" + route.path.rstrip("/") if route is not None else UNMATCHED_ROUTE
+
+
+def _log_request(request: Request, response: BaseHTTPResponse, duration_s: float | None) -> None:
     """One line per request: id, method, path, status, duration (never a header's value)."""
-    started = getattr(request.ctx, "started_s", None)
-    duration_ms = round((time.monotonic() - started) * 1000, 1) if started is not None else None
+    duration_ms = round(duration_s * 1000, 1) if duration_s is not None else None
     path = request.path + (f"?{request.query_string}" if request.query_string else "")
     request_id = _request_id(request)
     request_log.info(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sanic import Request
 
+from .metrics import ServiceMetrics
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class AppContext:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     history: HistoryStore | None = None
     sampler: Sampler | None = None
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
 
 
 def context_of(request: Request) -> AppContext:

@@ -362,5 +362,35 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"})},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, text format 0.0.4 (no auth if metrics_public)",
+                    "description": "Per container (labels id, name): state, memory used and "
+                    "limit in bytes, CPU seconds used and limit in cores, network bytes received "
+                    "and sent. dockerlink's own: requests by route and status, request "
+                    "durations, sampler tick durations and errors, dockerlink_engine_up.",
+                    "responses": {
+                        "200": {
+                            "description": "the metrics",
+                            "content": {
+                                "text/plain; version=0.0.4": {"schema": {"type": "string"}}
+                            },
+                        },
+                        "401": _COMMON_ERRORS["401"],
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "the dashboard page (no auth: it asks for the token itself)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "a self-contained HTML page",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
         },
     }

@@ -71,6 +71,8 @@ class Settings:
     hook_on_start: Path | None = None
     hook_on_stop: Path | None = None
     hook_timeout: float = 30.0
+    # Observability: GET /metrics without a token (the dashboard at / is always public).
+    metrics_public: bool = False
 
     @property
     def auth_enabled(self) -> bool:
@@ -261,6 +263,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_start": _hook,
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
+    "metrics_public": _boolean,
 }
 
 

@@ -47,7 +47,7 @@ from .store import HistoryStore
 if TYPE_CHECKING:
     from ..mirror import ContainerMirror
 
-__all__ = ["MAINTAIN_EVERY_S", "SAMPLE_CONCURRENCY", "Sampler", "call_timeout_for"]
+__all__ = ["MAINTAIN_EVERY_S", "SAMPLE_CONCURRENCY", "Sampler", "Usage", "call_timeout_for"]
 
 log = logging.getLogger("dockerlink.stats")
 
@@ -79,6 +79,16 @@ class _CpuReading:
     started_at: str
     total_ns: int
     read_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A container's cumulative figures at its last sample, as the engine counts them since it
+    started (for ``/metrics``; the history keeps rates and KiB). All 0 while it is not running."""
+
+    cpu_ns: int
+    rx_bytes: int
+    tx_bytes: int
 
 
 class Sampler:
@@ -119,6 +129,12 @@ class Sampler:
         #: Samples of running containers taken from cgroup files, and from the engine's stats.
         self.cgroup_samples = 0
         self.api_samples = 0
+        #: Each container's cumulative figures at its last sample, by full id.
+        self.usage: dict[str, Usage] = {}
+        #: Ticks that could not list the containers, plus containers that could not be sampled.
+        self.errors = 0
+        #: Called with each tick's duration in seconds, whether it succeeded or not.
+        self.tick_hooks: list[Callable[[float], None]] = []
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -146,16 +162,22 @@ class Sampler:
             await asyncio.sleep(max(started + self.interval_s - loop.time(), 0.0))
 
     async def _tick_logged(self) -> None:
+        started_s = time.monotonic()
         try:
             sampled = await self.tick()
         except docker_api.DockerError as exc:
+            self.errors += 1
             if not self._engine_failing:
                 log.warning("stats sampler: cannot list containers: %s", exc.message)
             self._engine_failing = True
             return
         except Exception:
+            self.errors += 1
             log.exception("stats sampler: tick failed")
             return
+        finally:
+            for hook in self.tick_hooks:
+                hook(time.monotonic() - started_s)
         if self._engine_failing:
             log.info("stats sampler: the engine answers again")
             self._engine_failing = False
@@ -201,6 +223,8 @@ class Sampler:
         recorded += sum(await asyncio.gather(*(one(info) for info in by_engine)))
         for gone in set(self._cpu).difference(ids):
             del self._cpu[gone]
+        for gone in set(self.usage).difference(ids):
+            del self.usage[gone]
         self.ticks += 1
         return recorded
 
@@ -241,6 +265,7 @@ class Sampler:
     def _log_failure(self, container_id: str, exc: Exception) -> None:
         if isinstance(exc, docker_api.NotFound):
             return  # removed since the listing: not an error
+        self.errors += 1
         if isinstance(exc, docker_api.DockerError):
             log.warning("stats sampler: %s: %s", container_id[:12], exc.message)
         elif isinstance(exc, CgroupUnreadable):
@@ -273,6 +298,7 @@ class Sampler:
         t = int(self._clock())
         if reading is None:  # not running (or it stopped since the inspect)
             self._cpu.pop(container_id, None)
+            self.usage[container_id] = Usage(0, 0, 0)
             sample = Sample(t, 0, memory_limit, 0, cpu_limit, 0, 0, 0, 0)
         else:
             started_at = str(state.get("StartedAt") or "")
@@ -305,6 +331,7 @@ class Sampler:
         Meant for :attr:`Hosting.delete_hooks`.
         """
         self._cpu.pop(container_id, None)
+        self.usage.pop(container_id, None)
         self.store.delete(container_id)
 
     def _running_sample(
@@ -321,6 +348,7 @@ class Sampler:
         self._cpu[container_id] = _CpuReading(started_at, cpu_total, read_ns)
 
         tx_bytes, rx_bytes = reading.tx_bytes, reading.rx_bytes
+        self.usage[container_id] = Usage(cpu_total, rx_bytes, tx_bytes)
         up, down = tx_bytes // KIB, rx_bytes // KIB
         last = self.store.last(container_id)
         restarted = previous is not None and not same_run

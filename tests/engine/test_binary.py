@@ -116,6 +116,9 @@ async def test_the_binary_serves_health_against_the_engine(
         listed = await client.get("/v1/container", headers=auth)
         assert listed.status_code == 200
         assert set(listed.json()) == {"error", "success"}
+        dashboard = await client.get("/")  # package data (the page) is in the binary
+        assert dashboard.status_code == 200
+        assert "<title>dockerlink</title>" in dashboard.text
     log = log_path.read_text()
     assert '"logger":"dockerlink.request"' in log
     assert '"path":"/health","status":200' in log

@@ -1,0 +1,299 @@
+"""Prometheus metrics: dockerlink's own instruments, and ``GET /metrics`` in the text format.
+
+The text exposition format (version 0.0.4) is written here by hand rather than with
+prometheus-client: it is a few lines of escaping and formatting, the figures already live in the
+sampler, the history and the mirror, and the service keeps its four runtime dependencies. The
+tests parse the output with prometheus-client's own parser.
+
+What is exported (``id`` is the full container id, ``name`` the name without its ``/``):
+
+- per container: ``dockerlink_container_state`` (1 for the current state, 0 for the others),
+  memory used and limit in bytes, CPU seconds used (a counter, reset when the container
+  restarts) and the CPU limit in cores, network bytes received and transmitted (counters, reset
+  when it restarts). Limits are 0 when none is set. Usage figures come from the sampler's last
+  sample of the container: 0 while it is not running, absent until it is first sampled;
+- ``dockerlink_http_requests_total`` and ``dockerlink_http_request_duration_seconds`` by method
+  and route pattern (``unmatched`` for paths no route matches, so the label set stays small);
+- ``dockerlink_sampler_tick_duration_seconds`` and ``dockerlink_sampler_errors_total``;
+- ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import docker_api
+
+from .hosting import cpus_of
+from .mirror import inspect_many
+
+if TYPE_CHECKING:
+    from docker_api import DockerClient
+
+    from .mirror import ContainerMirror
+    from .stats import HistoryStore, Sampler
+
+__all__ = [
+    "CONTAINER_STATES",
+    "CONTENT_TYPE",
+    "Counter",
+    "Exposition",
+    "Histogram",
+    "ServiceMetrics",
+    "render_metrics",
+]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The engine's container states; each container gets one ``dockerlink_container_state`` per state.
+CONTAINER_STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+#: Request durations: most routes answer in milliseconds, a stop may wait its grace period.
+HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: A sampler tick is about one second (a one-shot stats call) and should stay under the interval.
+TICK_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+#: The longest a scrape waits for the engine (ping, and a listing when the mirror is stale).
+SCRAPE_ENGINE_TIMEOUT_S = 5.0
+UNMATCHED_ROUTE = "unmatched"
+
+Labels = tuple[tuple[str, str], ...]
+
+
+# -- instruments -----------------------------------------------------------------------------
+
+
+class Counter:
+    """A monotonically increasing value per label set."""
+
+    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
+        self.name, self.help_text, self.label_names = name, help_text, tuple(label_names)
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *label_values: str, amount: float = 1.0) -> None:
+        self.values[label_values] = self.values.get(label_values, 0.0) + amount
+
+    def write(self, out: Exposition) -> None:
+        out.family(self.name, "counter", self.help_text)
+        for values, total in sorted(self.values.items()):
+            out.sample(self.name, tuple(zip(self.label_names, values, strict=True)), total)
+
+
+class Histogram:
+    """Observations counted in cumulative ``le`` buckets, per label set."""
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        buckets: Sequence[float],
+        label_names: Sequence[str] = (),
+    ) -> None:
+        self.name, self.help_text, self.label_names = name, help_text, tuple(label_names)
+        self.bounds = tuple(sorted(buckets))
+        #: Per label set: a count per bucket (not cumulative; the last one is +Inf), and the sum.
+        self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, value: float, *label_values: str) -> None:
+        counts, total = self.series.setdefault(label_values, ([0] * (len(self.bounds) + 1), [0.0]))
+        index = len(self.bounds)
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                index = i
+                break
+        counts[index] += 1
+        total[0] += value
+
+    def write(self, out: Exposition) -> None:
+        out.family(self.name, "histogram", self.help_text)
+        for values, (counts, total) in sorted(self.series.items()):
+            labels = tuple(zip(self.label_names, values, strict=True))
+            running = 0
+            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
+                running += count
+                le = "+Inf" if math.isinf(bound) else repr(float(bound))  # as Prometheus writes it
+                out.sample(f"{self.name}_bucket", (*labels, ("le", le)), running)
+            out.sample(f"{self.name}_sum", labels, total[0])
+            out.sample(f"{self.name}_count", labels, running)
+
+
+class ServiceMetrics:
+    """dockerlink's own instruments, fed by the request signal and the sampler's tick hook."""
+
+    def __init__(self) -> None:
+        self.http_requests = Counter(
+            "dockerlink_http_requests_total",
+            "HTTP requests answered, by method, route pattern and status.",
+            ("method", "route", "status"),
+        )
+        self.http_duration = Histogram(
+            "dockerlink_http_request_duration_seconds",
+            "Time from receiving a request to its answer, by method and route pattern.",
+            HTTP_BUCKETS_S,
+            ("method", "route"),
+        )
+        self.sampler_tick = Histogram(
+            "dockerlink_sampler_tick_duration_seconds",
+            "Time the stats sampler took to sample every container once.",
+            TICK_BUCKETS_S,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
+        self.http_requests.inc(method, route, str(status))
+        self.http_duration.observe(duration_s, method, route)
+
+    def observe_tick(self, duration_s: float) -> None:
+        self.sampler_tick.observe(duration_s)
+
+
+# -- the text format -------------------------------------------------------------------------
+
+
+class Exposition:
+    """Builds a text-format page: a ``# HELP`` and ``# TYPE`` line per family, then its samples."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+        self.lines.append(f"# HELP {name} {escaped}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, labels: Labels, value: float) -> None:
+        if labels:
+            inner = ",".join(f'{key}="{_label_value(text)}"' for key, text in labels)
+            self.lines.append(f"{name}{{{inner}}} {_number(value)}")
+        else:
+            self.lines.append(f"{name} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _label_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+# -- a scrape --------------------------------------------------------------------------------
+
+
+async def render_metrics(
+    *,
+    docker: DockerClient,
+    mirror: ContainerMirror | None,
+    history: HistoryStore,
+    sampler: Sampler,
+    service: ServiceMetrics,
+) -> str:
+    """The whole ``/metrics`` page.
+
+    Containers come from the mirror while it follows the engine, else from the engine itself;
+    when the engine does not answer within ``SCRAPE_ENGINE_TIMEOUT_S``, the page says
+    ``dockerlink_engine_up 0`` and has no container series rather than stale ones.
+    """
+    infos = await _containers(docker, mirror)
+    out = Exposition()
+    _write_containers(out, infos or [], history, sampler)
+    service.http_requests.write(out)
+    service.http_duration.write(out)
+    service.sampler_tick.write(out)
+    out.family(
+        "dockerlink_sampler_errors_total",
+        "counter",
+        "Sampler failures: ticks that could not list containers, containers not sampled.",
+    )
+    out.sample("dockerlink_sampler_errors_total", (), sampler.errors)
+    out.family("dockerlink_engine_up", "gauge", "1 when the Docker engine answered this scrape.")
+    out.sample("dockerlink_engine_up", (), 0 if infos is None else 1)
+    return out.text()
+
+
+async def _containers(
+    docker: DockerClient, mirror: ContainerMirror | None
+) -> list[dict[str, Any]] | None:
+    """Every container's inspect, or None when the engine does not answer."""
+    try:
+        async with asyncio.timeout(SCRAPE_ENGINE_TIMEOUT_S):
+            await docker.ping(timeout=SCRAPE_ENGINE_TIMEOUT_S)
+            if mirror is not None and mirror.fresh:
+                return mirror.all()
+            summaries = await docker.containers.list(all=True, timeout=SCRAPE_ENGINE_TIMEOUT_S)
+            found = await inspect_many(docker, [str(s["Id"]) for s in summaries])
+    except (docker_api.DockerError, TimeoutError):
+        return None
+    return [info for info in found if info is not None]
+
+
+_CONTAINER_FAMILIES = (
+    ("dockerlink_container_state", "gauge", "1 for the container's current state, else 0."),
+    (
+        "dockerlink_container_memory_used_bytes",
+        "gauge",
+        "Memory in use (usage minus inactive file cache, as docker stats shows it).",
+    ),
+    ("dockerlink_container_memory_limit_bytes", "gauge", "Memory limit; 0 when none is set."),
+    (
+        "dockerlink_container_cpu_seconds_total",
+        "counter",
+        "CPU time used since the container started.",
+    ),
+    ("dockerlink_container_cpu_limit_cores", "gauge", "CPU limit in cores; 0 when none is set."),
+    (
+        "dockerlink_container_network_receive_bytes_total",
+        "counter",
+        "Bytes received on every interface since the container started.",
+    ),
+    (
+        "dockerlink_container_network_transmit_bytes_total",
+        "counter",
+        "Bytes sent on every interface since the container started.",
+    ),
+)
+
+
+def _write_containers(
+    out: Exposition, infos: Iterable[Mapping[str, Any]], history: HistoryStore, sampler: Sampler
+) -> None:
+    rows: dict[str, list[tuple[Labels, float]]] = {name: [] for name, _, _ in _CONTAINER_FAMILIES}
+    for info in sorted(infos, key=lambda i: str(i.get("Name", ""))):
+        container_id = str(info["Id"])
+        labels: Labels = (("id", container_id), ("name", str(info.get("Name", "")).lstrip("/")))
+        state = str((info.get("State") or {}).get("Status") or "unknown")
+        for candidate in (*CONTAINER_STATES, *(() if state in CONTAINER_STATES else (state,))):
+            rows["dockerlink_container_state"].append(
+                ((*labels, ("state", candidate)), 1 if candidate == state else 0)
+            )
+        host_config = info.get("HostConfig") or {}
+        rows["dockerlink_container_memory_limit_bytes"].append(
+            (labels, int(host_config.get("Memory") or 0))
+        )
+        rows["dockerlink_container_cpu_limit_cores"].append((labels, cpus_of(dict(host_config))))
+        last = history.last(container_id)
+        if last is not None:
+            rows["dockerlink_container_memory_used_bytes"].append(
+                (labels, last.mem_used_kib * 1024)
+            )
+        usage = sampler.usage.get(container_id)
+        if usage is not None:
+            rows["dockerlink_container_cpu_seconds_total"].append((labels, usage.cpu_ns / 1e9))
+            rows["dockerlink_container_network_receive_bytes_total"].append(
+                (labels, usage.rx_bytes)
+            )
+            rows["dockerlink_container_network_transmit_bytes_total"].append(
+                (labels, usage.tx_bytes)
+            )
+    for name, kind, help_text in _CONTAINER_FAMILIES:
+        out.family(name, kind, help_text)
+        for labels, value in rows[name]:
+            out.sample(name, labels, value)
