@@ -206,6 +206,15 @@ def test_error_message_from_json_text_or_reason(
     assert error.message == expected
 
 
+@pytest.mark.parametrize("status", [400, 500])
+def test_an_ambiguous_id_prefix_is_a_bad_parameter(status: int) -> None:
+    # Engine 20.10 answers 500 (errdefs.System) for a prefix that matches several containers.
+    body = b'{"message":"Multiple IDs found with provided prefix: f"}'
+    error = engine_errors.error_for_status(status, body, "application/json", "")
+    assert type(error) is docker_api.BadParameter
+    assert error.message == "Multiple IDs found with provided prefix: f"
+
+
 def test_every_exception_class_is_exported_and_documented() -> None:
     classes = [
         obj
