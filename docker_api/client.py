@@ -263,18 +263,25 @@ class DockerClient:
     ) -> httpx.Response:
         """Send a request and read the whole answer within ``timeout`` seconds, all told."""
         limit = self.timeout if timeout is None else timeout
+        request = self._build(method, url, params, json, httpx.Timeout(limit))
+        return await self._dispatch(request, limit, stream=False)
+
+    def _build(
+        self, method: str, url: str, params: Params | None, json: Any, timeout: httpx.Timeout
+    ) -> httpx.Request:
         content = None if json is None else orjson.dumps(json)
         headers = {"Content-Type": "application/json"} if content is not None else None
+        return self._http.build_request(
+            method, url, params=_query(params), content=content, headers=headers, timeout=timeout
+        )
+
+    async def _dispatch(
+        self, request: httpx.Request, limit: float, *, stream: bool
+    ) -> httpx.Response:
+        """The one place a request goes out; transport failures become our errors here."""
         try:
             async with asyncio.timeout(limit):
-                return await self._http.request(
-                    method,
-                    url,
-                    params=_query(params),
-                    content=content,
-                    headers=headers,
-                    timeout=httpx.Timeout(limit),
-                )
+                return await self._http.send(request, stream=stream)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
         except httpx.TransportError as exc:
@@ -301,24 +308,10 @@ class DockerClient:
         """
         version = await self.negotiate()
         limit = self.timeout if connect_timeout is None else connect_timeout
-        content = None if json is None else orjson.dumps(json)
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        request = self._http.build_request(
-            method,
-            f"/v{version}{path}",
-            params=_query(params),
-            content=content,
-            headers=headers,
-            timeout=httpx.Timeout(limit, read=read_timeout),
+        request = self._build(
+            method, f"/v{version}{path}", params, json, httpx.Timeout(limit, read=read_timeout)
         )
-        try:
-            async with asyncio.timeout(limit):
-                response = await self._http.send(request, stream=True)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
-        except httpx.TransportError as exc:
-            self._forget_version()
-            raise self._unreachable(exc) from exc
+        response = await self._dispatch(request, limit, stream=True)
         try:
             if response.status_code >= 300:
                 body = await self._read_error_body(response, limit)
