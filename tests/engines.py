@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from docker_api import DockerClient, DockerError
 
 READY_TIMEOUT_S = 60
@@ -61,6 +63,15 @@ def process_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+def require_second_engine() -> None:
+    """Skip (laptop) or fail (CI) when a second dockerd cannot be started here."""
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        message = "a second dockerd needs the dockerd binary and root"
+        if os.environ.get("DOCKERLINK_REQUIRE_ENGINE", "") not in {"", "0", "false"}:
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 class SecondEngine:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,19 +19,15 @@ import pytest
 
 from dockerlink.settings import Settings
 
-from ..conftest import TEST_IMAGE, engine_required, serve_app, wait_for
-from ..engines import SecondEngine
+from ..conftest import TEST_IMAGE, serve_app, wait_for
+from ..engines import SecondEngine, require_second_engine
 
 DOCKER_TIMEOUT_S = 3.0
 
 
 @pytest.fixture(scope="module")
 def second_engine(engine_sock: str) -> Iterator[SecondEngine]:
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        message = "a second dockerd needs the dockerd binary and root"
-        if engine_required():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_second_engine()
     engine = SecondEngine("fault")
     try:
         engine.start()

@@ -11,7 +11,6 @@ that need none: create, list, start, stop, patch, delete.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,8 +23,8 @@ from docker_api import DockerClient, NotFound
 from dockerlink.settings import Settings
 
 from ..certs import PKI, make_pki
-from ..conftest import TEST_IMAGE, engine_required, free_port, serve
-from ..engines import SecondEngine
+from ..conftest import TEST_IMAGE, free_port, serve
+from ..engines import SecondEngine, require_second_engine
 from ..unit.test_cli import run_cli
 
 GIB = 1 << 30
@@ -42,11 +41,7 @@ class RemoteEngine:
 
 @pytest.fixture(scope="module")
 def remote_engine(engine_sock: str) -> Iterator[RemoteEngine]:
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        message = "a second dockerd needs the dockerd binary and root"
-        if engine_required():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_second_engine()
     port = free_port()
     pki_folder = Path(tempfile.mkdtemp(prefix="dltls-pki-", dir="/tmp"))
     pki = make_pki(pki_folder)
