@@ -43,6 +43,7 @@ from dockerlink.openapi import openapi_document
 from ..conftest import TEST_IMAGE, TEST_TOKEN, engine_required
 from ..dockerlink_process import DockerlinkProcess
 from ..engines import SecondEngine
+from ..summary import report
 
 #: Generated cases per operation; DOCKERLINK_FUZZ_EXAMPLES=500 for a longer hunt.
 MAX_EXAMPLES = int(os.environ.get("DOCKERLINK_FUZZ_EXAMPLES", "40"))
@@ -138,7 +139,7 @@ def fuzz_target(
             target = FuzzTarget(server.url, session, api)
             yield target
         if target.cases:
-            report(pytestconfig, target)
+            report_cases(pytestconfig, target)
         assert server.running(), f"dockerlink died while fuzzed:\n{server.log_tail()}"
     finally:
         session.close()
@@ -146,22 +147,16 @@ def fuzz_target(
         engine.destroy()
 
 
-def report(config: pytest.Config, target: FuzzTarget) -> None:
-    """Print the number of cases sent, and the answers' status codes, in the terminal summary."""
+def report_cases(config: pytest.Config, target: FuzzTarget) -> None:
+    """The number of cases sent, and the answers' status codes, in the terminal summary."""
     cases = target.cases
-    lines = [f"fuzz: {cases.total()} cases over {len(cases)} operations"]
-    lines += [f"  {label}: {count}" for label, count in cases.items()]
-    lines.append(
-        "  status codes: " + ", ".join(f"{s}: {n}" for s, n in sorted(target.statuses.items()))
+    statuses = ", ".join(f"{status}: {n}" for status, n in sorted(target.statuses.items()))
+    report(
+        config,
+        f"fuzz: {cases.total()} cases sent over {len(cases)} operations",
+        *(f"  {label}: {count}" for label, count in cases.items()),
+        f"  status codes: {statuses}",
     )
-
-    class Summary:
-        @staticmethod
-        def pytest_terminal_summary(terminalreporter: Any) -> None:
-            for line in lines:
-                terminalreporter.write_line(line)
-
-    config.pluginmanager.register(Summary(), "dockerlink-fuzz-summary")
 
 
 @pytest.fixture
