@@ -8,7 +8,7 @@
 #   dl_log MSG...              print "[script] MSG" on stderr
 #   dl_die MSG...              print an error on stderr and exit 1
 #   dl_python                  print the path of a Python >= 3.11 interpreter
-#   dl_venv_setup dev|run      create .venv if missing and (re)install the project into it
+#   dl_venv_setup dev|run|bench  create .venv if missing and (re)install the project into it
 #                              when pyproject.toml changed since the last install
 #   dl_setting NAME [DEFAULT]  the value of a dockerlink setting: env DOCKERLINK_<NAME>,
 #                              else the .env file in the repo root (DOCKERLINK_<NAME>= or
@@ -41,16 +41,17 @@ dl_python() {
     dl_die "no Python >= 3.11 found (tried python3.11, python3.12, python3.13, python3)"
 }
 
-# dl_venv_setup dev|run
-#   dev: pip install -e '.[dev]'    run: pip install -e .
+# dl_venv_setup dev|run|bench
+#   dev: pip install -e '.[dev]'    run: pip install -e .    bench: pip install -e '.[dev,bench]'
 # The install is skipped when the stamp file in .venv records the same pyproject.toml hash
-# (a dev install also satisfies run).
+# (a dev install also satisfies run, a bench install both).
 dl_venv_setup() {
     local kind="${1:-dev}" spec stamp want have
     case "$kind" in
         dev) spec='.[dev]' ;;
         run) spec='.' ;;
-        *) dl_die "dl_venv_setup: unknown kind '$kind' (dev|run)" ;;
+        bench) spec='.[dev,bench]' ;;
+        *) dl_die "dl_venv_setup: unknown kind '$kind' (dev|run|bench)" ;;
     esac
     if [[ ! -x "$DL_VENV/bin/python" ]] || ! "$DL_VENV/bin/python" -c '' 2>/dev/null; then
         local py
@@ -61,7 +62,8 @@ dl_venv_setup() {
     stamp="$DL_VENV/.dockerlink-install"
     want="$(sha256sum "$DL_REPO/pyproject.toml" | cut -d' ' -f1)"
     have="$(cat "$stamp" 2>/dev/null || true)"
-    if [[ "$have" == "$want dev" || "$have" == "$want $kind" ]]; then
+    if [[ "$have" == "$want $kind" || "$have" == "$want bench" ||
+        ("$have" == "$want dev" && "$kind" != bench) ]]; then
         return 0
     fi
     dl_log "installing the project into .venv (pip install -e '$spec')"
