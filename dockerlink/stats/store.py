@@ -41,6 +41,12 @@ seconds of history (what the kernel had not written back yet) or leave a torn ta
 skipped and repaired. An fsync per sample would cost a disk flush per container per tick for data
 that is a monitoring aid, not a record.
 
+**A full disk.** A line that cannot be written (ENOSPC, or any other ``OSError``) is skipped: the
+sample stays in memory and is served, the file is repaired before its next line, and the outage
+is logged once. On a full disk, files with room left in their last block still take lines while
+others fail, so the outage ends only when a file that failed takes a line again (logged once),
+not at the first write that happens to fit.
+
 **Retention.** :meth:`HistoryStore.maintain` (the sampler runs it once a minute) deletes whole
 files whose period ended more than the tier's window ago, so a container holds at most ~5 raw,
 5 day and 8 week files. A container removed behind dockerlink's back keeps its history until
@@ -115,6 +121,8 @@ TOMBSTONE_S = HOUR_S
 #: entries in all (32 containers at 15 s sampling, about 6 MB): a panel showing a container asks
 #: again and again, and rendering 960 samples is most of a query's cost.
 HOT_ENTRIES = 32 * 960
+#: A write outage is no longer waited on for a container not sampled for this long.
+STALE_FAILURE_S = 600
 #: How far back from the end of a file a torn line is looked for.
 _TAIL_BYTES = 64 * 1024
 
@@ -184,7 +192,8 @@ class HistoryStore:
         self._rendered: OrderedDict[str, list[str]] = OrderedDict()
         self._rendered_entries = 0
         self._lock_fd: int | None = None
-        self._write_failing = False
+        #: The (container id, tier) whose last write failed: non-empty during a write outage.
+        self._failed_writes: set[tuple[str, str]] = set()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -350,6 +359,7 @@ class HistoryStore:
         self._tombstones[container_id] = self._clock()
         self._histories.pop(container_id, None)
         self._forget_rendered(container_id)
+        self._forget_failed_writes()
         if self.root is not None:
             shutil.rmtree(self.root / container_id, ignore_errors=True)
 
@@ -373,6 +383,7 @@ class HistoryStore:
         for container_id, deleted_at in list(self._tombstones.items()):
             if deleted_at + TOMBSTONE_S <= now:
                 del self._tombstones[container_id]
+        self._forget_failed_writes(now - STALE_FAILURE_S)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -438,15 +449,23 @@ class HistoryStore:
             _append_line(path, track.encoder.encode(sample))
         except OSError as exc:
             track.clean = False
-            if not self._write_failing:
-                self._write_failing = True
+            if not self._failed_writes:
                 log.error("stats history: cannot write under %s: %s", self.root, exc)
+            self._failed_writes.add((history.container_id, tier.name))
             return
         track.clean = True
         track.files.add(start)
-        if self._write_failing:
-            self._write_failing = False
+        if (history.container_id, tier.name) in self._failed_writes:
+            self._failed_writes.clear()
             log.info("stats history: writing under %s again", self.root)
+
+    def _forget_failed_writes(self, sampled_before: float | None = None) -> None:
+        """Stop waiting for a failed file to take a line again when its container's history is
+        gone, or (``sampled_before``) when the container is no longer sampled."""
+        for key in list(self._failed_writes):
+            last = self.last(key[0])
+            if last is None or (sampled_before is not None and last.t < sampled_before):
+                self._failed_writes.discard(key)
 
     def _load(self, directory: Path) -> _History:
         container_id = directory.name
