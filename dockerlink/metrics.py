@@ -15,6 +15,8 @@ What is exported (``id`` is the full container id, ``name`` the name without its
 - ``dockerlink_http_requests_total`` and ``dockerlink_http_request_duration_seconds`` by method
   and route pattern (``unmatched`` for paths no route matches, so the label set stays small);
 - ``dockerlink_sampler_tick_duration_seconds`` and ``dockerlink_sampler_errors_total``;
+  ``dockerlink_sampler_ticks_total``, ``dockerlink_sampler_late_ticks_total`` (ticks that started
+  more than 1 s after they were due) and ``dockerlink_sampler_max_lateness_seconds``;
 - ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape.
 """
 
@@ -214,6 +216,20 @@ async def render_metrics(
         "Sampler failures: ticks that could not list containers, containers not sampled.",
     )
     out.sample("dockerlink_sampler_errors_total", (), sampler.errors)
+    out.family("dockerlink_sampler_ticks_total", "counter", "Sampler ticks completed.")
+    out.sample("dockerlink_sampler_ticks_total", (), sampler.ticks)
+    out.family(
+        "dockerlink_sampler_late_ticks_total",
+        "counter",
+        "Sampler ticks that started more than 1 s after they were due.",
+    )
+    out.sample("dockerlink_sampler_late_ticks_total", (), sampler.late_ticks)
+    out.family(
+        "dockerlink_sampler_max_lateness_seconds",
+        "gauge",
+        "The longest a sampler tick started after it was due, since dockerlink started.",
+    )
+    out.sample("dockerlink_sampler_max_lateness_seconds", (), sampler.max_lateness_s)
     out.family("dockerlink_engine_up", "gauge", "1 when the Docker engine answered this scrape.")
     out.sample("dockerlink_engine_up", (), 0 if infos is None else 1)
     return out.text()

@@ -47,7 +47,14 @@ from .store import HistoryStore
 if TYPE_CHECKING:
     from ..mirror import ContainerMirror
 
-__all__ = ["MAINTAIN_EVERY_S", "SAMPLE_CONCURRENCY", "Sampler", "Usage", "call_timeout_for"]
+__all__ = [
+    "LATE_TICK_S",
+    "MAINTAIN_EVERY_S",
+    "SAMPLE_CONCURRENCY",
+    "Sampler",
+    "Usage",
+    "call_timeout_for",
+]
 
 log = logging.getLogger("dockerlink.stats")
 
@@ -61,6 +68,8 @@ MIN_CALL_TIMEOUT_S = 5.0
 #: How long the first tick waits for the mirror's first full read (rather than list and inspect
 #: everything itself at the same moment).
 MIRROR_WAIT_S = 10.0
+#: A tick that starts more than this after it was due is late (``Sampler.late_ticks``).
+LATE_TICK_S = 1.0
 
 
 def call_timeout_for(interval_s: float, docker_timeout_s: float) -> float:
@@ -135,6 +144,11 @@ class Sampler:
         self.errors = 0
         #: Called with each tick's duration in seconds, whether it succeeded or not.
         self.tick_hooks: list[Callable[[float], None]] = []
+        #: Lateness against the schedule (a tick is due ``interval_s`` after the previous one
+        #: started, or at once when that one overran): ticks that started more than LATE_TICK_S
+        #: late (a busy event loop, or a tick longer than the interval), and the worst seen.
+        self.late_ticks = 0
+        self.max_lateness_s = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -150,8 +164,10 @@ class Sampler:
         log.info("stats sampler: every %g s, %s", self.interval_s, self.describe_source())
         if self.mirror is not None:
             await self.mirror.wait_fresh(MIRROR_WAIT_S)
+        due = loop.time()
         while True:
             started = loop.time()
+            self._note_lateness(started - due)
             await self._tick_logged()
             if loop.time() >= next_maintain:
                 try:
@@ -159,7 +175,13 @@ class Sampler:
                 except Exception:
                     log.exception("stats sampler: retention failed")
                 next_maintain = loop.time() + self.maintain_every_s
-            await asyncio.sleep(max(started + self.interval_s - loop.time(), 0.0))
+            due = started + self.interval_s
+            await asyncio.sleep(max(due - loop.time(), 0.0))
+
+    def _note_lateness(self, lateness_s: float) -> None:
+        self.max_lateness_s = max(self.max_lateness_s, lateness_s)
+        if lateness_s > LATE_TICK_S:
+            self.late_ticks += 1
 
     async def _tick_logged(self) -> None:
         started_s = time.monotonic()

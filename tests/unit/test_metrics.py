@@ -63,6 +63,7 @@ class FakeHistory:
 class FakeSampler:
     def __init__(self, usage: dict[str, Usage], errors: int = 0) -> None:
         self.usage, self.errors = usage, errors
+        self.ticks, self.late_ticks, self.max_lateness_s = 40, 1, 1.25
 
 
 def inspect_of(n: int, name: str, status: str, **host_config: Any) -> dict[str, Any]:
@@ -177,6 +178,9 @@ async def test_container_figures_and_own_instruments_read_back_exactly() -> None
     assert samples[f"{tick}_bucket", labels(le="2.0")] == 2
     assert samples[f"{tick}_count", ()] == 2
     assert samples["dockerlink_sampler_errors_total", ()] == 4
+    assert samples["dockerlink_sampler_ticks_total", ()] == 40
+    assert samples["dockerlink_sampler_late_ticks_total", ()] == 1
+    assert samples["dockerlink_sampler_max_lateness_seconds", ()] == 1.25
     assert samples["dockerlink_engine_up", ()] == 1
 
 
