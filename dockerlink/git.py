@@ -120,14 +120,21 @@ class GitService:
 
     async def _run(self, ref: str, path: str | None, *commands: Sequence[str]) -> ExecResult:
         """Run git commands one after the other; the first that fails answers 412."""
-        async with self.hosting.acting_on(ref) as container:
+        # The container as the mirror has it (no engine call). If that is a moment behind the
+        # engine, the engine has the last word: a "not running" is checked with it, and an exec
+        # in a container that stopped meanwhile is refused (409) or not found (404) by it.
+        async with self.hosting.acting_on(ref, mirrored=True) as container:
             if not container.running:
-                raise Conflict("container is not running")
+                await self._refuse_unless_running(container.id)
             workdir = path or default_workdir(container.info)
             deadline = time.monotonic() + self.settings.git_timeout
             result: ExecResult | None = None
             for args in commands:
-                result = await self._exec(container.id, workdir, args, deadline)
+                try:
+                    result = await self._exec(container.id, workdir, args, deadline)
+                except docker_api.Conflict:
+                    await self._refuse_unless_running(container.id)
+                    raise  # running, but the engine refused (paused...): its own reason
                 if result.exit_code != 0:
                     text = result.text().strip()
                     raise PreconditionFailed(
@@ -135,6 +142,11 @@ class GitService:
                     )
             assert result is not None, "no git command to run"
             return result
+
+    async def _refuse_unless_running(self, container_id: str) -> None:
+        """409 ``container is not running`` when the engine says so."""
+        if not (await self.hosting.managed(container_id)).running:
+            raise Conflict("container is not running")
 
     async def _exec(
         self, container_id: str, workdir: str, args: Sequence[str], deadline: float

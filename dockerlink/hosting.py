@@ -45,6 +45,8 @@ LABEL_VERSION = f"v{__version__}"
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1000
 WORKDIR = "/var/www/html"
+#: Descriptions kept before the ones of containers gone from the mirror are dropped.
+DESCRIBED_MIN_LIMIT = 256
 VOLUME = "/var/www"
 
 log = logging.getLogger("dockerlink")
@@ -153,6 +155,12 @@ class Hosting:
         self.hooks = Hooks(settings)
         #: Set by the app: the event-fed view reads are served from, and writes keep current.
         self.mirror: ContainerMirror | None = None
+        #: describe() of the mirror's inspects, by id, with the inspect it was made from: the
+        #: mirror replaces a container's inspect object whenever it changes, so a description is
+        #: reused while the same object is there (listing 200 containers, or one at 2,000 req/s,
+        #: would otherwise parse the same timestamps over and over).
+        self._described: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._described_limit = DESCRIBED_MIN_LIMIT
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -162,9 +170,15 @@ class Hosting:
         except docker_api.NotFound:
             raise NotFound(f"no such container: {ref}") from None
 
-    async def managed(self, ref: str) -> ManagedContainer:
-        """Inspect a container and check dockerlink made it (412 otherwise, whatever its state)."""
-        info = await self.inspect(ref)
+    async def managed(self, ref: str, *, mirrored: bool = False) -> ManagedContainer:
+        """Inspect a container and check dockerlink made it (412 otherwise, whatever its state).
+
+        ``mirrored``: take the inspect from the mirror while it is fresh (no engine call), for
+        actions that fail safely on their own if it is a few milliseconds behind the engine.
+        """
+        info = self._from_mirror(ref) if mirrored else None
+        if info is None:
+            info = await self.inspect(ref)
         label = labels_of(info).get(DOCKERLINK_LABEL)
         if label is None:
             raise NotDockerlink()
@@ -172,10 +186,17 @@ class Hosting:
             raise NotDockerlink(too_old=True)
         return ManagedContainer(info)
 
+    def _from_mirror(self, ref: str) -> dict[str, Any] | None:
+        mirror = self.mirror
+        return mirror.get(ref) if mirror is not None and mirror.fresh else None
+
     @contextlib.asynccontextmanager
-    async def acting_on(self, ref: str) -> AsyncIterator[ManagedContainer]:
-        """Hold the container's lock for one action; yields its state as of taking the lock."""
-        container = await self.managed(ref)
+    async def acting_on(
+        self, ref: str, *, mirrored: bool = False
+    ) -> AsyncIterator[ManagedContainer]:
+        """Hold the container's lock for one action; yields its state as of taking the lock
+        (``mirrored``: see :meth:`managed`; after waiting for the lock it is asked again)."""
+        container = await self.managed(ref, mirrored=mirrored)
         lock = self._locks.get(container.id)
         if lock is None:
             lock = self._locks[container.id] = asyncio.Lock()
@@ -214,23 +235,43 @@ class Hosting:
             missing = [ref for ref, info in zip(ids, infos, strict=True) if info is None]
             looked_up = dict(zip(missing, await inspect_many(self.docker, missing), strict=True))
             for ref, info in zip(ids, infos, strict=True):
-                found = info or looked_up.get(ref)
-                if found is None:
-                    errors[ref] = f"no such container: {ref}"
-                else:
+                if info is not None:
+                    success[ref] = self._describe_mirrored(info)
+                elif (found := looked_up.get(ref)) is not None:
                     success[ref] = describe(found)
+                else:
+                    errors[ref] = f"no such container: {ref}"
             return {"error": errors, "success": success}
         if mirror is not None:
             every = mirror.all()
+            describe_one = self._describe_mirrored
         else:
             summaries = await self.docker.containers.list(all=True)
             found_all = await inspect_many(self.docker, [s["Id"] for s in summaries])
             every = [info for info in found_all if info is not None]
+            describe_one = describe
         for info in every:
             state = info.get("State") or {}
             if running is None or bool(state.get("Running")) == running:
-                success[info["Id"]] = describe(info)
+                success[info["Id"]] = describe_one(info)
         return {"error": errors, "success": success}
+
+    def _describe_mirrored(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``describe(info)`` for an inspect the mirror holds, made once per inspect object."""
+        container_id = str(info["Id"])
+        known = self._described.get(container_id)
+        if known is not None and known[0] is info:
+            return known[1]
+        description = describe(info)
+        self._described[container_id] = (info, description)
+        if len(self._described) > self._described_limit and self.mirror is not None:
+            # Drop the containers the mirror no longer holds (or holds in a newer version).
+            mirror = self.mirror
+            self._described = {
+                cid: entry for cid, entry in self._described.items() if mirror.get(cid) is entry[0]
+            }
+            self._described_limit = max(DESCRIBED_MIN_LIMIT, 2 * len(self._described))
+        return description
 
     # -- create / delete ----------------------------------------------------------------------
 
