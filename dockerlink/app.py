@@ -22,7 +22,7 @@ import docker_api
 from docker_api import DockerClient
 
 from .context import AppContext
-from .engine import engine_client
+from .engine import EngineProbe, engine_client
 from .errors import HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
@@ -81,6 +81,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     async def open_engine(app: DockerlinkApp) -> None:
         client = docker or engine_client(settings)
         app.ctx.docker = client
+        app.ctx.probe = EngineProbe(client)
         app.ctx.hosting = Hosting(client, settings)
         app.ctx.mirror = app.ctx.hosting.mirror = ContainerMirror(client)
 

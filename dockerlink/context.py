@@ -14,6 +14,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from docker_api import DockerClient
 
+    from .engine import EngineProbe
     from .hosting import Hosting
     from .mirror import ContainerMirror
     from .stats import HistoryStore, Sampler
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 class AppContext:
     settings: Settings
     docker: DockerClient | None = None
+    probe: EngineProbe | None = None
     hosting: Hosting | None = None
     mirror: ContainerMirror | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
