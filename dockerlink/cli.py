@@ -87,7 +87,9 @@ def serve(settings: Settings) -> int:
     from .logs import configure_logging
 
     app = create_app(settings)
-    configure_logging(settings.log_level, settings.log_format)  # after Sanic set up its own
+    # After Sanic set up its own; the token is redacted wherever a client may have put it.
+    secrets = [settings.api_token] if settings.api_token else []
+    configure_logging(settings.log_level, settings.log_format, secrets)
     app.run(
         host=settings.host,
         port=settings.port,

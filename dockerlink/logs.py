@@ -3,21 +3,27 @@
 Every line of the service goes through the root logger's one handler, Sanic's own loggers
 included, so ``log_format=json`` gives one JSON object per line for everything. A request's id
 is kept in a context variable while it is handled, so lines logged on its behalf (a hook that
-failed...) carry it.
+failed...) carry it. Secrets (the API token) are replaced by ``[redacted]`` in every line, raw
+or URL-encoded, wherever a client put them: a query string, a path, an ``X-Request-Id``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 
 __all__ = [
+    "REDACTED",
     "JsonFormatter",
+    "RedactingFormatter",
     "cause_note",
     "configure_logging",
     "current_request_id",
@@ -58,14 +64,48 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Send every logger, Sanic's too, to stderr in ``log_format`` (``text`` or ``json``).
+REDACTED = "[redacted]"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's lines with every secret, raw or URL-encoded, made ``[redacted]``."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        forms = {
+            form
+            for secret in secrets
+            if secret
+            for form in (
+                secret,
+                quote(secret, safe=""),
+                quote(secret),
+                quote_plus(secret),
+                orjson.dumps(secret).decode()[1:-1],  # as a JSON line writes it
+            )
+        }
+        # Longest first; case-insensitive, so %2b matches %2B (redacting a little more is fine).
+        self._pattern = (
+            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.I)
+            if forms
+            else None
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        return self._pattern.sub(REDACTED, line) if self._pattern is not None else line
+
+
+def configure_logging(level: str, log_format: str, secrets: Iterable[str] = ()) -> None:
+    """Send every logger, Sanic's too, to stderr in ``log_format`` (``text`` or ``json``),
+    with ``secrets`` redacted from every line.
 
     Call it after the Sanic app is created: Sanic installs its own handlers when it is.
     """
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    handler.setFormatter(formatter)
+    handler.setFormatter(RedactingFormatter(formatter, secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -1,0 +1,61 @@
+"""The API token is redacted from every log line, raw, URL-encoded or JSON-escaped."""
+
+from __future__ import annotations
+
+import io
+import logging
+from urllib.parse import quote, quote_plus
+
+import orjson
+import pytest
+
+from dockerlink.logs import REDACTED, JsonFormatter, RedactingFormatter, configure_logging
+
+from .test_logs import restore_logging  # noqa: F401 - a fixture
+
+TOKEN = 'tok+en/with="odd" chars-0123456789'
+
+
+def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    entry = logging.LogRecord("dockerlink.request", logging.INFO, __file__, 1, message, args, None)
+    for key, value in extra.items():
+        setattr(entry, key, value)
+    return entry
+
+
+@pytest.mark.parametrize(
+    "form",
+    [TOKEN, quote(TOKEN, safe=""), quote(TOKEN), quote_plus(TOKEN), quote(TOKEN).lower()],
+)
+def test_every_form_of_the_token_is_redacted(form: str) -> None:
+    formatter = RedactingFormatter(logging.Formatter("%(message)s"), [TOKEN])
+    line = formatter.format(record("[%s] GET /v1/container?token=%s 401", form, form))
+    assert line == f"[{REDACTED}] GET /v1/container?token={REDACTED} 401"
+
+
+def test_json_lines_are_redacted_in_message_fields_and_request_id() -> None:
+    formatter = RedactingFormatter(JsonFormatter(), [TOKEN])
+    line = formatter.format(
+        record("GET /x?t=%s", TOKEN, request_id=TOKEN, fields={"path": f"/x?t={TOKEN}"})
+    )
+    entry = orjson.loads(line)
+    assert entry["message"] == f"GET /x?t={REDACTED}"
+    assert entry["request_id"] == REDACTED
+    assert entry["path"] == f"/x?t={REDACTED}"
+    assert "0123456789" not in line
+
+
+def test_without_secrets_lines_are_unchanged() -> None:
+    formatter = RedactingFormatter(logging.Formatter("%(message)s"), [])
+    assert formatter.format(record("GET /v1/container 200")) == "GET /v1/container 200"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_logging_redacts_every_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("DEBUG", "text", [TOKEN])
+    logging.getLogger("sanic.error").error("bad header %r", TOKEN)
+    logging.getLogger("dockerlink.request").info("[%s] GET /", TOKEN)
+    assert TOKEN not in stream.getvalue()
+    assert stream.getvalue().count(REDACTED) == 2
