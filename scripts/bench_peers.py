@@ -739,7 +739,7 @@ def print_table(results: Results, args: argparse.Namespace) -> None:
         f"kernel {m['kernel']}, Docker {m['docker']}, cgroup {m['cgroup']}, "
         f"Python {m['python']}, load average at start {m['load_average']}"
     )
-    header = f"{'figure':44} {'ours':>10} {'baseline':>10} {'ratio':>8}  {'goal':14} result"
+    header = f"{'figure':50} {'ours':>10} {'baseline':>10} {'ratio':>8}  {'goal':14} result"
     print(header)
     print("-" * len(header) + "-" * 8)
     for row in results.rows:
@@ -747,7 +747,7 @@ def print_table(results: Results, args: argparse.Namespace) -> None:
         ratio = f"{row.ratio:8.3f}" if row.ratio is not None else f"{'-':>8}"
         verdict = {True: "PASS", False: "FAIL", None: ""}[row.passed]
         print(
-            f"{row.figure + ' (' + row.unit + ')':44} {row.ours:10.4g} {base} {ratio}  "
+            f"{row.figure + ' (' + row.unit + ')':50} {row.ours:10.4g} {base} {ratio}  "
             f"{row.goal:14} {verdict}"
         )
     print("baselines:")
