@@ -284,7 +284,7 @@ class DockerClient:
                 return await self._http.send(request, stream=stream)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
-        except httpx.TransportError as exc:
+        except _TRANSPORT_ERRORS as exc:
             self._forget_version()
             raise self._unreachable(exc) from exc
 
@@ -329,7 +329,7 @@ class DockerClient:
         try:
             async with asyncio.timeout(limit):
                 return await response.aread()
-        except (TimeoutError, httpx.HTTPError):
+        except (TimeoutError, httpx.HTTPError, ssl.SSLError):
             return b""
 
     async def iter_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
@@ -339,10 +339,10 @@ class DockerClient:
                 yield chunk
         except httpx.TimeoutException as exc:
             raise EngineTimeout("the engine stopped sending within the read timeout") from exc
-        except httpx.TransportError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from exc
 
-    def _unreachable(self, exc: httpx.TransportError) -> EngineUnreachable:
+    def _unreachable(self, exc: Exception) -> EngineUnreachable:
         return EngineUnreachable(_describe_transport_error(exc, self.address, tls=self._tls))
 
     def _forget_version(self) -> None:
@@ -379,11 +379,15 @@ def _tcp_host(address: str, *, default_port: int) -> str:
     return f"{host}:{port}"
 
 
+#: What a broken connection raises. httpx wraps most failures, but not an ssl.SSLError raised by
+#: a read: a TLS 1.3 engine that refuses our client certificate says so (an alert) only after
+#: the handshake, so it surfaces on the first read, raw (seen in test_remote_engine).
+_TRANSPORT_ERRORS = (httpx.TransportError, ssl.SSLError)
 #: TLS alerts the engine sends when it refuses the certificate we presented.
 _REFUSED_CLIENT_CERT = ("ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "CERTIFICATE_REQUIRED")
 
 
-def _describe_transport_error(exc: httpx.TransportError, address: str, *, tls: bool) -> str:
+def _describe_transport_error(exc: Exception, address: str, *, tls: bool) -> str:
     tls_error = _ssl_cause(exc)
     if tls_error is not None:
         return f"TLS with {address} failed: {_describe_tls_error(tls_error)}"

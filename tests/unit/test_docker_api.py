@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ssl
 import struct
 from collections.abc import AsyncIterator, Callable
 
@@ -204,6 +205,19 @@ def test_error_message_from_json_text_or_reason(
     error = engine_errors.error_for_status(404, body, content_type, "Not Found")
     assert isinstance(error, docker_api.NotFound)
     assert error.message == expected
+
+
+async def test_a_raw_tls_error_on_read_is_engine_unreachable() -> None:
+    # httpx does not wrap an ssl.SSLError raised by a read (a TLS 1.3 engine refusing our client
+    # certificate alerts after the handshake); it must not escape as it is.
+    def refuse(request: httpx.Request) -> httpx.Response:
+        alert = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate")
+        alert.reason = "SSLV3_ALERT_BAD_CERTIFICATE"  # as the ssl module sets it
+        raise alert
+
+    docker = DockerClient("/x.sock", timeout=2, transport=httpx.MockTransport(refuse))
+    with pytest.raises(docker_api.EngineUnreachable, match=r"TLS with .* refused our client cert"):
+        await docker.ping()
 
 
 @pytest.mark.parametrize("status", [400, 500])
