@@ -10,7 +10,10 @@ One run:
    keeps one HTTP/1.1 keep-alive connection (a minimal client, so that the figures are the
    server's rather than a client library's) and sends one request after another, drawn from the
    mix: ``GET /v1/container``, ``GET /v1/container?id=X``, ``GET /v1/container/stats?id=X``,
-   ``GET /health`` and ``GET /v1/git/head?id=X`` (a ``docker exec`` each, so the rarest).
+   ``GET /health`` and ``GET /v1/git/head?id=X`` (a ``docker exec`` each, so the rarest). Git
+   runs one command at a time per container, so at most ``--git-concurrency`` git requests are
+   in flight: closed-loop clients would otherwise pile up in the git queue (with 200 clients,
+   nearly all of them, waiting ~50 s each on a busy 2-CPU machine).
 3. Reports requests served and per second, errors (a transport failure or any status but 200),
    p50 and p99 latency overall and per request kind, and from the server's ``/metrics``: the
    sampler's ticks during the load, the ticks that started more than 1 s after they were due,
@@ -226,6 +229,9 @@ class Tally:
     latencies_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    #: git requests in flight, and how often a client drew git but took another kind instead.
+    git_in_flight: int = 0
+    git_redrawn: int = 0
 
     def error(self, kind: str, what: str) -> None:
         self.errors[kind] += 1
@@ -263,17 +269,27 @@ async def client(
     rng: random.Random,
     tally: Tally,
     mix: dict[str, int],
+    git_limit: int,
 ) -> None:
     kinds, weights = list(mix), list(mix.values())
+    others = [kind for kind in kinds if kind != "git_head"]
+    other_weights = [mix[kind] for kind in others]
     while time.monotonic() < until:
         kind = rng.choices(kinds, weights)[0]
+        if kind == "git_head" and tally.git_in_flight >= git_limit:
+            tally.git_redrawn += 1
+            kind = rng.choices(others, other_weights)[0]
         target = rng.choice(paths[kind])
+        git = kind == "git_head"
+        tally.git_in_flight += git
         started = time.monotonic()
         try:
             status, body = await connection.get(target)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             tally.error(kind, f"{type(exc).__name__}: {exc}")
             continue
+        finally:
+            tally.git_in_flight -= git
         tally.latencies_s[kind].append(time.monotonic() - started)
         if status != 200:
             tally.error(kind, f"{status} {body[:200]!r}")
@@ -286,17 +302,23 @@ def percentile_ms(values: list[float], fraction: float) -> float:
     return round(ordered[index] * 1000, 2)
 
 
-async def load(
-    server: Server, ids: list[str], clients: int, seconds: float, seed: int, mix: dict[str, int]
-) -> Tally:
+async def load(server: Server, ids: list[str], args: argparse.Namespace) -> Tally:
     tally = Tally()
     paths = targets(ids)
-    rng = random.Random(seed)  # noqa: S311 - a reproducible mix, not a secret
-    until = time.monotonic() + seconds
-    connections = [Connection(server.port, server.token) for _ in range(clients)]
+    rng = random.Random(args.seed)  # noqa: S311 - a reproducible mix, not a secret
+    until = time.monotonic() + args.seconds
+    connections = [Connection(server.port, server.token) for _ in range(args.clients)]
     await asyncio.gather(
         *(
-            client(connection, paths, until, random.Random(rng.random()), tally, mix)  # noqa: S311
+            client(
+                connection,
+                paths,
+                until,
+                random.Random(rng.random()),  # noqa: S311
+                tally,
+                args.mix,
+                args.git_concurrency,
+            )
             for connection in connections
         )
     )
@@ -327,7 +349,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await api.get("/v1/container/stats", params={"id": container_id})
             before = await sampler_figures(api)
             started = time.monotonic()
-            tally = await load(server, ids, args.clients, args.seconds, args.seed, args.mix)
+            tally = await load(server, ids, args)
             elapsed = time.monotonic() - started
             after = await sampler_figures(api)
             alive = server.process.poll() is None
@@ -358,6 +380,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         },
         "sample_interval_s": args.sample_interval,
         "mix": args.mix,
+        "git_concurrency": args.git_concurrency,
+        "git_redrawn": tally.git_redrawn,
         "ticks": int(after["ticks"] - before["ticks"]),
         "late_ticks": int(after["late_ticks"] - before["late_ticks"]),
         "max_lateness_s": round(after["max_lateness_s"], 3),
@@ -384,6 +408,10 @@ def print_report(report: dict[str, Any]) -> None:
     for example in report["error_examples"]:
         print(f"    {example}")
     print(f"  latency          p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms")
+    print(
+        f"  git              at most {report['git_concurrency']} in flight "
+        f"({report['git_redrawn']} draws of git sent as another kind)"
+    )
     for kind, figures in report["by_kind"].items():
         print(
             f"    {kind:<10} {figures['served']:>7} served, "
@@ -417,6 +445,14 @@ def main() -> int:
         type=parse_mix,
         default=DEFAULT_MIX,
         help=f"request kinds and weights ({DEFAULT_MIX})",
+    )
+    parser.add_argument(
+        "--git-concurrency",
+        type=int,
+        default=16,
+        help="most git requests in flight at once; a client that draws git beyond it sends "
+        "another kind (16; git runs one at a time per container, so with 200 clients the "
+        "queue would otherwise hold nearly all of them)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the request mix (7)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
