@@ -20,7 +20,6 @@ terminal summary (``fuzz: N cases ...``).
 from __future__ import annotations
 
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,9 +39,9 @@ from schemathesis.checks import (
 
 from dockerlink.openapi import openapi_document
 
-from ..conftest import TEST_IMAGE, TEST_TOKEN, engine_required
+from ..conftest import TEST_IMAGE, TEST_TOKEN
 from ..dockerlink_process import DockerlinkProcess
-from ..engines import SecondEngine
+from ..engines import SecondEngine, require_second_engine
 from ..summary import report
 
 #: Generated cases per operation; DOCKERLINK_FUZZ_EXAMPLES=500 for a longer hunt.
@@ -114,11 +113,7 @@ def no_undocumented_server_error(ctx: Any, response: Any, case: Any) -> bool | N
 def fuzz_target(
     engine_sock: str, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[FuzzTarget]:
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        message = "a second dockerd needs the dockerd binary and root"
-        if engine_required():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_second_engine()
     # No userland proxy and no iptables: fuzzed containers that start publish nothing on the host.
     engine = SecondEngine("fuzz", ["--userland-proxy=false"])
     workdir = tmp_path_factory.mktemp("fuzz")
