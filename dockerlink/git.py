@@ -19,7 +19,7 @@ import docker_api
 from docker_api import ExecResult
 
 from .errors import Conflict, PreconditionFailed
-from .hosting import Hosting
+from .hosting import Hosting, ManagedContainer
 
 __all__ = ["GIT_ENV", "GitService", "branch_names", "default_workdir", "git_command"]
 
@@ -103,45 +103,62 @@ class GitService:
         await self._run(ref, path, ["init"])
 
     async def head(self, ref: str, path: str | None) -> str:
-        return (await self._run(ref, path, ["log", "-1"])).text()
+        return (await self._run(ref, path, ["log", "-1"], writes=False)).text()
 
     async def current_branch(self, ref: str, path: str | None) -> str:
-        return (await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"])).text()
+        return (
+            await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"], writes=False)
+        ).text()
 
     async def branches(self, ref: str, path: str | None, *, fetch: bool) -> list[str]:
         listing = ["branch", "-a", BRANCH_FORMAT]
         commands = [["fetch", "--all", "--prune"], listing] if fetch else [listing]
-        result = await self._run(ref, path, *commands)
+        result = await self._run(ref, path, *commands, writes=fetch)
         return branch_names(result.stdout.decode("utf-8", "replace"))
 
     async def checkout(self, ref: str, path: str | None, branch: str) -> str:
         # "<branch> --": whatever the name, git reads it as a branch, never as an option or path.
         return (await self._run(ref, path, ["checkout", branch, "--"])).text()
 
-    async def _run(self, ref: str, path: str | None, *commands: Sequence[str]) -> ExecResult:
-        """Run git commands one after the other; the first that fails answers 412."""
+    async def _run(
+        self, ref: str, path: str | None, *commands: Sequence[str], writes: bool = True
+    ) -> ExecResult:
+        """Run git commands one after the other; the first that fails answers 412.
+
+        Commands that may write (pull, init, fetch, checkout) hold the container's lock; reads
+        (log, rev-parse, branch listing) don't wait behind them, since git reads are safe to run
+        beside anything.
+        """
         # The container as the mirror has it (no engine call). If that is a moment behind the
         # engine, the engine has the last word: a "not running" is checked with it, and an exec
         # in a container that stopped meanwhile is refused (409) or not found (404) by it.
+        if not writes:
+            container = await self.hosting.managed(ref, mirrored=True)
+            return await self._run_in(container, path, commands)
         async with self.hosting.acting_on(ref, mirrored=True) as container:
-            if not container.running:
+            return await self._run_in(container, path, commands)
+
+    async def _run_in(
+        self, container: ManagedContainer, path: str | None, commands: Sequence[Sequence[str]]
+    ) -> ExecResult:
+        if not container.running:
+            await self._refuse_unless_running(container.id)
+        workdir = path or default_workdir(container.info)
+        deadline = time.monotonic() + self.settings.git_timeout
+        result: ExecResult | None = None
+        for args in commands:
+            try:
+                result = await self._exec(container.id, workdir, args, deadline)
+            except docker_api.Conflict:
                 await self._refuse_unless_running(container.id)
-            workdir = path or default_workdir(container.info)
-            deadline = time.monotonic() + self.settings.git_timeout
-            result: ExecResult | None = None
-            for args in commands:
-                try:
-                    result = await self._exec(container.id, workdir, args, deadline)
-                except docker_api.Conflict:
-                    await self._refuse_unless_running(container.id)
-                    raise  # running, but the engine refused (paused...): its own reason
-                if result.exit_code != 0:
-                    text = result.text().strip()
-                    raise PreconditionFailed(
-                        text or f"git {args[0]} failed with exit code {result.exit_code}"
-                    )
-            assert result is not None, "no git command to run"
-            return result
+                raise  # running, but the engine refused (paused...): its own reason
+            if result.exit_code != 0:
+                text = result.text().strip()
+                raise PreconditionFailed(
+                    text or f"git {args[0]} failed with exit code {result.exit_code}"
+                )
+        assert result is not None, "no git command to run"
+        return result
 
     async def _refuse_unless_running(self, container_id: str) -> None:
         """409 ``container is not running`` when the engine says so."""

@@ -7,6 +7,7 @@ Repositories, commits and remotes are set up inside the container with ``docker 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -633,3 +634,45 @@ async def test_hanging_git_answers_504_with_its_output_and_is_stopped(
         assert head.status_code == 200, head.text
         assert head.text.startswith(f"commit {sha}\n")
         assert await head_of(docker, cid) == (sha, "main")
+
+
+async def test_reads_do_not_wait_behind_a_hanging_pull_but_writes_do(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    async with serve(replace(git_settings, git_timeout=6)) as api:
+        cid = await create_container(api, cleanup, unique_name("git"))
+        sha = await repo_with_commits(docker, cid)
+        await add_remote(docker, cid)
+        await sh(
+            docker,
+            cid,
+            f"git -C {REPO} config remote.origin.uploadpack 'exec sleep 4321 #'",
+        )
+        finished: list[str] = []
+
+        async def call(label: str, method: str, path: str, **params: str) -> httpx.Response:
+            response = await api.request(method, path, params={"id": cid, **params})
+            finished.append(label)
+            return response
+
+        pull = asyncio.ensure_future(call("pull", "GET", "/v1/git"))
+
+        async def pull_hanging() -> bool:
+            return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
+
+        await wait_for(pull_hanging, timeout=10)
+        checkout = asyncio.ensure_future(call("checkout", "POST", "/v1/git/branch", branch="main"))
+        head = await call("head", "GET", "/v1/git/head")
+        branch = await call("branch", "GET", "/v1/git/branch")
+        listing = await call("branches", "GET", "/v1/git/branches")
+        assert head.status_code == 200, head.text
+        assert head.text.startswith(f"commit {sha}\n")
+        assert (branch.status_code, branch.text) == (200, "main\n")
+        assert listing.status_code == 200, listing.text
+        assert (await pull).status_code == 504
+        assert (await checkout).status_code == 200
+        # The reads answered while the pull held the repository; the checkout waited for it.
+        assert finished == ["head", "branch", "branches", "pull", "checkout"]
