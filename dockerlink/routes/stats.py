@@ -10,7 +10,7 @@ from ..context import AppContext, context_of
 from ..errors import NotFound
 from ..requests import parse_container_ref, parse_scale, parse_since
 from ..stats import HistoryStore, Sampler
-from ._common import hosting_of
+from ._common import hosting_of, query
 
 bp = Blueprint("stats", url_prefix="/container", version=1, strict_slashes=False)
 
@@ -19,9 +19,9 @@ _FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 @bp.get("/stats")
 async def container_stats(request: Request) -> HTTPResponse:
-    ref = parse_container_ref(request.args.get("id"))
-    since = parse_since(request.args.get("since"))
-    scale = parse_scale(request.args.get("scale"))
+    ref = parse_container_ref(query(request).get("id"))
+    since = parse_since(query(request).get("since"))
+    scale = parse_scale(query(request).get("scale"))
     body = await _history(request, ref, since=since, scale=scale)
     return HTTPResponse(body, content_type="application/json")
 
