@@ -141,6 +141,17 @@ async def sampler_figures(api: httpx.AsyncClient) -> dict[str, float]:
 # -- the containers --------------------------------------------------------------------------------
 
 
+def host_ports_free(root: int) -> bool:
+    """Nothing else on the host (another engine, a server) holds the block's published ports."""
+    for port in (root + 22, root + 80, root + 443):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+    return True
+
+
 async def free_root(docker: DockerClient, taken: list[int]) -> int:
     """A port block no container's block meets (others' blocks are taken to be 5000 long)."""
     for summary in await docker.containers.list(all=True, filters={"label": ["ports"]}):
@@ -148,7 +159,8 @@ async def free_root(docker: DockerClient, taken: list[int]) -> int:
         if label.isdigit():
             taken.append(int(label))
     for root in range(40000, 65536 - PORT_AREA_SIZE, PORT_AREA_SIZE):
-        if all(other + 5000 <= root or root + PORT_AREA_SIZE <= other for other in taken):
+        clear = all(other + 5000 <= root or root + PORT_AREA_SIZE <= other for other in taken)
+        if clear and host_ports_free(root):
             taken.append(root)
             return root
     raise SystemExit("no free port block on the engine")

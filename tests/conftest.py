@@ -163,6 +163,17 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+def host_ports_free(root: int) -> bool:
+    """Nothing else on the host (another engine, a server) holds the block's usual ports."""
+    for port in (root + 22, root + 80, root + 443):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+    return True
+
+
 async def free_port_root(docker: DockerClient, span: int = 5000) -> int:
     """The start of ``span`` host ports that no container's block (by its ``ports`` label) meets.
 
@@ -174,7 +185,8 @@ async def free_port_root(docker: DockerClient, span: int = 5000) -> int:
         if label.isdigit():
             taken.append(int(label))
     for root in range(20000, 65536 - span, 1000):
-        if all(other + 5000 <= root or root + span <= other for other in taken):
+        clear = all(other + 5000 <= root or root + span <= other for other in taken)
+        if clear and host_ports_free(root):
             return root
     raise AssertionError("no free port block on the test engine")
 
