@@ -1,0 +1,193 @@
+"""Every operation docker_api offers, against the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+import docker_api
+from docker_api import MIN_API_VERSION, DockerClient, StreamType
+
+from ..conftest import TEST_IMAGE
+
+KEEP_ALIVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+
+
+async def make(docker: DockerClient, cleanup: list[str], name: str, **config: object) -> str:
+    body = {"Image": TEST_IMAGE, "Cmd": KEEP_ALIVE, "Labels": {"dltest": "api"}, **config}
+    created = await docker.containers.create(body, name=name)
+    cleanup.append(created["Id"])
+    assert created["Warnings"] == []
+    return str(created["Id"])
+
+
+async def test_system_calls_and_negotiation(docker: DockerClient) -> None:
+    assert await docker.ping() == "1.41"
+    assert await docker.negotiate() == "1.41" == MIN_API_VERSION
+    version = await docker.version()
+    assert version["ApiVersion"] == "1.41"
+    assert version["Version"].startswith("20.10")
+    info = await docker.info()
+    assert info["NCPU"] >= 1
+    assert info["CgroupVersion"] in {"1", "2"}
+
+
+async def test_images_inspect(docker: DockerClient) -> None:
+    image = await docker.images.inspect(TEST_IMAGE)
+    assert TEST_IMAGE in image["RepoTags"]
+    with pytest.raises(docker_api.NotFound):
+        await docker.images.inspect("dltest-no-such-image:1")
+
+
+async def test_container_lifecycle(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("api")
+    container_id = await make(docker, cleanup, name, HostConfig={"Memory": 64 << 20})
+
+    listed = await docker.containers.list(all=True, filters={"name": [f"^/{name}$"]})
+    assert [c["Id"] for c in listed] == [container_id]
+    assert await docker.containers.list(all=False, filters={"name": [f"^/{name}$"]}) == []
+    info = await docker.containers.inspect(name)
+    assert info["Id"] == container_id
+    assert info["State"]["Status"] == "created"
+
+    assert await docker.containers.start(container_id) is True
+    assert await docker.containers.start(container_id) is False  # 304: already running
+    assert (await docker.containers.inspect(container_id))["State"]["Running"]
+
+    warnings = await docker.containers.update(
+        container_id, {"Memory": 128 << 20, "MemorySwap": 128 << 20}
+    )
+    assert warnings == []
+    assert (await docker.containers.inspect(container_id))["HostConfig"]["Memory"] == 128 << 20
+
+    before = (await docker.containers.inspect(container_id))["State"]["StartedAt"]
+    await docker.containers.restart(container_id, t=1)
+    after = await docker.containers.inspect(container_id)
+    assert after["State"]["Running"]
+    assert after["State"]["StartedAt"] != before
+
+    with pytest.raises(docker_api.Conflict):  # running, and not forced
+        await docker.containers.remove(container_id)
+
+    assert await docker.containers.stop(container_id, t=5) is True
+    assert await docker.containers.stop(container_id, t=5) is False  # 304: already stopped
+    with pytest.raises(docker_api.Conflict):  # nothing to kill
+        await docker.containers.kill(container_id)
+
+    await docker.containers.remove(container_id, volumes=True)
+    with pytest.raises(docker_api.NotFound):
+        await docker.containers.inspect(container_id)
+
+
+async def test_kill_and_wait(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    container_id = await make(docker, cleanup, unique_name("wait"))
+    await docker.containers.start(container_id)
+    waiting = asyncio.ensure_future(docker.containers.wait(container_id, timeout=30))
+    await asyncio.sleep(0)
+    await docker.containers.kill(container_id, signal="SIGKILL")
+    assert (await waiting)["StatusCode"] == 137
+    # After the exit, wait answers at once with the last exit code.
+    assert (await docker.containers.wait(container_id, timeout=10))["StatusCode"] == 137
+
+
+async def test_stats_one_shot_and_streamed(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    container_id = await make(
+        docker, cleanup, unique_name("stats"), HostConfig={"Memory": 64 << 20}
+    )
+    stopped = await docker.containers.stats(container_id)
+    assert stopped["read"].startswith("0001-")  # not running: zero figures, still a 200
+
+    await docker.containers.start(container_id)
+    one_shot = await docker.containers.stats(container_id)
+    assert one_shot["memory_stats"]["limit"] == 64 << 20
+    assert one_shot["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+
+    samples = []
+    stream = docker.containers.stats_stream(container_id)
+    try:
+        async for sample in stream:
+            samples.append(sample)
+            if len(samples) == 2:
+                break
+    finally:
+        await stream.aclose()
+    # From the second streamed sample on, precpu_stats holds the previous one.
+    assert samples[1]["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+
+
+async def test_execs(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    container_id = await make(docker, cleanup, unique_name("exec"))
+    with pytest.raises(docker_api.Conflict):  # not running
+        await docker.execs.create(container_id, ["true"])
+    await docker.containers.start(container_id)
+
+    exec_id = await docker.execs.create(
+        container_id, ["sh", "-c", "echo out; echo err >&2; exit 3"], user="admin", workdir="/tmp"
+    )
+    assert (await docker.execs.inspect(exec_id))["Running"] is False
+    frames = [frame async for frame in docker.execs.start(exec_id)]
+    assert b"".join(f.data for f in frames if f.stream is StreamType.STDOUT) == b"out\n"
+    assert b"".join(f.data for f in frames if f.stream is StreamType.STDERR) == b"err\n"
+    inspected = await docker.execs.inspect(exec_id)
+    assert (inspected["ExitCode"], inspected["ProcessConfig"]["user"]) == (3, "admin")
+
+    result = await docker.execs.run(
+        container_id, ["sh", "-c", "id -un; pwd; echo $GREETING"], user="admin",
+        workdir="/var/www", env={"GREETING": "hello"}, timeout=20,
+    )  # fmt: skip
+    assert (result.exit_code, result.stdout) == (0, b"admin\n/var/www\nhello\n")
+
+    tty_id = await docker.execs.create(container_id, ["sh", "-c", "echo a; echo b >&2"], tty=True)
+    tty_output = b"".join([f.data async for f in docker.execs.start(tty_id, tty=True)])
+    assert tty_output == b"a\r\nb\r\n"  # a terminal: one stream, \n made \r\n
+
+    with pytest.raises(docker_api.ExecTimeout) as caught:
+        await docker.execs.run(container_id, ["sh", "-c", "echo started; sleep 30"], timeout=1)
+    assert caught.value.output == b"started\n"
+
+
+async def test_events_stream_and_watch(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    container_id = await make(docker, cleanup, unique_name("events"))
+    filters = {"type": ["container"], "container": [container_id], "event": ["start", "die"]}
+
+    stream = docker.events.stream(filters=filters)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.2)  # the subscription is open before the start
+    await docker.containers.start(container_id)
+    event = await asyncio.wait_for(first, timeout=10)
+    await stream.aclose()
+    assert (event["Action"], event["Actor"]["ID"]) == ("start", container_id)
+
+    # watch() replays from `since`, so the start above is seen again, then the die.
+    since = str(event["time"])
+    watch = docker.events.watch(filters=filters, since=since)
+    seen = [await asyncio.wait_for(anext(watch), timeout=10)]
+    await docker.containers.kill(container_id)
+    seen.append(await asyncio.wait_for(anext(watch), timeout=10))
+    await watch.aclose()
+    assert [e["Action"] for e in seen if isinstance(e, dict)] == ["start", "die"]
+
+
+async def test_engine_errors_become_types(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    with pytest.raises(docker_api.NotFound):
+        await docker.containers.inspect("dltest-nothing-here")
+    with pytest.raises(docker_api.BadParameter):
+        await docker.containers.create({"Image": TEST_IMAGE}, name="-bad name-")
+    name = unique_name("dup")
+    await make(docker, cleanup, name)
+    with pytest.raises(docker_api.Conflict):
+        await docker.containers.create({"Image": TEST_IMAGE}, name=name)
