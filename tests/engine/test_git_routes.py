@@ -593,6 +593,17 @@ async def test_foreign_and_unknown_containers_are_refused(
     assert answer.text == f"no such container: {unknown}\n"
 
 
+async def add_hanging_remote(docker: DockerClient, cid: str) -> None:
+    """An origin whose side never answers (as an unreachable server would), after a word."""
+    await add_remote(docker, cid)
+    await sh(
+        docker,
+        cid,
+        f"git -C {REPO} config remote.origin.uploadpack "
+        "'echo partial-output-marker >&2; exec sleep 4321 #'",
+    )
+
+
 async def test_hanging_git_answers_504_with_its_output_and_is_stopped(
     git_settings: Settings,
     docker: DockerClient,
@@ -602,14 +613,7 @@ async def test_hanging_git_answers_504_with_its_output_and_is_stopped(
     async with serve(replace(git_settings, git_timeout=3)) as api:
         cid = await create_container(api, cleanup, unique_name("git"))
         sha = await repo_with_commits(docker, cid)
-        await add_remote(docker, cid)
-        # The remote's side never answers (as an unreachable server would), after a word.
-        await sh(
-            docker,
-            cid,
-            f"git -C {REPO} config remote.origin.uploadpack "
-            "'echo partial-output-marker >&2; exec sleep 4321 #'",
-        )
+        await add_hanging_remote(docker, cid)
 
         began = time.monotonic()
         answer = await api.get("/v1/git", params={"id": cid})
@@ -645,12 +649,7 @@ async def test_reads_do_not_wait_behind_a_hanging_pull_but_writes_do(
     async with serve(replace(git_settings, git_timeout=6)) as api:
         cid = await create_container(api, cleanup, unique_name("git"))
         sha = await repo_with_commits(docker, cid)
-        await add_remote(docker, cid)
-        await sh(
-            docker,
-            cid,
-            f"git -C {REPO} config remote.origin.uploadpack 'exec sleep 4321 #'",
-        )
+        await add_hanging_remote(docker, cid)
         finished: list[str] = []
 
         async def call(label: str, method: str, path: str, **params: str) -> httpx.Response:
