@@ -53,7 +53,7 @@ CHARTS_JS = """cards => cards.map(card => ({
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
-        message = f"no {CHROMIUM} (Debian's chromium; scripts/engine up installs it)"
+        message = f"no {CHROMIUM} (Debian's chromium; scripts/test installs it)"
         if engine_required():
             pytest.fail(message)
         pytest.skip(message)
