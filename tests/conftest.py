@@ -191,6 +191,28 @@ async def free_port_root(docker: DockerClient, span: int = 5000) -> int:
     raise AssertionError("no free port block on the test engine")
 
 
+async def create_container(
+    client: httpx.AsyncClient, docker: DockerClient, cleanup: list[str], name: str, **fields: Any
+) -> str:
+    """``PUT /v1/container`` with a free port block; returns the full id (removed after)."""
+    for _attempt in range(5):
+        body = {
+            "name": name,
+            "host_port_root": await free_port_root(docker, 5000),
+            "memory": 0.25,
+            "cpulimit": 0.5,
+            **fields,
+        }
+        response = await client.put("/v1/container", json=body)
+        if response.status_code == 409 and "overlap" in response.text:
+            continue  # another test took the block meanwhile
+        assert response.status_code == 200, response.text
+        container_id = str(response.json()["Id"])
+        cleanup.append(container_id)
+        return container_id
+    raise AssertionError("could not find a free port block")
+
+
 @pytest.fixture
 async def make_container(
     api: httpx.AsyncClient,
@@ -201,21 +223,7 @@ async def make_container(
     """Create a container through ``PUT /v1/container``; returns the full id (removed after)."""
 
     async def make(**fields: Any) -> str:
-        for _attempt in range(5):
-            body = {
-                "name": unique_name("c"),
-                "host_port_root": await free_port_root(docker, 5000),
-                "memory": 0.25,
-                "cpulimit": 0.5,
-            }
-            body.update(fields)
-            response = await api.put("/v1/container", json=body)
-            if response.status_code == 409 and "overlap" in response.text:
-                continue  # another test took the block meanwhile
-            assert response.status_code == 200, response.text
-            container_id = str(response.json()["Id"])
-            cleanup.append(container_id)
-            return container_id
-        raise AssertionError("could not find a free port block")
+        name = fields.pop("name", None) or unique_name("c")
+        return await create_container(api, docker, cleanup, name, **fields)
 
     return make

@@ -8,7 +8,6 @@ Repositories, commits and remotes are set up inside the container with ``docker 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -18,11 +17,12 @@ import pytest
 
 from docker_api import DockerClient
 from dockerlink.settings import Settings
+from tests import conftest
 from tests.conftest import TEST_IMAGE, serve, wait_for
+from tests.engine._api import create_and_start
 
 REPO = "/var/www/html"
 REMOTE = "/var/www/remote.git"
-#: Small port blocks so that tests running at the same time rarely collide; collisions retry.
 PORT_AREA = 1000
 TEXT = "text/plain; charset=utf-8"
 
@@ -42,27 +42,17 @@ async def git_api(git_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def create_container(
-    api: httpx.AsyncClient, cleanup: list[str], name: str, *, start: bool = True
+    api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    name: str,
+    *,
+    start: bool = True,
 ) -> str:
     """A dockerlink container from the test image (started unless ``start=False``)."""
-    for _ in range(20):
-        root = random.randrange(10, 65) * PORT_AREA
-        answer = await api.put(
-            "/v1/container",
-            json={"name": name, "host_port_root": root, "memory": 0.25, "cpulimit": 0.5},
-        )
-        if answer.status_code == 409 and "overlap" in answer.text:
-            continue
-        assert answer.status_code == 200, answer.text
-        container_id = str(answer.json()["Id"])
-        cleanup.append(container_id)
-        break
-    else:
-        raise AssertionError("no free port block for a test container")
     if start:
-        started = await api.post("/v1/container/start", params={"id": container_id})
-        assert started.status_code == 204, started.text
-    return container_id
+        return await create_and_start(api, docker, cleanup, name)
+    return await conftest.create_container(api, docker, cleanup, name)
 
 
 async def sh(docker: DockerClient, container_id: str, script: str, *, user: str = "admin") -> str:
@@ -151,7 +141,7 @@ async def test_init_creates_a_repository(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     check = f"test ! -e {REPO}/.git && test ! -e /var/www/site/.git && mkdir /var/www/site"
     await sh(docker, cid, check)
 
@@ -177,7 +167,7 @@ async def test_head_and_branch_show_the_last_commit_and_current_branch(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     assert (await git_api.put("/v1/git", params={"id": cid})).status_code == 204
     sha = await repo_with_commits(docker, cid)
 
@@ -207,7 +197,7 @@ async def test_branches_lists_local_and_remote_tracking_names_cleanly(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     await repo_with_commits(docker, cid)
     await add_remote(docker, cid)
     await sh(
@@ -276,7 +266,7 @@ async def test_checkout_switches_branches(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     main_sha = await repo_with_commits(docker, cid)
     await add_remote(docker, cid)
     await sh(
@@ -321,7 +311,7 @@ async def test_pull_brings_a_commit_pushed_to_the_remote(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     before = await repo_with_commits(docker, cid)
     await add_remote(docker, cid)
     pushed = await sh(
@@ -359,7 +349,7 @@ async def test_exec_keeps_each_stream_whole_and_in_order_over_many_frames(
     unique_name: Callable[[str], str],
 ) -> None:
     """docker_api's exec: > 1 MiB on stdout and on stderr at once, written concurrently."""
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     count = 150_000
     script = f"seq 1 {count} | sed 's/^/out-/' & seq 1 {count} | sed 's/^/err-/' >&2; wait"
     result = await docker.execs.run(cid, ["sh", "-c", script], timeout=120, user="admin")
@@ -379,7 +369,7 @@ async def test_route_returns_large_output_whole_and_in_order(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     count = 120_000
     await sh(
         docker,
@@ -430,7 +420,7 @@ async def test_git_failure_answers_412_with_gits_message(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
 
     # Not a repository yet.
     answer = await git_api.get("/v1/git/head", params={"id": cid})
@@ -505,7 +495,7 @@ async def test_refused_requests_change_nothing(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     await repo_with_commits(docker, cid)
     await add_remote(docker, cid)
     await sh(docker, cid, f"git -C {REPO} branch feature/x")
@@ -533,13 +523,13 @@ async def test_stopped_container_answers_409_and_is_left_alone(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    created = await create_container(git_api, cleanup, unique_name("git"), start=False)
+    created = await create_container(git_api, docker, cleanup, unique_name("git"), start=False)
     answer = await git_api.put("/v1/git", params={"id": created})
     assert answer.status_code == 409
     assert answer.text == "container is not running\n"
     assert (await docker.containers.inspect(created))["State"]["Status"] == "created"
 
-    cid = await create_container(git_api, cleanup, unique_name("git"))
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
     await repo_with_commits(docker, cid)
     await sh(docker, cid, f"git -C {REPO} branch feature/x")
     before = await snapshot(docker, cid)
@@ -611,7 +601,7 @@ async def test_hanging_git_answers_504_with_its_output_and_is_stopped(
     unique_name: Callable[[str], str],
 ) -> None:
     async with serve(replace(git_settings, git_timeout=3)) as api:
-        cid = await create_container(api, cleanup, unique_name("git"))
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
         sha = await repo_with_commits(docker, cid)
         await add_hanging_remote(docker, cid)
 
@@ -647,7 +637,7 @@ async def test_reads_do_not_wait_behind_a_hanging_pull_but_writes_do(
     unique_name: Callable[[str], str],
 ) -> None:
     async with serve(replace(git_settings, git_timeout=6)) as api:
-        cid = await create_container(api, cleanup, unique_name("git"))
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
         sha = await repo_with_commits(docker, cid)
         await add_hanging_remote(docker, cid)
         finished: list[str] = []
