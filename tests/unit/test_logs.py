@@ -16,16 +16,13 @@ from dockerlink.logs import JsonFormatter, configure_logging, describe_causes
 from dockerlink.settings import Settings
 
 from ..conftest import serve
+from .fakes import fake_engine_client
 
 TOKEN = "log-test-token-0123456789abcdef"
 
 
 def fake_engine(request: httpx.Request) -> httpx.Response:
     path = request.url.path
-    if path == "/_ping":
-        return httpx.Response(200, text="OK", headers={"Api-Version": "1.41"})
-    if path.endswith("/version"):
-        return httpx.Response(200, json={"Version": "20.10.24", "MinAPIVersion": "1.12"})
     if path.endswith("/containers/json"):
         return httpx.Response(200, json=[])
     if "/containers/down" in path:
@@ -40,7 +37,7 @@ def settings_for(tmp_path: Path, **changes: object) -> Settings:
 
 
 def docker_client() -> DockerClient:
-    return DockerClient("/fake.sock", timeout=2, transport=httpx.MockTransport(fake_engine))
+    return fake_engine_client(fake_engine)
 
 
 async def test_one_line_per_request_with_id_method_path_status_and_duration(

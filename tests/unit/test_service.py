@@ -18,7 +18,6 @@ import pytest
 from sanic_testing.testing import SanicASGITestClient
 
 import docker_api
-from docker_api import DockerClient
 from docker_api import errors as engine_errors
 from dockerlink.app import create_app
 from dockerlink.errors import ENGINE_ERROR_STATUS, engine_error_answer
@@ -27,6 +26,7 @@ from dockerlink.requests import parse_create
 from dockerlink.settings import Settings, SettingsError, load_settings
 
 from ..conftest import serve
+from .fakes import fake_engine_client
 
 TOKEN = "unit-test-token-0123456789"
 
@@ -211,12 +211,6 @@ class FakeEngine:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if path == "/_ping":
-            return httpx.Response(200, text="OK", headers={"Api-Version": "1.41"})
-        if path.endswith("/version"):
-            return httpx.Response(200, json={"Version": "20.10.24", "MinAPIVersion": "1.12"})
-        if path.endswith("/info"):
-            return httpx.Response(200, json={"NCPU": 2})
         if request.method != "GET":
             self.calls.append(f"{request.method} {path}")
         if path.endswith("/containers/json"):
@@ -226,7 +220,7 @@ class FakeEngine:
 
 def make_client(settings: Settings) -> tuple[SanicASGITestClient, FakeEngine]:
     engine = FakeEngine()
-    docker = DockerClient("/fake.sock", timeout=2, transport=httpx.MockTransport(engine))
+    docker = fake_engine_client(engine)
     app = create_app(settings, docker=docker)
     return SanicASGITestClient(app), engine
 

@@ -11,11 +11,12 @@ import httpx
 import orjson
 import pytest
 
-from docker_api import DockerClient
 from dockerlink.settings import Settings
 from dockerlink.stats.series import Sample
 from dockerlink.stats.store import HistoryStore
 from tests.conftest import serve
+
+from .fakes import fake_engine_client
 
 GIB = 1 << 30
 GONE = "9" * 64  # removed behind dockerlink's back: only its history is left
@@ -30,12 +31,6 @@ class FakeEngine:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if path == "/_ping":
-            return httpx.Response(200, text="OK", headers={"Api-Version": "1.41"})
-        if path.endswith("/version"):
-            return httpx.Response(200, json={"Version": "20.10.24", "MinAPIVersion": "1.12"})
-        if path.endswith("/info"):
-            return httpx.Response(200, json={"NCPU": 2, "MemTotal": 8 * GIB})
         if path.endswith("/containers/json"):
             return httpx.Response(200, json=[])
         if path.startswith("/v1.41/containers/") and path.endswith("/json"):
@@ -92,7 +87,7 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 async def client(settings: Settings, engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
-    docker = DockerClient("/fake.sock", timeout=2, transport=httpx.MockTransport(engine))
+    docker = fake_engine_client(engine)
     async with serve(settings, docker=docker) as http:
         yield http
     await docker.close()
