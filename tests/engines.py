@@ -60,7 +60,7 @@ def process_alive(pid: int) -> bool:
     """True for a live process (a zombie counts as dead)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # gone: no such file, or ESRCH while reading it
         return False
     return state != "Z"
 

@@ -16,6 +16,7 @@ from dockerlink.hooks import OUTPUT_LIMIT_BYTES, HookFailure, Hooks, HookTarget,
 from dockerlink.settings import Settings
 
 from ..conftest import wait_for
+from ..engines import process_alive
 
 TARGET = HookTarget.of("f00d" * 16, "/web1", 10000, ["443/tcp", "22/tcp", "80/tcp", "53/udp"])
 
@@ -116,14 +117,7 @@ async def test_a_hook_that_runs_too_long_is_killed_with_its_whole_group(tmp_path
     assert failure.summary() == "hook_on_create failed (timed out after 0.5 s, killed): started"
     child = int(child_pid_file.read_text())
 
-    def gone() -> bool:
-        try:
-            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        return state == "Z"  # killed, waiting for the init of this machine to reap it
-
-    await wait_for(gone, timeout=5)
+    await wait_for(lambda: not process_alive(child), timeout=5)  # a zombie counts as gone
 
 
 async def test_a_background_child_holding_the_output_does_not_hold_the_action(
@@ -176,13 +170,7 @@ async def test_a_cancelled_action_leaves_no_hook_running(tmp_path: Path) -> None
         await task
     pid = int(pid_file.read_text())
 
-    def gone() -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-        except FileNotFoundError:
-            return True
-
-    await wait_for(gone, timeout=5)
+    await wait_for(lambda: not process_alive(pid), timeout=5)
 
 
 def test_header_values_are_one_printable_line() -> None:
