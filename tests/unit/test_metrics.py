@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sanic_testing.testing import SanicASGITestClient
 
@@ -26,7 +25,8 @@ from dockerlink.stats.sampler import Usage
 from dockerlink.stats.store import HistoryStore
 
 from ..conftest import wait_for
-from .test_stats_sampler import GIB, MIB, SECOND_NS, Clock, FakeContainer, FakeEngine, make_sampler
+from .clock import Clock
+from .test_stats_sampler import GIB, MIB, SECOND_NS, FakeContainer, FakeEngine, make_sampler
 
 TOKEN = "unit-test-token-0123456789"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -201,19 +201,6 @@ async def test_an_unreachable_engine_is_engine_up_0_and_no_container_series() ->
 
 
 # -- the sampler's side ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Any:
-    history = HistoryStore(tmp_path / "stats", clock=clock)
-    history.open()
-    yield history
-    history.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 async def test_the_sampler_keeps_exact_cumulative_figures(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,8 @@ from dockerlink.stats.sampler import Sampler
 from dockerlink.stats.store import HistoryStore
 from tests.conftest import wait_for
 
-from .test_stats_sampler import Clock, FakeContainer, FakeEngine, make_sampler
+from .clock import Clock
+from .test_stats_sampler import FakeContainer, FakeEngine, make_sampler
 
 LATE_S = 0.2
 
@@ -23,19 +22,6 @@ LATE_S = 0.2
 @pytest.fixture(autouse=True)
 def _late_after_200_ms(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sampler_module, "LATE_TICK_S", LATE_S)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[HistoryStore]:
-    history = HistoryStore(tmp_path / "stats", clock=clock)
-    history.open()
-    yield history
-    history.close()
 
 
 async def run_until(sampler: Sampler, ticks: int, during: float = 0.0) -> None:

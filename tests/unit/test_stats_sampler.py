@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,10 +15,11 @@ from dockerlink.stats.sampler import Sampler
 from dockerlink.stats.store import HistoryStore
 from tests.conftest import wait_for
 
+from .clock import T0, Clock
+
 GIB = 1 << 30
 MIB = 1 << 20
 SECOND_NS = 1_000_000_000
-T0 = 1_764_201_600
 STARTED_NS = (T0 - 86400) * SECOND_NS
 
 
@@ -125,27 +125,6 @@ class FakeEngine:
     async def info(self, *, timeout: float | None = None) -> dict[str, Any]:
         self.calls.append(("info", timeout))
         return {"MemTotal": 8 * GIB}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = float(T0)
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[HistoryStore]:
-    history = HistoryStore(tmp_path / "stats", clock=clock)
-    history.open()
-    yield history
-    history.close()
 
 
 def make_sampler(

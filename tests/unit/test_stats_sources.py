@@ -13,8 +13,9 @@ from dockerlink.stats.series import Sample
 from dockerlink.stats.sources import CgroupSource
 from dockerlink.stats.store import HistoryStore
 
+from .clock import Clock
 from .test_stats_cgroups import FakeHost, Figures
-from .test_stats_sampler import GIB, MIB, Clock, FakeContainer, FakeEngine
+from .test_stats_sampler import GIB, MIB, FakeContainer, FakeEngine
 
 
 class Box(FakeContainer):
@@ -52,11 +53,6 @@ class FakeMirror:
 
     async def wait_fresh(self, timeout: float) -> bool:
         return self.fresh
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def store_in(path: Path, clock: Clock) -> HistoryStore:

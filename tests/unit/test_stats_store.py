@@ -14,23 +14,11 @@ from dockerlink.stats.codec import decode_lines
 from dockerlink.stats.series import Sample, aggregate, render_json
 from dockerlink.stats.store import DAY, RAW, WEEK, HistoryStore, StoreLocked
 
+from .clock import T0, Clock
+
 GIB = 1 << 30
 CID = "a" * 64
 OTHER = "b" * 64
-T0 = 1_764_201_600  # a multiple of every bucket and file period (midnight UTC)
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
 
 
 @pytest.fixture

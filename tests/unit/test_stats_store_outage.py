@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ from dockerlink.stats import store as store_module
 from dockerlink.stats.codec import decode_lines
 from dockerlink.stats.store import STALE_FAILURE_S, HistoryStore
 
-from .test_stats_store import CID, OTHER, T0, Clock, make_sample
+from .clock import T0, Clock
+from .test_stats_store import CID, OTHER, make_sample
 
 CANNOT_WRITE = "stats history: cannot write under"
 WRITING_AGAIN = "stats history: writing under"
@@ -41,19 +41,6 @@ class Disk:
             real(path, line)
 
         monkeypatch.setattr(store_module, "_append_line", append_line)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[HistoryStore]:
-    history = HistoryStore(tmp_path / "stats", clock=clock)
-    history.open()
-    yield history
-    history.close()
 
 
 @pytest.fixture
