@@ -116,6 +116,35 @@ class Results:
         ratio = f" (x{row.ratio:.3f})" if row.ratio is not None else ""
         log(f"{row.figure}: {row.ours:.4g} {row.unit} vs {row.baseline_name} {row.baseline}{ratio}")
 
+    def add_latencies(
+        self,
+        figure: str,
+        mine: list[float],
+        base: list[float],
+        baseline_name: str,
+        max_ratio: float,
+    ) -> None:
+        """p50 (judged against ``max_ratio`` of the baseline's) and p99 rows, in ms."""
+        p50 = Row(
+            f"{figure} p50",
+            "ms",
+            statistics.median(mine) * 1e3,
+            statistics.median(base) * 1e3,
+            baseline_name,
+            f"<= {max_ratio:.2f} x",
+        )
+        p50.passed = p50.ratio is not None and p50.ratio <= max_ratio
+        self.add(p50)
+        self.add(
+            Row(
+                f"{figure} p99",
+                "ms",
+                percentile(mine, 0.99) * 1e3,
+                percentile(base, 0.99) * 1e3,
+                baseline_name,
+            )
+        )
+
 
 # -- the machine ----------------------------------------------------------------------------------
 
@@ -389,26 +418,7 @@ async def bench_list(
     mine, base = await alternate(
         ours, theirs, args.peer_requests, args.requests // args.peer_requests
     )
-    results.add(
-        Row(
-            "GET /v1/container p50",
-            "ms",
-            statistics.median(mine) * 1e3,
-            statistics.median(base) * 1e3,
-            "docker-py list+inspect",
-            "<= 0.10 x",
-        )
-    )
-    results.rows[-1].passed = (results.rows[-1].ratio or 1) <= 0.10
-    results.add(
-        Row(
-            "GET /v1/container p99",
-            "ms",
-            percentile(mine, 0.99) * 1e3,
-            percentile(base, 0.99) * 1e3,
-            "docker-py list+inspect",
-        )
-    )
+    results.add_latencies("GET /v1/container", mine, base, "docker-py list+inspect", 0.10)
 
 
 async def bench_git(
@@ -439,26 +449,7 @@ async def bench_git(
         await ours()
         await asyncio.to_thread(theirs)
     mine, base = await alternate(ours, theirs, args.git_requests, 1)
-    results.add(
-        Row(
-            "GET /v1/git/head p50",
-            "ms",
-            statistics.median(mine) * 1e3,
-            statistics.median(base) * 1e3,
-            "docker-py raw exec",
-            "<= 1.15 x",
-        )
-    )
-    results.rows[-1].passed = (results.rows[-1].ratio or 99) <= 1.15
-    results.add(
-        Row(
-            "GET /v1/git/head p99",
-            "ms",
-            percentile(mine, 0.99) * 1e3,
-            percentile(base, 0.99) * 1e3,
-            "docker-py raw exec",
-        )
-    )
+    results.add_latencies("GET /v1/git/head", mine, base, "docker-py raw exec", 1.15)
 
 
 @dataclass
