@@ -27,8 +27,8 @@ from .errors import HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
-from .metrics import UNMATCHED_ROUTE
 from .mirror import ContainerMirror
+from .prometheus import UNMATCHED_ROUTE
 from .responses import text_response
 from .routes import containers, git, observability, system
 from .routes import stats as stats_routes

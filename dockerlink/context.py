@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sanic import Request
 
-from .metrics import ServiceMetrics
+from .prometheus import ServiceMetrics
 from .settings import Settings
 
 if TYPE_CHECKING:

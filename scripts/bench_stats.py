@@ -48,7 +48,7 @@ from sanic import Sanic
 
 from dockerlink.app import create_app
 from dockerlink.settings import Settings
-from dockerlink.stats.metrics import net_delta
+from dockerlink.stats.resources import net_delta
 from dockerlink.stats.series import GIB, KIB_PER_GIB, Sample, aggregate, render_json
 from dockerlink.stats.store import HistoryStore, tier_for_scale
 

@@ -11,7 +11,7 @@ from importlib import resources
 from sanic import Blueprint, HTTPResponse, Request
 
 from ..context import context_of
-from ..metrics import CONTENT_TYPE, render_metrics
+from ..prometheus import CONTENT_TYPE, render_metrics
 from ._common import docker_of
 
 bp = Blueprint("observability", strict_slashes=False)

@@ -11,7 +11,7 @@ one is scheduled, so ticks never overlap; a tick that overruns the interval is f
 next one at once. A failing engine or a bad container is logged and skipped; the loop only ends
 when cancelled. Once a minute it also runs the store's retention (:meth:`HistoryStore.maintain`).
 
-How the figures are made (see :mod:`.metrics` for the formulas):
+How the figures are made (see :mod:`.resources` for the formulas):
 
 - CPU percent: the change in the container's CPU time over the change in the read time (the
   engine's, or the clock's for cgroup files) between this sample and this process's previous one
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import docker_api
 from docker_api import DockerClient
 
-from .metrics import KIB, cpu_limit_centi, cpu_percent, engine_time_ns, net_delta, round_kib
+from .resources import KIB, cpu_limit_centi, cpu_percent, engine_time_ns, net_delta, round_kib
 from .series import Sample
 from .sources import CgroupSource, Reading, reading_from_stats
 from .store import HistoryStore

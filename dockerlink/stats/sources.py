@@ -22,7 +22,7 @@ from .cgroups import (
     find_cgroup,
     read_figures,
 )
-from .metrics import engine_time_ns, memory_used_bytes, network_totals
+from .resources import engine_time_ns, memory_used_bytes, network_totals
 
 __all__ = ["CgroupSource", "Reading", "cgroup_source_for", "reading_from_stats"]
 

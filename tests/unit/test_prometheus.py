@@ -18,7 +18,7 @@ from sanic_testing.testing import SanicASGITestClient
 import docker_api
 from docker_api import DockerClient
 from dockerlink.app import create_app
-from dockerlink.metrics import CONTAINER_STATES, ServiceMetrics, render_metrics
+from dockerlink.prometheus import CONTAINER_STATES, ServiceMetrics, render_metrics
 from dockerlink.settings import Settings
 from dockerlink.stats import Sample
 from dockerlink.stats.sampler import Usage

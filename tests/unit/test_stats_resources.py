@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockerlink.stats.metrics import (
+from dockerlink.stats.resources import (
     cpu_limit_centi,
     cpu_percent,
     engine_time_ns,
