@@ -8,12 +8,12 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-from ._util import as_dict
+from ._util import as_dict, exception_chain
+from .address import is_tcp, split_tcp, unix_socket_path
 from .containers import Containers
 from .errors import (
     BadParameter,
@@ -82,19 +82,19 @@ class DockerClient:
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        if address.startswith("tcp://"):
-            host = _tcp_host(address, default_port=2376 if tls else 2375)
-            self.address = f"tcp://{host}"
-            default_base_url = f"{'https' if tls else 'http'}://{host}"
+        tcp = is_tcp(address)
+        if tcp:
+            host, port = split_tcp(address)
+            netloc = f"{host}:{port or (2376 if tls else 2375)}"
+            self.address = f"tcp://{netloc}"
+            default_base_url = f"{'https' if tls else 'http'}://{netloc}"
         else:
             if tls is not None:
                 raise ValueError("tls applies to tcp:// addresses only")
-            if address.startswith("unix://"):
-                address = address[len("unix://") :]
-            self.address = address
+            self.address = unix_socket_path(address)
             default_base_url = "http://docker"
         if transport is None:
-            if self.address.startswith("tcp://"):
+            if tcp:
                 transport = httpx.AsyncHTTPTransport(verify=tls.ssl_context() if tls else True)
             else:
                 transport = httpx.AsyncHTTPTransport(uds=self.address)
@@ -366,19 +366,6 @@ def _query(params: Params | None) -> dict[str, str] | None:
     return out
 
 
-def _tcp_host(address: str, *, default_port: int) -> str:
-    """``tcp://host[:port]`` -> ``host:port`` (IPv6 hosts in brackets); ValueError otherwise."""
-    parts = urlsplit(address)
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise ValueError(f"invalid port in {address!r}") from None
-    if not parts.hostname or parts.path not in {"", "/"} or parts.query or parts.username:
-        raise ValueError(f"{address!r} is not tcp://host[:port]")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{port}"
-
-
 #: What a broken connection raises. httpx wraps most failures, but not an ssl.SSLError raised by
 #: a read: a TLS 1.3 engine that refuses our client certificate says so (an alert) only after
 #: the handshake, so it surfaces on the first read, raw (seen in test_remote_engine).
@@ -402,14 +389,7 @@ def _describe_transport_error(exc: Exception, address: str, *, tls: bool) -> str
 
 def _first_message(exc: BaseException) -> str:
     """The first non-empty message down the chain of causes (httpx's own are often empty)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if str(current):
-            return str(current)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return type(exc).__name__
+    return next((str(e) for e in exception_chain(exc) if str(e)), type(exc).__name__)
 
 
 def _describe_tls_error(error: ssl.SSLError) -> str:
@@ -425,11 +405,4 @@ def _describe_tls_error(error: ssl.SSLError) -> str:
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     """The ssl error somewhere in the chain of causes, if a TLS failure is behind ``exc``."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, ssl.SSLError)), None)

@@ -14,7 +14,6 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import docker_api
@@ -32,17 +31,15 @@ from .errors import (
 )
 from .hooks import HookFailure, Hooks, HookTarget
 from .mirror import ContainerMirror, inspect_many
-from .requests import GIB, CreateRequest, LimitsRequest
+from .requests import CreateRequest, LimitsRequest
 from .settings import Settings
+from .units import CPU_PERIOD_US, GIB, cpus_of, engine_time_s
 
 __all__ = ["DOCKERLINK_LABEL", "PORTS_LABEL", "Hosting", "ManagedContainer", "describe"]
 
 DOCKERLINK_LABEL = "dockerlink"
 PORTS_LABEL = "ports"
 LABEL_VERSION = f"v{__version__}"
-#: The CPU period of containers dockerlink creates (the engine's default, 100 ms). Containers the
-#: original service made use 10 ms; updates keep each container's own period.
-CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1000
 WORKDIR = "/var/www/html"
 #: Descriptions kept before the ones of containers gone from the mirror are dropped.
@@ -88,27 +85,6 @@ def host_port_root(labels: dict[str, str]) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def _unix_seconds(timestamp: str | None) -> int | None:
-    """The engine's RFC 3339 UTC time (nanosecond fraction) as unix seconds; None when unset."""
-    if not timestamp or timestamp.startswith("0001-"):
-        return None
-    try:
-        moment = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return int(moment.timestamp())
-
-
-def cpus_of(host_config: dict[str, Any]) -> float:
-    """The container's CPU limit in CPUs (0 when unlimited), from either style of setting it."""
-    nano = host_config.get("NanoCpus") or 0
-    if nano:
-        return float(nano) / 1e9
-    quota = host_config.get("CpuQuota") or 0
-    period = host_config.get("CpuPeriod") or CPU_PERIOD_US
-    return quota / period if quota > 0 else 0.0
-
-
 def describe(info: dict[str, Any]) -> dict[str, Any]:
     """One container as ``GET /v1/container`` shows it (the original's shape, plus limits)."""
     labels = labels_of(info)
@@ -122,7 +98,7 @@ def describe(info: dict[str, Any]) -> dict[str, Any]:
         "state": state.get("Status", "unknown"),
     }
     if state.get("Running"):
-        out["started_at"] = _unix_seconds(state.get("StartedAt"))
+        out["started_at"] = engine_time_s(state.get("StartedAt"))
     else:
         out["exit_code"] = state.get("ExitCode", 0)
     out["memory"] = round((host_config.get("Memory") or 0) / GIB, 6)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import docker_api
 
-from .hosting import cpus_of
 from .mirror import inspect_many
+from .units import cpus_of
 
 if TYPE_CHECKING:
     from docker_api import DockerClient
@@ -294,7 +294,7 @@ def _write_containers(
         rows["dockerlink_container_memory_limit_bytes"].append(
             (labels, int(host_config.get("Memory") or 0))
         )
-        rows["dockerlink_container_cpu_limit_cores"].append((labels, cpus_of(dict(host_config))))
+        rows["dockerlink_container_cpu_limit_cores"].append((labels, cpus_of(host_config)))
         last = history.last(container_id)
         if last is not None:
             rows["dockerlink_container_memory_used_bytes"].append(

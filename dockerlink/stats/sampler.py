@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 import docker_api
 from docker_api import DockerClient
 
-from .resources import KIB, cpu_limit_centi, cpu_percent, engine_time_ns, net_delta, round_kib
+from ..units import KIB, engine_time_ns
+from .resources import cpu_limit_centi, cpu_percent, net_delta, round_kib
 from .series import Sample
 from .sources import CgroupSource, Reading, reading_from_stats
 from .store import HistoryStore

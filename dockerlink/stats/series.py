@@ -13,10 +13,10 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from ..units import GIB, KIB_PER_GIB
+
 __all__ = ["FIELDS", "Bucket", "Sample", "Series", "join_entries", "render_entries", "render_json"]
 
-GIB = 1 << 30
-KIB_PER_GIB = 1 << 20
 
 
 class Sample(NamedTuple):

@@ -13,6 +13,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from docker_api.address import is_tcp
+
+from ..units import engine_time_ns
 from .cgroups import (
     CGROUP_ROOT,
     PROC_ROOT,
@@ -22,7 +25,7 @@ from .cgroups import (
     find_cgroup,
     read_figures,
 )
-from .resources import engine_time_ns, memory_used_bytes, network_totals
+from .resources import memory_used_bytes, network_totals
 
 __all__ = ["CgroupSource", "Reading", "cgroup_source_for", "reading_from_stats"]
 
@@ -35,7 +38,7 @@ def cgroup_source_for(
     ``auto`` leaves an engine reached over TCP to its stats API: its containers are on another
     host (or, if not, the API still gives the same figures). ``cgroup`` tries regardless.
     """
-    if stats_source == "api" or (stats_source == "auto" and docker_sock.startswith("tcp://")):
+    if stats_source == "api" or (stats_source == "auto" and is_tcp(docker_sock)):
         return None
     return CgroupSource.detect(root, proc_root)
 
