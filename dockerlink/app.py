@@ -22,8 +22,9 @@ import docker_api
 from docker_api import DockerClient
 
 from .context import AppContext
+from .domain_errors import DomainError
 from .engine import EngineProbe, engine_client
-from .errors import HTTPError, Unauthorized, engine_error_answer
+from .errors import HTTPError, Unauthorized, domain_error_answer, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
@@ -267,6 +268,8 @@ class _ErrorHandler(ErrorHandler):
     def _answer(self, request: Request, exception: Exception) -> HTTPResponse:
         if isinstance(exception, HTTPError):
             return text_response(exception.status_code, exception.message, exception.headers)
+        if isinstance(exception, DomainError):
+            return text_response(*domain_error_answer(exception))
         if isinstance(exception, docker_api.DockerError):
             status, message = engine_error_answer(exception)
             log.warning(

@@ -1,7 +1,9 @@
-"""HTTP errors, and the one table that turns engine errors into HTTP answers.
+"""HTTP errors, and the one place that turns domain and engine errors into HTTP answers.
 
-Handlers and the domain raise :class:`HTTPError` subclasses, or let ``docker_api`` errors
-through; the app's single error handler renders both as one line of plain text.
+Handlers and request parsing raise :class:`HTTPError` subclasses; the domain raises
+:class:`~dockerlink.domain_errors.DomainError` subclasses and lets ``docker_api`` errors through.
+The app's single error handler renders all three as one line of plain text, the last two through
+the tables below.
 """
 
 from __future__ import annotations
@@ -10,19 +12,15 @@ from collections.abc import Mapping
 
 import docker_api
 
+from . import domain_errors as domain
+
 __all__ = [
+    "DOMAIN_ERROR_STATUS",
     "ENGINE_ERROR_STATUS",
-    "ActionFailed",
     "BadRequest",
-    "Conflict",
-    "EngineUnavailable",
-    "GatewayTimeout",
     "HTTPError",
-    "NotDockerlink",
-    "NotFound",
-    "PreconditionFailed",
     "Unauthorized",
-    "WrongState",
+    "domain_error_answer",
     "engine_error_answer",
 ]
 
@@ -49,42 +47,34 @@ class Unauthorized(HTTPError):
         super().__init__("unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 
-class NotFound(HTTPError):
-    status_code = 404
+#: Domain error class -> HTTP status; the answer is the error's own message. Looked up along the
+#: exception's MRO, so the most specific entry wins. A unit test checks every class is here.
+DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
+    domain.DomainError: 500,
+    domain.InvalidRequest: 400,
+    domain.NoSuchContainer: 404,
+    domain.NoSuchImage: 404,
+    # 406 for a power action in the wrong state, as the original service answered.
+    domain.WrongState: 406,
+    domain.AlreadyRunning: 406,
+    domain.AlreadyStopped: 406,
+    domain.NotRunning: 406,
+    domain.NotRunningForExec: 409,
+    domain.InUse: 409,
+    domain.NotManaged: 412,
+    domain.MustBeStopped: 412,
+    domain.GitFailed: 412,
+    domain.ActionFailed: 500,
+}
 
 
-class WrongState(HTTPError):
-    """The container is not in a state the action applies to (406, as the original)."""
-
-    status_code = 406
-
-
-class Conflict(HTTPError):
-    status_code = 409
-
-
-class PreconditionFailed(HTTPError):
-    status_code = 412
-
-
-class NotDockerlink(PreconditionFailed):
-    def __init__(self, too_old: bool = False) -> None:
-        message = "this docker has not been created with dockerlink"
-        super().__init__(message + (" or is too old" if too_old else ""))
-
-
-class ActionFailed(HTTPError):
-    """The engine could not carry out the action (a start it refused...)."""
-
-    status_code = 500
-
-
-class EngineUnavailable(HTTPError):
-    status_code = 503
-
-
-class GatewayTimeout(HTTPError):
-    status_code = 504
+def domain_error_answer(exc: domain.DomainError) -> tuple[int, str]:
+    """The HTTP status and message for a domain error."""
+    for cls in type(exc).__mro__:
+        status = DOMAIN_ERROR_STATUS.get(cls)
+        if status is not None:
+            return status, exc.message
+    raise AssertionError(f"unmapped domain error {type(exc).__name__}")  # pragma: no cover
 
 
 #: Engine error class -> (HTTP status, prefix for the engine's message). Looked up along the

@@ -20,14 +20,17 @@ import docker_api
 from docker_api import DockerClient
 
 from . import __version__
-from .errors import (
+from .domain_errors import (
     ActionFailed,
-    BadRequest,
-    Conflict,
-    NotDockerlink,
-    NotFound,
-    PreconditionFailed,
-    WrongState,
+    AlreadyRunning,
+    AlreadyStopped,
+    InUse,
+    InvalidRequest,
+    MustBeStopped,
+    NoSuchContainer,
+    NoSuchImage,
+    NotManaged,
+    NotRunning,
 )
 from .hooks import HookFailure, Hooks, HookTarget
 from .mirror import ContainerMirror, inspect_many
@@ -144,7 +147,7 @@ class Hosting:
         try:
             return await self.docker.containers.inspect(ref)
         except docker_api.NotFound:
-            raise NotFound(f"no such container: {ref}") from None
+            raise NoSuchContainer(ref) from None
 
     async def managed(self, ref: str, *, mirrored: bool = False) -> ManagedContainer:
         """Inspect a container and check dockerlink made it (412 otherwise, whatever its state).
@@ -157,9 +160,9 @@ class Hosting:
             info = await self.inspect(ref)
         label = labels_of(info).get(DOCKERLINK_LABEL)
         if label is None:
-            raise NotDockerlink()
+            raise NotManaged()
         if not _VERSION_LABEL.fullmatch(label):
-            raise NotDockerlink(too_old=True)
+            raise NotManaged(too_old=True)
         return ManagedContainer(info)
 
     def _from_mirror(self, ref: str) -> dict[str, Any] | None:
@@ -301,7 +304,7 @@ class Hosting:
     async def _create_container(self, request: CreateRequest) -> dict[str, Any]:
         image = request.image or self.settings.base_image
         if image is None:
-            raise BadRequest("image is required (no base_image is configured)")
+            raise InvalidRequest("image is required (no base_image is configured)")
         await self._check_cpus(request.cpus)
         body = self._create_body(request, image)
         async with self._create_lock:  # the port-block check and the create are one step
@@ -309,9 +312,9 @@ class Hosting:
             try:
                 created = await self.docker.containers.create(body, name=request.name)
             except docker_api.NotFound:
-                raise NotFound(f"no such image: {image}") from None
+                raise NoSuchImage(image) from None
             except docker_api.Conflict:
-                raise Conflict(f"the name {request.name} is already in use") from None
+                raise InUse(f"the name {request.name} is already in use") from None
         await self._changed(created["Id"])
         return created
 
@@ -359,7 +362,7 @@ class Hosting:
     async def _check_cpus(self, cpus: float) -> None:
         engine_cpus = await self.engine_cpus()
         if cpus > engine_cpus:
-            raise BadRequest(f"cpulimit {cpus:g} is more than the engine's {engine_cpus} CPUs")
+            raise InvalidRequest(f"cpulimit {cpus:g} is more than the engine's {engine_cpus} CPUs")
 
     async def _check_port_block(self, root: int) -> None:
         size = self.settings.port_area_size
@@ -371,7 +374,7 @@ class Hosting:
             other_root = host_port_root(labels)
             if other_root is not None and other_root < root + size and root < other_root + size:
                 name = (other.get("Names") or [other.get("Id", "?")[:12]])[0]
-                raise Conflict(
+                raise InUse(
                     f"host ports {root}-{root + size - 1} overlap those of {name} "
                     f"({other_root}-{other_root + size - 1})"
                 )
@@ -379,7 +382,7 @@ class Hosting:
     async def delete(self, ref: str, *, delete_volume: bool) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
-                raise PreconditionFailed("docker needs to be stopped before deleting it")
+                raise MustBeStopped()
             await self.docker.containers.remove(container.id, volumes=delete_volume)
             if self.mirror is not None:
                 self.mirror.forget(container.id)
@@ -409,30 +412,30 @@ class Hosting:
     async def start(self, ref: str) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
-                raise WrongState("Already running")
+                raise AlreadyRunning()
             try:
                 started = await self.docker.containers.start(container.id)
             except (docker_api.BadParameter, docker_api.ServerError) as exc:
                 raise ActionFailed(f"the engine could not start it: {exc.message}") from exc
             await self._changed(container.id)
             if not started:
-                raise WrongState("Already running")
+                raise AlreadyRunning()
             return await self._run_hook("start", container)
 
     async def stop(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
-                raise WrongState("Already stopped")
+                raise AlreadyStopped()
             stopped = await self.docker.containers.stop(container.id, t=grace_s)
             await self._changed(container.id)
             if not stopped:
-                raise WrongState("Already stopped")
+                raise AlreadyStopped()
             return await self._run_hook("stop", container)
 
     async def restart(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
-                raise WrongState("Not running")
+                raise NotRunning()
             await self.docker.containers.restart(container.id, t=grace_s)
             await self._changed(container.id)
             return await self._run_hook("start", container, event="restart")
@@ -442,7 +445,7 @@ def _quota(cpus: float, period_us: int) -> int:
     quota = round(cpus * period_us)
     if quota < MIN_CPU_QUOTA_US:
         smallest = MIN_CPU_QUOTA_US / period_us
-        raise BadRequest(f"cpulimit must be at least {smallest:g} for this container")
+        raise InvalidRequest(f"cpulimit must be at least {smallest:g} for this container")
     return quota
 
 

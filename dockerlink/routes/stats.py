@@ -7,7 +7,7 @@ import re
 from sanic import Blueprint, HTTPResponse, Request
 
 from ..context import AppContext, context_of
-from ..errors import NotFound
+from ..domain_errors import NoSuchContainer
 from ..requests import parse_container_ref, parse_scale, parse_since
 from ..stats import HistoryStore, Sampler
 from ._common import hosting_of, query
@@ -40,7 +40,7 @@ async def _history(request: Request, ref: str, *, since: float, scale: str) -> b
         return history.query_json(ref, scale=scale, since=since) or b"{}"
     try:
         info = await hosting_of(request).inspect(ref)
-    except NotFound:
+    except NoSuchContainer:
         stored = ref if ref in history else history.resolve_prefix(ref)
         if stored is None:
             raise

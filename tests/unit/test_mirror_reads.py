@@ -11,7 +11,7 @@ import pytest
 import docker_api
 from docker_api import ExecResult
 from dockerlink import hosting as hosting_module
-from dockerlink.errors import Conflict
+from dockerlink.domain_errors import NotRunningForExec
 from dockerlink.git import GitService
 from dockerlink.hosting import Hosting
 from dockerlink.settings import Settings
@@ -131,7 +131,7 @@ async def test_git_asks_the_engine_when_the_mirror_says_not_running() -> None:
 
     stopped = FakeDocker(info(1, running=False))
     git = GitService(hosting_with(FakeMirror(info(1, running=False)), stopped))
-    with pytest.raises(Conflict, match="container is not running"):
+    with pytest.raises(NotRunningForExec, match="container is not running"):
         await git.head(info(1)["Id"], None)
     assert stopped.calls == ["inspect"]
 
@@ -140,7 +140,7 @@ async def test_git_in_a_container_that_stopped_behind_the_mirror_is_409() -> Non
     docker = FakeDocker(info(1, running=False))
     docker.exec_error = docker_api.Conflict("Container 0101 is not running")
     git = GitService(hosting_with(FakeMirror(info(1)), docker))
-    with pytest.raises(Conflict, match="container is not running"):
+    with pytest.raises(NotRunningForExec, match="container is not running"):
         await git.head(info(1)["Id"], None)
     # Running but refused all the same (paused): the engine's own answer goes through.
     paused = FakeDocker(info(1))

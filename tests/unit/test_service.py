@@ -6,6 +6,7 @@ that answers only what these tests need (and records every call, so "changes not
 
 from __future__ import annotations
 
+import ast
 import inspect
 import logging
 from dataclasses import replace
@@ -18,9 +19,16 @@ import pytest
 from sanic_testing.testing import SanicASGITestClient
 
 import docker_api
+import dockerlink
 from docker_api import errors as engine_errors
+from dockerlink import domain_errors
 from dockerlink.app import create_app
-from dockerlink.errors import ENGINE_ERROR_STATUS, engine_error_answer
+from dockerlink.errors import (
+    DOMAIN_ERROR_STATUS,
+    ENGINE_ERROR_STATUS,
+    domain_error_answer,
+    engine_error_answer,
+)
 from dockerlink.hosting import start_command
 from dockerlink.requests import parse_create
 from dockerlink.settings import Settings, SettingsError, load_settings
@@ -176,6 +184,33 @@ def test_every_engine_error_class_has_its_own_entry() -> None:
     assert len(classes) >= 12
     for cls in classes:
         assert cls in ENGINE_ERROR_STATUS, f"{cls.__name__} has no HTTP answer"
+
+
+def test_every_domain_error_class_has_its_own_entry() -> None:
+    classes = [
+        obj
+        for obj in vars(domain_errors).values()
+        if inspect.isclass(obj) and issubclass(obj, domain_errors.DomainError)
+    ]
+    assert len(classes) >= 14
+    for cls in classes:
+        assert cls in DOMAIN_ERROR_STATUS, f"{cls.__name__} has no HTTP answer"
+    assert domain_error_answer(domain_errors.NotManaged(too_old=True)) == (
+        412,
+        "this docker has not been created with dockerlink or is too old",
+    )
+    assert domain_error_answer(domain_errors.AlreadyStopped()) == (406, "Already stopped")
+
+
+@pytest.mark.parametrize("module", ["hosting", "git"])
+def test_the_domain_does_not_speak_http(module: str) -> None:
+    source = (Path(dockerlink.__file__).parent / f"{module}.py").read_text()
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert "errors" not in imported and "sanic" not in imported, imported
 
 
 @pytest.mark.parametrize(
