@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
@@ -29,7 +29,7 @@ from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
 from .mirror import ContainerMirror
-from .prometheus import UNMATCHED_ROUTE
+from .prometheus import UNMATCHED_ROUTE, ServiceMetrics
 from .responses import text_response
 from .routes import containers, git, observability, system
 from .routes import stats as stats_routes
@@ -56,9 +56,10 @@ DockerlinkApp = Sanic[Config, AppContext]
 
 def create_app(settings: Settings, *, docker: DockerClient | None = None) -> DockerlinkApp:
     """Build the app. ``docker`` lets tests share one client; by default one is opened at start."""
-    app: DockerlinkApp = Sanic(
-        "dockerlink", ctx=AppContext(settings=settings), error_handler=_ErrorHandler()
-    )
+    # app.ctx becomes the AppContext in open_services, once every object in it exists.
+    app = cast(DockerlinkApp, Sanic("dockerlink", error_handler=_ErrorHandler(settings)))
+    #: Kept from one start to the next (an ASGI server may start the app more than once).
+    metrics = ServiceMetrics()
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     # The longest a route may legitimately take: a stop waits its whole grace period (up to
     # 300 s) and may run a hook; a create may run two hooks (create, then delete to roll back);
@@ -79,54 +80,19 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(observability.bp)
 
     @app.before_server_start
-    async def open_engine(app: DockerlinkApp) -> None:
-        client = docker or engine_client(settings)
-        app.ctx.docker = client
-        app.ctx.probe = EngineProbe(client)
-        app.ctx.hosting = Hosting(client, settings)
-        app.ctx.mirror = app.ctx.hosting.mirror = ContainerMirror(client)
+    async def open_services(app: DockerlinkApp) -> None:
+        app.ctx = await _open_context(settings, docker, metrics)
 
-    def run_mirror(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
-        assert app.ctx.mirror is not None
-        return app.ctx.mirror.run()
-
-    _background_task(app, "mirror", run_mirror)
+    _background_task(app, "mirror", lambda app: app.ctx.mirror.run())
+    # One sampler per service: `dockerlink serve` runs a single process.
+    _background_task(app, "sampler", lambda app: app.ctx.sampler.run())
 
     @app.after_server_stop
-    async def close_engine(app: DockerlinkApp) -> None:
-        if docker is None and app.ctx.docker is not None:
-            await app.ctx.docker.close()
-
-    @app.before_server_start
-    async def open_stats(app: DockerlinkApp) -> None:
-        assert app.ctx.docker is not None
-        assert app.ctx.hosting is not None
-        # Reads every stored history once.
-        history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
-        sampler = Sampler(
-            app.ctx.docker,
-            history,
-            interval_s=settings.sample_interval,
-            call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
-            mirror=app.ctx.mirror,
-            cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
-            api_fallback=settings.stats_source != "cgroup",
-        )
-        app.ctx.history, app.ctx.sampler = history, sampler
-        app.ctx.hosting.delete_hooks.append(sampler.forget)
-        sampler.tick_hooks.append(app.ctx.metrics.observe_tick)
-
-    def run_sampler(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
-        # One sampler per service: `dockerlink serve` runs a single process.
-        assert app.ctx.sampler is not None
-        return app.ctx.sampler.run()
-
-    _background_task(app, "sampler", run_sampler)
-
-    @app.after_server_stop
-    async def close_history(app: DockerlinkApp) -> None:
-        if app.ctx.history is not None:
+    async def close_services(app: DockerlinkApp) -> None:
+        if isinstance(app.ctx, AppContext):
             app.ctx.history.close()
+            if docker is None:
+                await app.ctx.docker.close()
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
 
@@ -159,11 +125,41 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         duration_s = time.monotonic() - started if started is not None else None
         _log_request(request, response, duration_s)
         if duration_s is not None:
-            app.ctx.metrics.observe_request(
+            metrics.observe_request(
                 request.method, _route_label(request), response.status, duration_s
             )
 
     return app
+
+
+async def _open_context(
+    settings: Settings, docker: DockerClient | None, metrics: ServiceMetrics
+) -> AppContext:
+    """Every long-lived object, built in dependency order."""
+    client = docker or engine_client(settings)
+    mirror = ContainerMirror(client)
+    # Reads every stored history once.
+    history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
+    sampler = Sampler(
+        client,
+        history,
+        interval_s=settings.sample_interval,
+        call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
+        mirror=mirror,
+        cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
+        api_fallback=settings.stats_source != "cgroup",
+        tick_hooks=[metrics.observe_tick],
+    )
+    return AppContext(
+        settings=settings,
+        docker=client,
+        probe=EngineProbe(client),
+        mirror=mirror,
+        hosting=Hosting(client, settings, mirror, delete_hooks=[sampler.forget]),
+        history=history,
+        sampler=sampler,
+        metrics=metrics,
+    )
 
 
 def _background_task(
@@ -260,9 +256,13 @@ def _log_request(request: Request, response: BaseHTTPResponse, duration_s: float
 class _ErrorHandler(ErrorHandler):
     """The one place where exceptions become HTTP answers."""
 
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         response = self._answer(request, exception)
-        _finish(request, response, request.app.ctx.settings)
+        _finish(request, response, self.settings)
         return response
 
     def _answer(self, request: Request, exception: Exception) -> HTTPResponse:

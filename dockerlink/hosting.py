@@ -123,17 +123,25 @@ def start_command(template: str, commands: Iterable[str]) -> str:
 class Hosting:
     """Create, inspect, resize, power and delete hosting containers."""
 
-    def __init__(self, docker: DockerClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        docker: DockerClient,
+        settings: Settings,
+        mirror: ContainerMirror,
+        *,
+        delete_hooks: Iterable[DeleteHook] = (),
+    ) -> None:
         self.docker = docker
         self.settings = settings
+        #: The event-fed view reads are served from, and writes keep current.
+        self.mirror = mirror
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._create_lock = asyncio.Lock()
         self._engine_cpus: int | None = None
-        self.delete_hooks: list[DeleteHook] = []
+        #: Called with a container's id once it is removed (the sampler drops its history).
+        self.delete_hooks = list(delete_hooks)
         #: The operator's lifecycle hooks (hook_on_create...), run after each action.
         self.hooks = Hooks(settings)
-        #: Set by the app: the event-fed view reads are served from, and writes keep current.
-        self.mirror: ContainerMirror | None = None
         #: describe() of the mirror's inspects, by id, with the inspect it was made from: the
         #: mirror replaces a container's inspect object whenever it changes, so a description is
         #: reused while the same object is there (listing 200 containers, or one at 2,000 req/s,
@@ -166,8 +174,7 @@ class Hosting:
         return ManagedContainer(info)
 
     def _from_mirror(self, ref: str) -> dict[str, Any] | None:
-        mirror = self.mirror
-        return mirror.get(ref) if mirror is not None and mirror.fresh else None
+        return self.mirror.get(ref) if self.mirror.fresh else None
 
     @contextlib.asynccontextmanager
     async def acting_on(
@@ -187,8 +194,13 @@ class Hosting:
 
     async def _changed(self, container_id: str) -> None:
         """Bring the mirror up to date at once after a change made through the API."""
-        if self.mirror is not None:
-            await self.mirror.refresh(container_id)
+        await self.mirror.refresh(container_id)
+
+    async def _removed(self, container_id: str) -> None:
+        """Forget a container the API has just removed: in the mirror, then in every hook."""
+        self.mirror.forget(container_id)
+        for hook in self.delete_hooks:
+            await hook(container_id)
 
     async def engine_cpus(self) -> int:
         if self._engine_cpus is None:
@@ -206,7 +218,7 @@ class Hosting:
         Served from the mirror while it follows the engine; otherwise (and for an id the mirror
         does not know) from the engine, so an outage is a 503, never a false "no such container".
         """
-        mirror = self.mirror if self.mirror is not None and self.mirror.fresh else None
+        mirror = self.mirror if self.mirror.fresh else None
         errors: dict[str, str] = {}
         success: dict[str, Any] = {}
         if ids:
@@ -243,7 +255,7 @@ class Hosting:
             return known[1]
         description = describe(info)
         self._described[container_id] = (info, description)
-        if len(self._described) > self._described_limit and self.mirror is not None:
+        if len(self._described) > self._described_limit:
             # Drop the containers the mirror no longer holds (or holds in a newer version).
             mirror = self.mirror
             self._described = {
@@ -280,8 +292,7 @@ class Hosting:
             log.error("could not remove %s after %s failed: %s", target.name, failure.setting, exc)
             removal = f"removing the container failed too ({exc.message})"
         else:
-            for hook in self.delete_hooks:
-                await hook(target.id)
+            await self._removed(target.id)
         await self.hooks.run("delete", target)
         raise ActionFailed(
             f"{failure.setting} failed ({failure.reason}), {removal}; "
@@ -384,10 +395,7 @@ class Hosting:
             if container.running:
                 raise MustBeStopped()
             await self.docker.containers.remove(container.id, volumes=delete_volume)
-            if self.mirror is not None:
-                self.mirror.forget(container.id)
-            for hook in self.delete_hooks:
-                await hook(container.id)
+            await self._removed(container.id)
             return await self._run_hook("delete", container)
 
     # -- limits -------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,7 @@ class Sampler:
         mirror: ContainerMirror | None = None,
         cgroups: CgroupSource | None = None,
         api_fallback: bool = True,
+        tick_hooks: Iterable[Callable[[float], None]] = (),
     ) -> None:
         """``mirror``: where containers are taken from while it is fresh. ``cgroups``: read
         figures there first. ``api_fallback=False`` never asks the engine for stats: a running
@@ -144,7 +145,7 @@ class Sampler:
         #: Ticks that could not list the containers, plus containers that could not be sampled.
         self.errors = 0
         #: Called with each tick's duration in seconds, whether it succeeded or not.
-        self.tick_hooks: list[Callable[[float], None]] = []
+        self.tick_hooks = list(tick_hooks)
         #: Lateness against the schedule (a tick is due ``interval_s`` after the previous one
         #: started, or at once when that one overran): ticks that started more than LATE_TICK_S
         #: late (a busy event loop, or a tick longer than the interval), and the worst seen.
