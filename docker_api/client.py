@@ -67,7 +67,8 @@ class DockerClient:
     The API version is negotiated on first use: ``/_ping`` gives the engine's newest version,
     the client uses ``min(engine, MAX_API_VERSION)`` and fails with
     :class:`UnsupportedEngineVersion` when that is below ``MIN_API_VERSION`` or below the engine's
-    own minimum. ``timeout`` (seconds) bounds every call that does not pass its own.
+    own minimum. ``timeout`` (seconds) bounds every call that does not pass its own;
+    ``max_connections`` bounds the connections open at once (callers beyond it wait).
     """
 
     def __init__(
@@ -79,9 +80,12 @@ class DockerClient:
         tls: TLSConfig | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         base_url: str | None = None,
+        max_connections: int = 64,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         tcp = is_tcp(address)
         if tcp:
             host, port = split_tcp(address)
@@ -102,6 +106,8 @@ class DockerClient:
         #: The address as errors name it (kept under its old name for unix-only callers).
         self.socket_path = self.address
         self.timeout = timeout
+        #: Connections open to the engine at most; further calls wait for one to be free.
+        self.max_connections = max_connections
         self._pinned_version = api_version
         self._api_version: str | None = api_version
         self._engine_version: dict[str, Any] | None = None
@@ -110,8 +116,11 @@ class DockerClient:
             transport=transport,
             base_url=base_url or default_base_url,
             timeout=httpx.Timeout(timeout),
-            # Keep enough idle connections for a burst of concurrent calls (sampler, listing).
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # Keep idle connections for a burst of concurrent calls (sampler, listing).
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max(1, max_connections // 2),
+            ),
         )
         self.containers = Containers(self)
         self.execs = Execs(self)

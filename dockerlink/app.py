@@ -35,6 +35,7 @@ from .routes import containers, git, observability, system
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
+from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_for
 
 __all__ = ["create_app"]
@@ -145,6 +146,7 @@ async def _open_context(
         history,
         interval_s=settings.sample_interval,
         call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
+        concurrency=concurrency_for(client.max_connections),
         mirror=mirror,
         cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
         api_fallback=settings.stats_source != "cgroup",
