@@ -103,8 +103,6 @@ class DockerClient:
             else:
                 transport = httpx.AsyncHTTPTransport(uds=self.address)
         self._tls = tls is not None
-        #: The address as errors name it (kept under its old name for unix-only callers).
-        self.socket_path = self.address
         self.timeout = timeout
         #: Connections open to the engine at most; further calls wait for one to be free.
         self.max_connections = max_connections

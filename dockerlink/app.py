@@ -100,7 +100,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     async def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)
         if request.method == "OPTIONS" and settings.cors_origins:
-            return _preflight(request, settings)
+            return _preflight()
         if (
             settings.api_token is not None
             and request.path not in public_paths
@@ -204,7 +204,7 @@ def _request_id(request: Request) -> str:
     return request_id
 
 
-def _preflight(request: Request, settings: Settings) -> HTTPResponse:
+def _preflight() -> HTTPResponse:
     response = HTTPResponse(status=204)
     response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
     response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS

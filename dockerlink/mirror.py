@@ -1,10 +1,11 @@
 """ContainerMirror: an in-memory view of every container, kept current by the engine's events.
 
-It is filled by one list plus an inspect per container, then follows the event stream: each event
-that can change a container's state re-inspects that one container, and ``destroy`` drops it.
-When the stream breaks (engine restart, socket gone) the mirror is marked stale and, once the
-engine answers again, re-read in full: the engine replays only its last 256 events and none from
-before its own restart, so a gap is never patched from events alone. A periodic reconcile re-reads
+It is filled by one list plus an inspect per container, then follows the event stream
+(``docker.events.watch``, which reconnects by itself): each event that can change a container's
+state re-inspects that one container, and ``destroy`` drops it. When the stream breaks (engine
+restart, socket gone) the mirror is marked stale at once and, once the engine answers again,
+re-read in full: the engine replays only its last 256 events and none from before its own
+restart, so a gap is never patched from events alone. A periodic reconcile re-reads
 everything as a safety net against anything missed.
 
 Readers use it only while it is ``fresh``; otherwise they ask the engine (which answers, or fails
@@ -128,34 +129,41 @@ class ContainerMirror:
             while True:
                 try:
                     await self._follow()
-                    log.warning("engine event stream ended; re-reading containers")
-                except docker_api.DockerError as exc:
-                    if self._fresh or self.resyncs == 0:
-                        log.warning("container mirror stale: %s", exc.message)
-                self._fresh = False
+                except docker_api.DockerError as exc:  # a re-read failed: start again
+                    self._stale(exc.message)
                 await asyncio.sleep(self._retry_delay_s)
         finally:
             self._fresh = False
             reconcile.cancel()
 
+    def _stale(self, reason: str) -> None:
+        if self._fresh or self.resyncs == 0:
+            log.warning("container mirror stale: %s", reason)
+        self._fresh = self._following = False
+
     async def _follow(self) -> None:
         # Events since just before the re-read are replayed, so nothing falls in between;
         # applying one twice is harmless (it re-inspects).
         since = f"{time.time() - 1.0:.3f}"
-        events = self._docker.events.stream(  # an async generator: closed in the finally
-            filters={"type": ["container"], "event": list(STATE_EVENTS)}, since=since
+        events = self._docker.events.watch(  # an async generator: closed in the finally
+            filters={"type": ["container"], "event": list(STATE_EVENTS)},
+            since=since,
+            retry_delay_s=self._retry_delay_s,
+            on_break=self._stale,
         )
         first = asyncio.ensure_future(anext(events))  # opens the stream before the re-read
         try:
             await self.resync()
             self._fresh = self._following = True
-            try:
-                event: dict[str, Any] | None = await first
-            except StopAsyncIteration:
-                return
-            while event is not None:
-                await self._apply(event)
-                event = await anext(events, None)
+            item = await first
+            while True:
+                if isinstance(item, docker_api.Reconnected):
+                    log.info("engine event stream back; re-reading containers")
+                    await self.resync()
+                    self._fresh = self._following = True
+                else:
+                    await self._apply(item)
+                item = await anext(events)
         finally:
             self._following = False
             first.cancel()

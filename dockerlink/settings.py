@@ -74,10 +74,6 @@ class Settings:
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
 
-    @property
-    def auth_enabled(self) -> bool:
-        return self.api_token is not None
-
 
 def _text(name: str, raw: str) -> str:
     return raw

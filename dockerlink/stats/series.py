@@ -83,9 +83,6 @@ class Series:
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, ...]]:
         return zip(*(column[start:stop] for column in self.columns), strict=True)
 
-    def samples(self, start: int = 0, stop: int | None = None) -> list[Sample]:
-        return [Sample(*row) for row in self.rows(start, stop)]
-
     def drop_until(self, t: float) -> int:
         """Forget every sample with a timestamp <= ``t``; returns how many."""
         cut = self.index_after(t)

@@ -98,9 +98,9 @@ def test_bad_settings_name_the_setting(environ: dict[str, str], name: str) -> No
 
 
 def test_public_listen_needs_a_token_or_an_explicit_opt_out() -> None:
-    assert load_settings({"host": "0.0.0.0", "api_token": TOKEN}, env_file=None).auth_enabled
+    assert load_settings({"host": "0.0.0.0", "api_token": TOKEN}, env_file=None).api_token
     opted_out = load_settings({"host": "0.0.0.0", "allow_unauthenticated": "true"}, env_file=None)
-    assert not opted_out.auth_enabled
+    assert opted_out.api_token is None
     assert load_settings({"host": "::1"}, env_file=None).host == "::1"
 
 
