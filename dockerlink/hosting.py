@@ -233,15 +233,8 @@ class Hosting:
                 else:
                     errors[ref] = f"no such container: {ref}"
             return {"error": errors, "success": success}
-        if mirror is not None:
-            every = mirror.all()
-            describe_one = self._describe_mirrored
-        else:
-            summaries = await self.docker.containers.list(all=True)
-            found_all = await inspect_many(self.docker, [s["Id"] for s in summaries])
-            every = [info for info in found_all if info is not None]
-            describe_one = describe
-        for info in every:
+        describe_one = self._describe_mirrored if mirror is not None else describe
+        for info in await self.mirror.every_container():
             state = info.get("State") or {}
             if running is None or bool(state.get("Running")) == running:
                 success[info["Id"]] = describe_one(info)

@@ -9,7 +9,8 @@ restart, so a gap is never patched from events alone. A periodic reconcile re-re
 everything as a safety net against anything missed.
 
 Readers use it only while it is ``fresh``; otherwise they ask the engine (which answers, or fails
-with a 503 as every route must when the engine is down).
+with a 503 as every route must when the engine is down). :meth:`ContainerMirror.every_container`
+does both for "every container, fresh": the listing, ``/metrics`` and the sampler use it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import docker_api
 from docker_api import DockerClient
 
-__all__ = ["ContainerMirror", "inspect_many"]
+__all__ = ["ContainerMirror", "InspectFailed", "inspect_many"]
 
 log = logging.getLogger("dockerlink.mirror")
 
@@ -44,6 +45,9 @@ STATE_EVENTS = (
     "health_status",
 )
 INSPECT_CONCURRENCY = 16
+
+#: Told of a container that could not be inspected (its id, the error): it is then left out.
+InspectFailed = Callable[[str, Exception], None]
 
 
 class ContainerMirror:
@@ -84,6 +88,38 @@ class ContainerMirror:
 
     def all(self) -> list[dict[str, Any]]:
         return list(self._by_id.values())
+
+    async def every_container(
+        self,
+        *,
+        timeout: float | None = None,
+        concurrency: int = INSPECT_CONCURRENCY,
+        on_failure: InspectFailed | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every container's inspect: the mirror's while it is fresh, else listed and inspected
+        now (``concurrency`` at a time, each call with ``timeout``).
+
+        A container removed between the list and its inspect is left out. Any other failure to
+        inspect one fails the whole call (a partial answer would pass for a complete one), unless
+        ``on_failure`` is given: it is then told, and that container is left out.
+        """
+        if self.fresh:
+            return self.all()
+        return await self._read_all(timeout=timeout, concurrency=concurrency, on_failure=on_failure)
+
+    async def _read_all(
+        self,
+        *,
+        timeout: float | None = None,
+        concurrency: int = INSPECT_CONCURRENCY,
+        on_failure: InspectFailed | None = None,
+    ) -> list[dict[str, Any]]:
+        summaries = await self._docker.containers.list(all=True, timeout=timeout)
+        ids = [str(summary["Id"]) for summary in summaries if summary.get("Id")]
+        infos = await inspect_many(
+            self._docker, ids, timeout=timeout, concurrency=concurrency, on_failure=on_failure
+        )
+        return [info for info in infos if info is not None]
 
     async def wait_fresh(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the first full read; True when fresh."""
@@ -184,13 +220,11 @@ class ContainerMirror:
 
     async def resync(self) -> None:
         """Re-read every container from the engine and replace the whole view."""
-        summaries = await self._docker.containers.list(all=True)
-        infos = await inspect_many(self._docker, [s["Id"] for s in summaries])
+        infos = await self._read_all()
         self._by_id = {}
         self._id_by_name = {}
         for info in infos:
-            if info is not None:  # removed between the list and the inspect
-                self._store(info)
+            self._store(info)
         self.resyncs += 1
         self._resynced.set()
 
@@ -208,18 +242,32 @@ class ContainerMirror:
                 self._fresh = self._following
 
 
-async def inspect_many(docker: DockerClient, refs: Iterable[str]) -> list[dict[str, Any] | None]:
-    """Inspect several containers at once (bounded); None for one the engine does not know.
+async def inspect_many(
+    docker: DockerClient,
+    refs: Iterable[str],
+    *,
+    timeout: float | None = None,
+    concurrency: int = INSPECT_CONCURRENCY,
+    on_failure: InspectFailed | None = None,
+) -> list[dict[str, Any] | None]:
+    """Inspect several containers at once (``concurrency`` at a time); None for one the engine
+    does not know.
 
-    Any other engine error fails the whole call: a partial answer would pass for a complete one.
+    Any other failure fails the whole call (a partial answer would pass for a complete one),
+    unless ``on_failure`` is given: it is then told, and the container's answer is None.
     """
-    semaphore = asyncio.Semaphore(INSPECT_CONCURRENCY)
+    semaphore = asyncio.Semaphore(concurrency)
 
     async def inspect(ref: str) -> dict[str, Any] | None:
         async with semaphore:
             try:
-                return await docker.containers.inspect(ref)
+                return await docker.containers.inspect(ref, timeout=timeout)
             except docker_api.NotFound:
+                return None
+            except Exception as exc:
+                if on_failure is None:
+                    raise
+                on_failure(ref, exc)
                 return None
 
     tasks = [asyncio.ensure_future(inspect(ref)) for ref in refs]

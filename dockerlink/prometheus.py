@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import docker_api
 
-from .mirror import inspect_many
 from .units import cpus_of
 
 if TYPE_CHECKING:
@@ -193,7 +192,7 @@ def _number(value: float) -> str:
 async def render_metrics(
     *,
     docker: DockerClient,
-    mirror: ContainerMirror | None,
+    mirror: ContainerMirror,
     history: HistoryStore,
     sampler: Sampler,
     service: ServiceMetrics,
@@ -236,19 +235,15 @@ async def render_metrics(
 
 
 async def _containers(
-    docker: DockerClient, mirror: ContainerMirror | None
+    docker: DockerClient, mirror: ContainerMirror
 ) -> list[dict[str, Any]] | None:
     """Every container's inspect, or None when the engine does not answer."""
     try:
         async with asyncio.timeout(SCRAPE_ENGINE_TIMEOUT_S):
             await docker.ping(timeout=SCRAPE_ENGINE_TIMEOUT_S)
-            if mirror is not None and mirror.fresh:
-                return mirror.all()
-            summaries = await docker.containers.list(all=True, timeout=SCRAPE_ENGINE_TIMEOUT_S)
-            found = await inspect_many(docker, [str(s["Id"]) for s in summaries])
+            return await mirror.every_container(timeout=SCRAPE_ENGINE_TIMEOUT_S)
     except (docker_api.DockerError, TimeoutError):
         return None
-    return [info for info in found if info is not None]
 
 
 _CONTAINER_FAMILIES = (

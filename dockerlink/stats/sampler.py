@@ -34,19 +34,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker_api
 from docker_api import DockerClient
 
+from ..mirror import ContainerMirror
 from ..units import KIB, engine_time_ns
 from .resources import cpu_limit_centi, cpu_percent, net_delta, round_kib
 from .series import Sample
 from .sources import CgroupSource, Reading, reading_from_stats
 from .store import HistoryStore
-
-if TYPE_CHECKING:
-    from ..mirror import ContainerMirror
 
 __all__ = [
     "LATE_TICK_S",
@@ -135,7 +133,10 @@ class Sampler:
         container whose files cannot be read is then logged and not sampled."""
         self.docker = docker
         self.store = store
-        self.mirror = mirror
+        #: Where containers are read from. Without a mirror, one that never follows the engine
+        #: (so it lists and inspects every time), and the first tick does not wait for it.
+        self.mirror = mirror if mirror is not None else ContainerMirror(docker)
+        self._wait_for_mirror = mirror is not None
         self.cgroups = cgroups
         self.api_fallback = api_fallback
         self.interval_s = interval_s
@@ -175,7 +176,7 @@ class Sampler:
         loop = asyncio.get_running_loop()
         next_maintain = loop.time() + self.maintain_every_s
         log.info("stats sampler: every %g s, %s", self.interval_s, self.describe_source())
-        if self.mirror is not None:
+        if self._wait_for_mirror:
             await self.mirror.wait_fresh(MIRROR_WAIT_S)
         due = loop.time()
         while True:
@@ -229,9 +230,13 @@ class Sampler:
 
     async def tick(self) -> int:
         """Sample every container once; returns how many samples were recorded."""
-        infos = self._mirrored()
-        if infos is None:
-            infos = await self._inspect_all()
+        infos: list[Mapping[str, Any]] = list(
+            await self.mirror.every_container(
+                timeout=self.call_timeout_s,
+                concurrency=self.concurrency,
+                on_failure=self._log_failure,
+            )
+        )
         ids = [str(info["Id"]) for info in infos]
         readings: dict[str, Reading] = {}
         if self.cgroups is not None:
@@ -262,31 +267,6 @@ class Sampler:
             del self.usage[gone]
         self.ticks += 1
         return recorded
-
-    def _mirrored(self) -> list[Mapping[str, Any]] | None:
-        """Every container as the mirror has it, or None when the mirror is not fresh."""
-        if self.mirror is None or not self.mirror.fresh:
-            return None
-        return list(self.mirror.all())
-
-    async def _inspect_all(self) -> list[Mapping[str, Any]]:
-        """List and inspect every container (``concurrency`` at a time); one that cannot be
-        inspected is logged and left out."""
-        summaries = await self.docker.containers.list(all=True, timeout=self.call_timeout_s)
-        ids = [str(summary["Id"]) for summary in summaries if summary.get("Id")]
-        semaphore = asyncio.Semaphore(self.concurrency)
-
-        async def inspect(container_id: str) -> dict[str, Any] | None:
-            async with semaphore:
-                try:
-                    return await self.docker.containers.inspect(
-                        container_id, timeout=self.call_timeout_s
-                    )
-                except Exception as exc:
-                    self._log_failure(container_id, exc)
-                    return None
-
-        return [info for info in await asyncio.gather(*map(inspect, ids)) if info is not None]
 
     async def _sample_logged(
         self, info: Mapping[str, Any], reading: Reading | None, try_cgroups: bool

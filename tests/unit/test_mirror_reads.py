@@ -44,6 +44,9 @@ class FakeMirror:
     def all(self) -> list[dict[str, Any]]:
         return list(self.by_id.values())
 
+    async def every_container(self, **_: Any) -> list[dict[str, Any]]:
+        return self.all()
+
     def forget(self, container_id: str) -> None:
         self.by_id.pop(container_id, None)
 

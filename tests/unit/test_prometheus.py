@@ -18,6 +18,7 @@ from sanic_testing.testing import SanicASGITestClient
 import docker_api
 from docker_api import DockerClient
 from dockerlink.app import create_app
+from dockerlink.mirror import ContainerMirror
 from dockerlink.prometheus import CONTAINER_STATES, ServiceMetrics, render_metrics
 from dockerlink.settings import Settings
 from dockerlink.stats import Sample
@@ -107,7 +108,11 @@ async def scrape(
         fake_history: Any = FakeHistory(history)
         fake_sampler: Any = FakeSampler(usage, errors)
         return await render_metrics(
-            docker=docker, mirror=None, history=fake_history, sampler=fake_sampler, service=service
+            docker=docker,
+            mirror=ContainerMirror(docker),  # not following the engine: it lists and inspects
+            history=fake_history,
+            sampler=fake_sampler,
+            service=service,
         )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+import docker_api
+from dockerlink.mirror import ContainerMirror
 from dockerlink.stats.sampler import Sampler
 from dockerlink.stats.series import Sample
 from dockerlink.stats.sources import CgroupSource
@@ -43,16 +45,28 @@ class Box(FakeContainer):
         host.add(self.id, f"docker/{self.id}", figures, pid=self.pid)
 
 
-class FakeMirror:
+class FakeMirror(ContainerMirror):
+    """A mirror that follows the fake engine while ``fresh`` says so, without events."""
+
     def __init__(self, engine: FakeEngine, fresh: bool = True) -> None:
+        docker: Any = engine
+        super().__init__(docker)
         self.engine = engine
-        self.fresh = fresh
+        self.following = fresh
+
+    @property
+    def fresh(self) -> bool:
+        return self.following
+
+    @fresh.setter
+    def fresh(self, value: bool) -> None:
+        self.following = value
 
     def all(self) -> list[dict[str, Any]]:
         return [box.inspect() for box in self.engine.boxes.values()]
 
     async def wait_fresh(self, timeout: float) -> bool:
-        return self.fresh
+        return self.following
 
 
 def store_in(path: Path, clock: Clock) -> HistoryStore:
@@ -191,3 +205,21 @@ async def test_the_on_the_spot_sample_reads_the_files_too(tmp_path: Path, clock:
     assert sampler.describe_source() == (
         "figures from cgroup v1 files, else from the engine's stats API"
     )
+
+
+async def test_every_container_has_one_policy_for_a_failed_inspect() -> None:
+    good, bad, gone = FakeContainer(1), FakeContainer(2), FakeContainer(3)
+    engine = FakeEngine(good, bad, gone)
+    engine.broken[bad.id] = RuntimeError("a bug")
+    engine.broken[gone.id] = docker_api.NotFound("No such container")
+    mirror = FakeMirror(engine, fresh=False)
+    with pytest.raises(RuntimeError, match="a bug"):  # no partial answer by default
+        await mirror.every_container(timeout=2.0)
+    failed: list[str] = []
+    infos = await mirror.every_container(on_failure=lambda cid, exc: failed.append(cid))
+    assert [info["Id"] for info in infos] == [good.id]  # the removed one is simply gone
+    assert failed == [bad.id]
+    mirror.fresh = True
+    calls = len(engine.calls)
+    assert len(await mirror.every_container()) == 3  # fresh: no engine call
+    assert len(engine.calls) == calls
