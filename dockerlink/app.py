@@ -37,6 +37,7 @@ from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
 from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_for
+from .tasks import supervise
 
 __all__ = ["create_app"]
 
@@ -84,9 +85,10 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     async def open_services(app: DockerlinkApp) -> None:
         app.ctx = await _open_context(settings, docker, metrics)
 
-    _background_task(app, "mirror", lambda app: app.ctx.mirror.run())
+    _background_task(app, "mirror", lambda ctx: ctx.mirror.run())
+    _background_task(app, "mirror-reconcile", lambda ctx: ctx.mirror.reconcile_forever())
     # One sampler per service: `dockerlink serve` runs a single process.
-    _background_task(app, "sampler", lambda app: app.ctx.sampler.run())
+    _background_task(app, "sampler", lambda ctx: ctx.sampler.run())
 
     @app.after_server_stop
     async def close_services(app: DockerlinkApp) -> None:
@@ -165,9 +167,10 @@ async def _open_context(
 
 
 def _background_task(
-    app: DockerlinkApp, name: str, make: Callable[[DockerlinkApp], Coroutine[Any, Any, None]]
+    app: DockerlinkApp, name: str, make: Callable[[AppContext], Coroutine[Any, Any, None]]
 ) -> None:
-    """Run ``make(app)`` as a task from server start to server stop (cancelled, then awaited).
+    """Run ``make(ctx)`` as a supervised task (see :mod:`.tasks`) from server start to server
+    stop (cancelled, then awaited).
 
     Managed here rather than with ``app.add_task`` so that it works the same under
     ``app.run``, ``create_server`` and ASGI.
@@ -175,7 +178,11 @@ def _background_task(
 
     @app.after_server_start
     async def start(app: DockerlinkApp) -> None:
-        app.ctx.tasks[name] = asyncio.create_task(make(app), name=f"dockerlink.{name}")
+        ctx = app.ctx
+        supervised = supervise(
+            name, lambda: make(ctx), on_failure=ctx.metrics.task_failures.inc
+        )
+        app.ctx.tasks[name] = asyncio.create_task(supervised, name=f"dockerlink.{name}")
 
     @app.before_server_stop
     async def stop(app: DockerlinkApp) -> None:

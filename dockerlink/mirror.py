@@ -159,8 +159,10 @@ class ContainerMirror:
     # -- the lifecycle task ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the engine forever (cancel to stop): re-read, then apply events as they come."""
-        reconcile = asyncio.ensure_future(self._reconcile_forever())
+        """Follow the engine forever (cancel to stop): re-read, then apply events as they come.
+
+        Run :meth:`reconcile_forever` beside it as the safety net.
+        """
         try:
             while True:
                 try:
@@ -170,7 +172,6 @@ class ContainerMirror:
                 await asyncio.sleep(self._retry_delay_s)
         finally:
             self._fresh = False
-            reconcile.cancel()
 
     def _stale(self, reason: str) -> None:
         if self._fresh or self.resyncs == 0:
@@ -228,7 +229,8 @@ class ContainerMirror:
         self.resyncs += 1
         self._resynced.set()
 
-    async def _reconcile_forever(self) -> None:
+    async def reconcile_forever(self) -> None:
+        """Re-read everything every ``reconcile_interval_s`` while following (cancel to stop)."""
         while True:
             await asyncio.sleep(self._reconcile_interval_s)
             if not self._following:

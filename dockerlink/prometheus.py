@@ -17,6 +17,8 @@ What is exported (``id`` is the full container id, ``name`` the name without its
 - ``dockerlink_sampler_tick_duration_seconds`` and ``dockerlink_sampler_errors_total``;
   ``dockerlink_sampler_ticks_total``, ``dockerlink_sampler_late_ticks_total`` (ticks that started
   more than 1 s after they were due) and ``dockerlink_sampler_max_lateness_seconds``;
+- ``dockerlink_background_task_failures_total`` by ``task`` (``mirror``, ``mirror-reconcile``,
+  ``sampler``): unexpected failures; each is logged and the task starts again;
 - ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape.
 """
 
@@ -133,6 +135,11 @@ class ServiceMetrics:
             HTTP_BUCKETS_S,
             ("method", "route"),
         )
+        self.task_failures = Counter(
+            "dockerlink_background_task_failures_total",
+            "Unexpected failures of a background task (each is logged; the task starts again).",
+            ("task",),
+        )
         self.sampler_tick = Histogram(
             "dockerlink_sampler_tick_duration_seconds",
             "Time the stats sampler took to sample every container once.",
@@ -209,6 +216,7 @@ async def render_metrics(
     service.http_requests.write(out)
     service.http_duration.write(out)
     service.sampler_tick.write(out)
+    service.task_failures.write(out)
     out.family(
         "dockerlink_sampler_errors_total",
         "counter",
