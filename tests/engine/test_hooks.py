@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from docker_api import DockerClient, NotFound
+from dockerlink.settings import Settings
 
 from ..conftest import free_port_root, serve
 
@@ -49,7 +50,7 @@ class Hooked:
 
 @pytest.fixture
 async def hooked(
-    engine_settings: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Hooked]:
     folder = tmp_path / "hooks"
     folder.mkdir()
@@ -59,7 +60,7 @@ async def hooked(
     monkeypatch.setenv("HOOK_DIR", str(folder))  # a hook's own setting, from the environment
     monkeypatch.setenv("DOCKERLINK_API_TOKEN", "never-shown-to-hooks-0123456789")
     settings = replace(
-        engine_settings,  # type: ignore[type-var]
+        engine_settings,
         hook_on_create=hook,
         hook_on_delete=hook,
         hook_on_start=hook,

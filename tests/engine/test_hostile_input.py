@@ -39,7 +39,7 @@ _DROP = object()
 def bad_create_bodies() -> list[tuple[str, bytes]]:
     cases: list[tuple[str, bytes]] = []
     for field in ("name", "host_port_root", "memory", "cpulimit"):
-        wrong_values = (
+        wrong_values: list[object] = (
             [None, True, [], {}, 7] if field == "name" else [None, True, "1", [], {}, -1, 0]
         )
         for value in wrong_values:
@@ -279,7 +279,8 @@ async def test_bad_requests_answer_4xx_and_change_nothing(
     for label, method, path, query, body in table:
         if isinstance(query, dict):
             query = {k: (target if v == NAME_PLACEHOLDER else v) for k, v in query.items()}
-        response = await api.request(method, path, params=query, content=body)
+        params = query if isinstance(query, dict) else tuple(query)  # pairs, in order
+        response = await api.request(method, path, params=params, content=body)
         text = response.text
         ok = (
             400 <= response.status_code < 500

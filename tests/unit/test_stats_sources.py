@@ -128,7 +128,7 @@ async def test_both_sources_record_the_same_samples(tmp_path: Path, clock: Clock
             assert api_sample is not None
             assert by_files.store.last(box.id) == api_sample
     assert by_files.store.last(running.id) == Sample(
-        clock.now, 100 * 1024, 2 * GIB, 7500, 5000, 9000 // 1024, 3 * 17 * 1024, 6, 17 * 1024
+        int(clock.now), 100 * 1024, 2 * GIB, 7500, 5000, 9000 // 1024, 3 * 17 * 1024, 6, 17 * 1024
     )
     assert by_files.store.last(unlimited.id).mem_limit_bytes == 8 * GIB  # type: ignore[union-attr]
     assert (by_files.cgroup_samples, by_files.api_samples) == (6, 0)
