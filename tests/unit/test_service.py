@@ -235,7 +235,7 @@ def test_engine_error_answers(error: docker_api.DockerError, status: int, text: 
 # -- HTTP behaviour with a fake engine ------------------------------------------------------------
 
 
-class FakeEngine:
+class WriteRecordingEngine:
     """Answers ping/version/info and reads; records every call that could change something.
 
     (Reads are not recorded: the app's background tasks read the engine on their own.)
@@ -253,8 +253,8 @@ class FakeEngine:
         return httpx.Response(404, json={"message": "No such container: x"})
 
 
-def make_client(settings: Settings) -> tuple[SanicASGITestClient, FakeEngine]:
-    engine = FakeEngine()
+def make_client(settings: Settings) -> tuple[SanicASGITestClient, WriteRecordingEngine]:
+    engine = WriteRecordingEngine()
     docker = fake_engine_client(engine)
     app = create_app(settings, docker=docker)
     return SanicASGITestClient(app), engine

@@ -17,7 +17,7 @@ from dockerlink.stats.store import HistoryStore
 
 from .clock import Clock
 from .test_stats_cgroups import FakeHost, Figures
-from .test_stats_sampler import GIB, MIB, FakeContainer, FakeEngine
+from .test_stats_sampler import GIB, MIB, FakeContainer, FakeDockerClient
 
 
 class Box(FakeContainer):
@@ -48,7 +48,7 @@ class Box(FakeContainer):
 class FakeMirror(ContainerMirror):
     """A mirror that follows the fake engine while ``fresh`` says so, without events."""
 
-    def __init__(self, engine: FakeEngine, fresh: bool = True) -> None:
+    def __init__(self, engine: FakeDockerClient, fresh: bool = True) -> None:
         docker: Any = engine
         super().__init__(docker)
         self.engine = engine
@@ -76,7 +76,7 @@ def store_in(path: Path, clock: Clock) -> HistoryStore:
 
 
 def sampler_for(
-    engine: FakeEngine,
+    engine: FakeDockerClient,
     store: HistoryStore,
     clock: Clock,
     *,
@@ -108,7 +108,7 @@ async def test_both_sources_record_the_same_samples(tmp_path: Path, clock: Clock
     unlimited = Box(2, memory=0)
     unlimited.host_config = {"Memory": 0}  # no limit: the host's memory, both ways
     stopped = Box(3, running=False)
-    engine = FakeEngine(running, unlimited, stopped)
+    engine = FakeDockerClient(running, unlimited, stopped)
     host = FakeHost(tmp_path, 1)
     read_ns = [running.read_ns]
     by_api = sampler_for(engine, store_in(tmp_path / "a", clock), clock)
@@ -139,7 +139,7 @@ async def test_with_a_fresh_mirror_and_cgroups_a_tick_asks_the_engine_nothing(
     tmp_path: Path, clock: Clock
 ) -> None:
     boxes = [Box(n) for n in range(1, 4)] + [Box(9, running=False)]
-    engine = FakeEngine(*boxes)
+    engine = FakeDockerClient(*boxes)
     host = FakeHost(tmp_path, 1)
     for box in boxes[:3]:
         box.write_files(host)
@@ -162,7 +162,7 @@ async def test_a_container_whose_files_cannot_be_read_is_sampled_by_the_engine(
     tmp_path: Path, clock: Clock
 ) -> None:
     readable, unreadable = Box(1), Box(2)
-    engine = FakeEngine(readable, unreadable)
+    engine = FakeDockerClient(readable, unreadable)
     host = FakeHost(tmp_path, 1)
     readable.write_files(host)
     sampler = sampler_for(engine, store_in(tmp_path / "s", clock), clock, host=host)
@@ -179,7 +179,7 @@ async def test_stats_source_cgroup_never_asks_the_engine_for_stats(
     tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     readable, unreadable = Box(1), Box(2)
-    engine = FakeEngine(readable, unreadable)
+    engine = FakeDockerClient(readable, unreadable)
     host = FakeHost(tmp_path, 1)
     readable.write_files(host)
     sampler = sampler_for(
@@ -194,7 +194,7 @@ async def test_stats_source_cgroup_never_asks_the_engine_for_stats(
 
 async def test_the_on_the_spot_sample_reads_the_files_too(tmp_path: Path, clock: Clock) -> None:
     box = Box(1)
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     host = FakeHost(tmp_path, 1)
     box.write_files(host)
     sampler = sampler_for(engine, store_in(tmp_path / "s", clock), clock, host=host)
@@ -209,7 +209,7 @@ async def test_the_on_the_spot_sample_reads_the_files_too(tmp_path: Path, clock:
 
 async def test_every_container_has_one_policy_for_a_failed_inspect() -> None:
     good, bad, gone = FakeContainer(1), FakeContainer(2), FakeContainer(3)
-    engine = FakeEngine(good, bad, gone)
+    engine = FakeDockerClient(good, bad, gone)
     engine.broken[bad.id] = RuntimeError("a bug")
     engine.broken[gone.id] = docker_api.NotFound("No such container")
     mirror = FakeMirror(engine, fresh=False)
