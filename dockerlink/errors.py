@@ -9,10 +9,13 @@ the tables below.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import docker_api
 
 from . import domain_errors as domain
+
+_Entry = TypeVar("_Entry")
 
 __all__ = [
     "DOMAIN_ERROR_STATUS",
@@ -70,11 +73,7 @@ DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
 
 def domain_error_answer(exc: domain.DomainError) -> tuple[int, str]:
     """The HTTP status and message for a domain error."""
-    for cls in type(exc).__mro__:
-        status = DOMAIN_ERROR_STATUS.get(cls)
-        if status is not None:
-            return status, exc.message
-    raise AssertionError(f"unmapped domain error {type(exc).__name__}")  # pragma: no cover
+    return _most_specific(DOMAIN_ERROR_STATUS, exc), exc.message
 
 
 #: Engine error class -> (HTTP status, prefix for the engine's message). Looked up along the
@@ -98,12 +97,16 @@ ENGINE_ERROR_STATUS: dict[type[docker_api.DockerError], tuple[int, str]] = {
 
 def engine_error_answer(exc: docker_api.DockerError) -> tuple[int, str]:
     """The HTTP status and message for an engine error that reached the edge."""
+    status, prefix = _most_specific(ENGINE_ERROR_STATUS, exc)
+    return status, prefix + _first_letter_lower(exc.message) + _output_so_far(exc)
+
+
+def _most_specific(table: Mapping[type[Any], _Entry], exc: Exception) -> _Entry:
+    """The entry of the exception's own class, else of its nearest base class in ``table``."""
     for cls in type(exc).__mro__:
-        entry = ENGINE_ERROR_STATUS.get(cls)
-        if entry is not None:
-            status, prefix = entry
-            return status, prefix + _first_letter_lower(exc.message) + _output_so_far(exc)
-    raise AssertionError(f"unmapped engine error {type(exc).__name__}")  # pragma: no cover
+        if cls in table:
+            return table[cls]
+    raise AssertionError(f"unmapped error {type(exc).__name__}")  # pragma: no cover
 
 
 def _output_so_far(exc: docker_api.DockerError) -> str:
