@@ -15,7 +15,7 @@ import pytest
 from docker_api import DockerClient, NotFound
 from dockerlink.settings import Settings
 
-from ..conftest import free_port_root, serve
+from ..conftest import create_body, serve
 
 HOOK = """#!/bin/sh
 # Records what it was told, then fails if a fail-<event> file says so (exit code, message).
@@ -76,16 +76,8 @@ async def create(
     hooked: Hooked, docker: DockerClient, name: str, cleanup: list[str]
 ) -> httpx.Response:
     cleanup.append(name)
-    return await hooked.api.put(
-        "/v1/container",
-        json={
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-            "ports": ["3000/tcp", "53/udp"],
-        },
-    )
+    body = await create_body(docker, name, ports=["3000/tcp", "53/udp"])
+    return await hooked.api.put("/v1/container", json=body)
 
 
 async def gone(docker: DockerClient, ref: str) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from docker_api import DockerClient
 
-from ..conftest import free_port_root
+from ..conftest import create_container
 
 GOOD_CREATE = {
     "name": "dltest-hostile-ok",
@@ -242,17 +242,7 @@ async def target(
     unique_name: Callable[[str], str],
 ) -> str:
     name = unique_name("hostile")
-    response = await api.put(
-        "/v1/container",
-        json={
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-        },
-    )
-    assert response.status_code == 200, response.text
-    cleanup.append(response.json()["Id"])
+    await create_container(api, docker, cleanup, name)
     assert (await api.post("/v1/container/start", params={"id": name})).status_code == 204
     setup = await docker.execs.run(
         name,
