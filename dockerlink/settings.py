@@ -73,6 +73,8 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # Restart policy: the most restarts the engine makes of an "on-failure" container.
+    restart_max_retries: int = 5
 
     @property
     def auth_enabled(self) -> bool:
@@ -264,6 +266,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "restart_max_retries": _integer(1, 1000),
 }
 
 
