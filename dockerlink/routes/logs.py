@@ -41,6 +41,7 @@ async def container_logs(request: Request) -> None:
     async with hosting_of(request).logs(ref, logs) as frames:
         # The engine has answered: from here on the status is 200 and errors cut the stream.
         response = await request.respond(content_type=TEXT)
+        await response.send(b"")  # the headers now: a followed log may stay quiet for long
         async with _kept_open(request, enabled=logs.follow):
             try:
                 async for frame in frames:
