@@ -68,6 +68,17 @@ async def test_on_failure_restarts_exactly_restart_max_retries_times_then_stays_
     assert info["RestartCount"] == MAX_RETRIES
     assert (info["State"]["Status"], info["State"]["Restarting"]) == ("exited", False)
 
+    # A start by hand sets the count back and gives it the same number of retries again.
+    again = await api.post("/v1/container/start", params={"id": container_id})
+    assert again.status_code == 204, again.text
+
+    async def gave_up_again() -> dict[str, Any] | None:
+        state = (await docker.containers.inspect(container_id))["State"]
+        later = state["StartedAt"] != info["State"]["StartedAt"]
+        return await gave_up() if later and state["Status"] == "exited" else None
+
+    assert (await wait_for(gave_up_again, timeout=30))["restart_count"] == MAX_RETRIES
+
 
 async def test_patch_changes_the_policy_and_the_listing_shows_it(
     api: httpx.AsyncClient,
