@@ -51,7 +51,17 @@ async def container_logs(request: Request) -> None:
                 # chunk, so the client sees a cut answer, not a complete one.
                 log.warning("logs of %s cut: engine error %s", ref, exc.message)
                 raise
+            except asyncio.CancelledError:
+                # The client went away (Sanic cancels the handler, and then logs no request
+                # line): say so; the engine stream is closed on the way out.
+                log.info("logs of %s: the client left after %.1f s", ref, _age_s(request))
+                raise
         await response.eof()
+
+
+def _age_s(request: Request) -> float:
+    started = getattr(request.ctx, "started_s", None)
+    return time.monotonic() - started if isinstance(started, float) else 0.0
 
 
 @contextlib.asynccontextmanager

@@ -16,9 +16,10 @@ import pytest
 
 from docker_api import DockerClient
 from dockerlink import __version__
+from dockerlink.routes import logs as logs_route
 from dockerlink.settings import Settings
 
-from ..conftest import TEST_IMAGE, create_container, serve, wait_for
+from ..conftest import TEST_IMAGE, create_container, serve, serve_app, wait_for
 from ..dockerlink_process import DockerlinkProcess
 from ..summary import report
 
@@ -110,6 +111,33 @@ async def test_follow_streams_what_is_printed_after_the_request_until_the_contai
         async with asyncio.timeout(10):
             rest = [line async for line in lines]
         assert rest == []
+
+
+async def test_a_quiet_followed_log_outlives_the_response_timeout(
+    engine_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sanic ends an answer that writes nothing for RESPONSE_TIMEOUT; a follow must not end."""
+    monkeypatch.setattr(logs_route, "KEEP_OPEN_INTERVAL_S", 0.2)
+    async with serve_app(engine_settings) as (app, api):
+        app.config.RESPONSE_TIMEOUT = 1  # read by each new connection
+        container_id = await create_container(api, docker, cleanup, unique_name("quiet"))
+        started = await api.post("/v1/container/start", params={"id": container_id})
+        assert started.status_code == 204, started.text
+        params = {"id": container_id, "follow": "true", "tail": "0"}
+        async with (
+            httpx.AsyncClient(base_url=str(api.base_url), timeout=10) as client,
+            client.stream("GET", LOGS, params=params) as response,
+        ):
+            assert response.status_code == 200
+            await asyncio.sleep(2.5)  # quiet for longer than the response timeout
+            await print_in(docker, container_id, "still-here")
+            assert await read_until(response.aiter_lines(), "still-here", within_s=1.0) == [
+                "still-here"
+            ]
 
 
 class LogStreamWatch(httpx.AsyncBaseTransport):
