@@ -27,7 +27,7 @@ from .errors import HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
-from .metrics import UNMATCHED_ROUTE
+from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
@@ -159,7 +159,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         _log_request(request, response, duration_s)
         if duration_s is not None:
             app.ctx.metrics.observe_request(
-                request.method, _route_label(request), response.status, duration_s
+                method_label(request.method), _route_label(request), response.status, duration_s
             )
 
     return app
@@ -240,14 +240,14 @@ def _log_request(request: Request, response: BaseHTTPResponse, duration_s: float
     request_log.info(
         "[%s] %s %s %s %s ms",
         request_id,
-        request.method,
+        method_label(request.method),
         path,
         response.status,
         "-" if duration_ms is None else f"{duration_ms:g}",
         extra={
             "request_id": request_id,
             "fields": {
-                "method": request.method,
+                "method": method_label(request.method),
                 "path": path,
                 "status": response.status,
                 "duration_ms": duration_ms,
@@ -272,7 +272,7 @@ class _ErrorHandler(ErrorHandler):
             log.warning(
                 "[%s] %s %s: engine error %s: %s%s",
                 _request_id(request),
-                request.method,
+                method_label(request.method),
                 request.path,
                 type(exception).__name__,
                 exception.message,
@@ -283,7 +283,10 @@ class _ErrorHandler(ErrorHandler):
             headers = {str(k): str(v) for k, v in (exception.headers or {}).items()}
             return text_response(exception.status_code, _sanic_message(exception), headers)
         log.exception(
-            "[%s] %s %s: unexpected error", _request_id(request), request.method, request.path
+            "[%s] %s %s: unexpected error",
+            _request_id(request),
+            method_label(request.method),
+            request.path,
         )
         return text_response(500, "internal error")
 

@@ -1,0 +1,88 @@
+"""The HTTP surface against hostile clients, without an engine: invented methods, header bytes
+that are not UTF-8, numbers too long to convert, a token with stray whitespace, and requests a
+browser makes for another site (``Host``, ``Origin``, ``Sec-Fetch-Site``) when no token is set.
+
+Requests that httpx would refuse to send are written on a raw socket to a real server on a free
+loopback port (served in this event loop against a fake engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from docker_api import DockerClient
+from dockerlink.settings import Settings
+
+from ..conftest import serve_app
+from .fakes import fake_engine_client
+
+TOKEN = "unit-test-token-0123456789"
+
+
+def settings_for(tmp_path: Path, **changes: Any) -> Settings:
+    return Settings(docker_sock="/fake.sock", data_dir=tmp_path / "data", **changes)
+
+
+def no_engine() -> httpx.Response:
+    return httpx.Response(404, json={"message": "no such container"})
+
+
+def fake_engine() -> DockerClient:
+    return fake_engine_client(lambda request: no_engine())
+
+
+async def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Send ``head`` (request line and headers, without the blank line) and ``body`` on a fresh
+    connection; the answer's status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        length = f"Content-Length: {len(body)}\r\n".encode() if body else b""
+        writer.write(head + b"\r\n" + length + b"Connection: close\r\n\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), payload
+
+
+# -- methods -----------------------------------------------------------------------------------
+
+
+async def test_invented_methods_are_recorded_and_logged_as_other(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    invented = [f"INVENTED{i}".encode() for i in range(150)] + [
+        b"G\x01T",
+        b"GET\rINFO dockerlink.request: [forged] GET /v1/forged 200",
+        b"X" * 4000,
+        b"get",
+    ]
+    caplog.set_level(logging.INFO, logger="dockerlink.request")
+    async with serve_app(settings_for(tmp_path), docker=fake_engine()) as (_app, client):
+        port = client.base_url.port
+        assert port is not None
+        for method in invented:
+            status, _ = await raw_request(port, method + b" /v1/env HTTP/1.1\r\nHost: localhost")
+            assert 400 <= status < 500, method
+        assert (await client.get("/v1/env")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    methods = set(re.findall(r'method="([^"]*)"', metrics))
+    assert methods == {"GET", "other"}
+    series = [
+        line for line in metrics.splitlines() if line.startswith("dockerlink_http_requests_total{")
+    ]
+    assert len(series) <= 4, series  # GET and other, by route and status
+    logged = [r.getMessage() for r in caplog.records if r.name == "dockerlink.request"]
+    assert len(logged) >= len(invented)
+    assert not any("forged" in line or "INVENTED" in line or "XXXX" in line for line in logged)
+    assert not any("\r" in line or "\n" in line or "\x01" in line for line in logged)
+    assert sum(" other /v1/env " in line for line in logged) >= 150
