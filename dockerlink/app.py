@@ -192,7 +192,11 @@ def _token_ok(request: Request, token: str) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    try:
+        given_bytes = given.strip().encode()
+    except UnicodeEncodeError:  # the header's bytes were not UTF-8
+        return False
+    return hmac.compare_digest(given_bytes, token.strip().encode())
 
 
 def _request_id(request: Request) -> str:

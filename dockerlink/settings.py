@@ -87,6 +87,11 @@ def _optional_text(name: str, raw: str) -> str | None:
     return raw or None
 
 
+def _token(name: str, raw: str) -> str | None:
+    """Surrounding whitespace (a stray space or CR in ``.env``) is not part of the token."""
+    return raw.strip() or None
+
+
 def _integer(low: int, high: int) -> Callable[[str, str], int]:
     def parse(name: str, raw: str) -> int:
         try:
@@ -239,7 +244,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "base_image": _optional_text,
     "host": _text,
     "port": _integer(1, 65535),
-    "api_token": _optional_text,
+    "api_token": _token,
     "allow_unauthenticated": _boolean,
     "cors_origins": _origins,
     "data_dir": _path,

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sanic_testing.testing import SanicASGITestClient
 
 from docker_api import DockerClient
-from dockerlink.settings import Settings
+from dockerlink.app import create_app
+from dockerlink.settings import Settings, load_settings
 
 from ..conftest import serve_app
 from .fakes import fake_engine_client
@@ -86,3 +89,51 @@ async def test_invented_methods_are_recorded_and_logged_as_other(
     assert not any("forged" in line or "INVENTED" in line or "XXXX" in line for line in logged)
     assert not any("\r" in line or "\n" in line or "\x01" in line for line in logged)
     assert sum(" other /v1/env " in line for line in logged) >= 150
+
+
+# -- the token ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Authorization: Bearer \xff\xfe",
+        b"Authorization: \xff\xfe " + TOKEN.encode(),
+        b"Authorization: Bearer " + TOKEN.encode() + b"\xc3",
+        b"Authorization: Bearer \xed\xa0\x80",  # an encoded surrogate
+    ],
+)
+async def test_authorization_bytes_that_are_not_utf8_are_a_401(
+    tmp_path: Path, header: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(tmp_path, api_token=TOKEN)
+    async with serve_app(settings, docker=fake_engine()) as (_app, client):
+        port = client.base_url.port
+        assert port is not None
+        status, body = await raw_request(
+            port, b"GET /v1/env HTTP/1.1\r\nHost: localhost\r\n" + header
+        )
+        assert (await client.get("/v1/env")).status_code == 200  # the real token still works
+    assert (status, body.count(b"\n")) == (401, 1), body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("raw_token", [f" {TOKEN}", f"{TOKEN}\n", f"\t{TOKEN} \r\n"])
+async def test_a_token_with_surrounding_whitespace_is_stripped(
+    tmp_path: Path, raw_token: str
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f'api_token="{raw_token}"\n')
+    from_file = load_settings({"data_dir": str(tmp_path / "data")}, env_file=env_file)
+    from_env = load_settings({"DOCKERLINK_API_TOKEN": raw_token}, env_file=None)
+    assert from_file.api_token == from_env.api_token == TOKEN
+    app = create_app(replace(from_env, docker_sock="/fake.sock"), docker=fake_engine())
+    client = SanicASGITestClient(app)
+    _, answer = await client.get("/v1/env", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+    _, refused = await client.get("/v1/env", headers={"Authorization": f"Bearer {raw_token}x"})
+    assert refused.status_code == 401
+
+
+def test_a_token_of_whitespace_only_is_no_token() -> None:
+    assert load_settings({"api_token": " \t "}, env_file=None).api_token is None
