@@ -137,3 +137,39 @@ async def test_a_token_with_surrounding_whitespace_is_stripped(
 
 def test_a_token_of_whitespace_only_is_no_token() -> None:
     assert load_settings({"api_token": " \t "}, env_file=None).api_token is None
+
+
+# -- numbers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("PUT", "/v1/container", "host_port_root"),
+        ("PUT", "/v1/container", "memory"),
+        ("PUT", "/v1/container", "unknown"),
+        ("PATCH", "/v1/container?id=web1", "memory"),
+        ("PATCH", "/v1/container?id=web1", "cpulimit"),
+    ],
+)
+@pytest.mark.parametrize("number", ["1" * 5000, "-" + "9" * 5000, "1" * 10_000])
+async def test_a_number_too_long_to_convert_is_a_400(
+    tmp_path: Path, method: str, path: str, field: str, number: str
+) -> None:
+    calls: list[httpx.Request] = []
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return no_engine()
+
+    app = create_app(settings_for(tmp_path), docker=fake_engine_client(engine))
+    body = f'{{"name": "web1", "{field}": {number}, "cpulimit": 1, "memory": 1}}'
+    if field == "cpulimit":
+        body = f'{{"memory": 1, "{field}": {number}}}'
+    _, answer = await SanicASGITestClient(app).request(method, path, content=body.encode())
+    assert answer.status_code == 400
+    assert (
+        answer.text
+        == f"invalid JSON body: a number with {len(number.lstrip('-'))} digits is too long\n"
+    )
+    assert [c for c in calls if c.method != "GET"] == []  # (the mirror lists containers)
