@@ -21,9 +21,10 @@ from sanic.response import BaseHTTPResponse
 import docker_api
 from docker_api import DockerClient
 
+from .browsers import browser_refusal
 from .context import AppContext
 from .engine import EngineProbe, engine_client
-from .errors import HTTPError, Unauthorized, engine_error_answer
+from .errors import Forbidden, HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
@@ -47,6 +48,11 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: Routes that answer without a token: liveness, the API description (no secrets in it), and
 #: the dashboard page (it holds no data: its own API calls carry the token).
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/"})
+#: Public pages that browsers load from other sites' links, exempt from the rule on requests
+#: a browser makes for another site (besides the public paths): the terminal page, and the SSH
+#: bridge that customers' browsers reach through nginx from the panel's pages.
+_BROWSER_RULE_EXEMPT = frozenset({"/terminal"})
+_BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/",)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -139,6 +145,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
             and not _token_ok(request, settings.api_token)
         ):
             raise Unauthorized()
+        if settings.api_token is None and not _browser_rule_exempt(request.path, public_paths):
+            refusal = browser_refusal(
+                request.headers.get("host", ""),
+                request.headers.get("origin"),
+                request.headers.get("sec-fetch-site"),
+                settings,
+            )
+            if refusal is not None:
+                raise Forbidden(refusal)
         return None
 
     async def decorate(request: Request, response: BaseHTTPResponse) -> None:
@@ -185,6 +200,14 @@ def _background_task(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _browser_rule_exempt(path: str, public_paths: frozenset[str] | set[str]) -> bool:
+    return (
+        path in public_paths
+        or path in _BROWSER_RULE_EXEMPT
+        or path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES)
+    )
 
 
 def _token_ok(request: Request, token: str) -> bool:

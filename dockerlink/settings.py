@@ -73,6 +73,8 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # Extra Host names accepted without a token (browsers acting for other sites are refused).
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def auth_enabled(self) -> bool:
@@ -202,6 +204,28 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _host_names(name: str, raw: str) -> tuple[str, ...]:
+    """Host names or addresses, without port (any port is accepted), lower case."""
+    names = []
+    for part in raw.split(","):
+        value = part.strip().lower().removesuffix(".")
+        if not value:
+            continue
+        bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        try:
+            names.append(str(ipaddress.ip_address(bare)))
+            continue
+        except ValueError:
+            pass
+        if len(value) > 253 or not _HOST_NAME.fullmatch(value):
+            raise SettingsError(name, f"{part.strip()!r} is not a host name or address (no port)")
+        names.append(value)
+    return tuple(names)
+
+
 def _path(name: str, raw: str) -> Path:
     if not raw.strip():
         raise SettingsError(name, "is empty")
@@ -269,6 +293,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "allowed_hosts": _host_names,
 }
 
 

@@ -173,3 +173,176 @@ async def test_a_number_too_long_to_convert_is_a_400(
         == f"invalid JSON body: a number with {len(number.lstrip('-'))} digits is too long\n"
     )
     assert [c for c in calls if c.method != "GET"] == []  # (the mirror lists containers)
+
+
+# -- requests a browser makes for another site -------------------------------------------------
+
+
+class Recorder:
+    """A fake engine that records every call and knows no container."""
+
+    def __init__(self) -> None:
+        self.calls: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        return no_engine()
+
+    @property
+    def writes(self) -> list[str]:
+        return [f"{c.method} {c.url.path}" for c in self.calls if c.method != "GET"]
+
+
+def browser_client(tmp_path: Path, **changes: Any) -> tuple[SanicASGITestClient, Recorder]:
+    engine = Recorder()
+    app = create_app(settings_for(tmp_path, **changes), docker=fake_engine_client(engine))
+    return SanicASGITestClient(app), engine
+
+
+def assert_refused(answer: httpx.Response, why: str) -> None:
+    assert answer.status_code == 403, answer.text
+    assert answer.text.count("\n") == 1 and answer.text.endswith("\n")
+    assert why in answer.text
+    for setting in ("allowed_hosts", "cors_origins", "api_token"):
+        assert setting in answer.text
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:7200", "127.0.0.1.evil.example", "localhost.evil:80"]
+)
+async def test_a_foreign_host_is_refused_without_a_token(tmp_path: Path, host: str) -> None:
+    client, engine = browser_client(tmp_path)
+    _, stop = await client.post("/v1/container/stop?id=web1", headers={"Host": host})
+    assert_refused(stop, f"Host '{host}'")
+    _, listing = await client.get("/v1/container", headers={"Host": host})
+    assert_refused(listing, "Host")
+    assert engine.writes == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "localhost:7200",
+        "LocalHost:7200",
+        "127.0.0.1",
+        "127.0.0.1:7200",
+        "127.12.0.1:80",
+        "[::1]",
+        "[::1]:7200",
+    ],
+)
+async def test_loopback_hosts_are_accepted(tmp_path: Path, host: str) -> None:
+    client, _ = browser_client(tmp_path)
+    _, answer = await client.get("/v1/env", headers={"Host": host})
+    assert answer.status_code == 200, answer.text
+
+
+async def test_allowed_hosts_adds_names_with_any_port(tmp_path: Path) -> None:
+    client, _ = browser_client(tmp_path, allowed_hosts=("dockerlink.internal", "10.0.0.5"))
+    for host in ("dockerlink.internal", "DOCKERLINK.internal:7200", "10.0.0.5:7200"):
+        _, answer = await client.get("/v1/env", headers={"Host": host})
+        assert answer.status_code == 200, (host, answer.text)
+    _, other = await client.get("/v1/env", headers={"Host": "evil.internal"})
+    assert_refused(other, "Host")
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost:8080"])
+async def test_a_foreign_origin_is_refused_without_a_token(tmp_path: Path, origin: str) -> None:
+    client, engine = browser_client(tmp_path, cors_origins=("https://panel.example",))
+    _, stop = await client.post(
+        "/v1/container/stop?id=web1", headers={"Host": "localhost:7200", "Origin": origin}
+    )
+    assert_refused(stop, f"Origin '{origin}'")
+    assert engine.writes == []
+
+
+async def test_the_own_origin_and_listed_origins_are_accepted(tmp_path: Path) -> None:
+    client, _ = browser_client(tmp_path, cors_origins=("https://panel.example",))
+    own = {"Host": "localhost:7200", "Origin": "http://localhost:7200"}
+    _, answer = await client.get("/v1/env", headers={**own, "Sec-Fetch-Site": "same-origin"})
+    assert answer.status_code == 200, answer.text
+    listed = {"Origin": "https://panel.example", "Sec-Fetch-Site": "cross-site"}
+    _, preflight = await client.options(
+        "/v1/container", headers={**listed, "Access-Control-Request-Method": "PUT"}
+    )
+    assert preflight.status_code == 204
+    assert "PUT" in preflight.headers["access-control-allow-methods"]
+    _, answer = await client.get("/v1/env", headers=listed)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["access-control-allow-origin"] == "https://panel.example"
+    _, star = await browser_client(tmp_path, cors_origins=("*",))[0].get(
+        "/v1/env", headers={"Origin": "https://anyone.example", "Sec-Fetch-Site": "cross-site"}
+    )
+    assert star.status_code == 200
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "Cross-Site"])
+async def test_sec_fetch_site_of_another_site_is_refused(tmp_path: Path, site: str) -> None:
+    client, engine = browser_client(tmp_path)
+    # A form or an <img> sends no Origin on a GET, but says which site asked.
+    _, answer = await client.get("/v1/git/pull?id=web1", headers={"Sec-Fetch-Site": site})
+    assert_refused(answer, f"Sec-Fetch-Site: '{site}'")
+    _, stop = await client.post("/v1/container/stop?id=web1", headers={"Sec-Fetch-Site": site})
+    assert_refused(stop, "Sec-Fetch-Site")
+    assert engine.writes == []
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none"])
+async def test_sec_fetch_site_of_this_site_is_accepted(tmp_path: Path, site: str) -> None:
+    client, _ = browser_client(tmp_path)
+    _, answer = await client.get("/v1/env", headers={"Sec-Fetch-Site": site})
+    assert answer.status_code == 200, answer.text
+
+
+async def test_public_routes_are_exempt(tmp_path: Path) -> None:
+    client, _ = browser_client(tmp_path)
+    foreign = {
+        "Host": "evil.example",
+        "Origin": "https://evil.example",
+        "Sec-Fetch-Site": "cross-site",
+    }
+    for path in ("/health", "/", "/openapi.json"):
+        _, answer = await client.get(path, headers=foreign)
+        assert answer.status_code == 200, (path, answer.text)
+    # Routes served by other parts of dockerlink, which may be off: anything but a refusal.
+    for path in ("/terminal", "/v1/ssh/web1/wetty", "/v1/ssh/web1/socket"):
+        _, answer = await client.get(path, headers=foreign)
+        assert answer.status_code != 403, (path, answer.text)
+    _, metrics = await client.get("/metrics", headers=foreign)
+    assert_refused(metrics, "Host")
+    public_metrics, _ = browser_client(tmp_path, metrics_public=True)
+    _, metrics = await public_metrics.get("/metrics", headers=foreign)
+    assert metrics.status_code == 200
+
+
+async def test_with_a_token_the_token_decides(tmp_path: Path) -> None:
+    client, _ = browser_client(tmp_path, api_token=TOKEN)
+    foreign = {
+        "Host": "evil.example",
+        "Origin": "https://evil.example",
+        "Sec-Fetch-Site": "cross-site",
+    }
+    _, refused = await client.get("/v1/env", headers=foreign)
+    assert refused.status_code == 401
+    _, answer = await client.get("/v1/env", headers={**foreign, "Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+
+
+async def test_panel_and_curl_calls_still_work(tmp_path: Path) -> None:
+    """Server-side callers on the host send a loopback Host and no browser headers."""
+    async with serve_app(settings_for(tmp_path), docker=fake_engine()) as (_app, client):
+        port = client.base_url.port
+        assert port is not None
+        for head in (
+            # The panels: node's fetch to API_URL=http://localhost:7200/v1.
+            b"GET /v1/env HTTP/1.1\r\nHost: localhost:%d\r\nUser-Agent: node\r\nAccept: */*" % port,
+            b"GET /v1/env HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: curl/8.5.0" % port,
+            b"GET /v1/env HTTP/1.0",  # no Host at all
+        ):
+            status, body = await raw_request(port, head)
+            assert status == 200, (head, body)
+        status, body = await raw_request(
+            port, b"GET /v1/env HTTP/1.1\r\nHost: rebound.example:%d" % port
+        )
+        assert status == 403, body
