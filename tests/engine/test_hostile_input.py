@@ -414,7 +414,12 @@ async def test_wire_and_browser_requests_answer_4xx_and_change_nothing(
         if not one_line_4xx(status, answer_headers.get("content-type"), text):
             failures.append(f"header {header!r}: {status} {text!r}")
     # With a token, bytes that are not UTF-8 in Authorization are a wrong token.
-    async with serve(replace(engine_settings, api_token=TEST_TOKEN)) as guarded:
+    guarded_settings = replace(
+        engine_settings,
+        api_token=TEST_TOKEN,
+        data_dir=engine_settings.data_dir.with_name("guarded"),
+    )
+    async with serve(guarded_settings) as guarded:
         guarded_port = guarded.base_url.port
         assert guarded_port is not None
         wrong_tokens = [
