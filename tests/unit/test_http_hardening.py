@@ -21,6 +21,7 @@ from sanic_testing.testing import SanicASGITestClient
 
 from docker_api import DockerClient
 from dockerlink.app import create_app
+from dockerlink.openapi import openapi_document
 from dockerlink.settings import Settings, load_settings
 
 from ..conftest import serve_app
@@ -346,3 +347,10 @@ async def test_panel_and_curl_calls_still_work(tmp_path: Path) -> None:
             port, b"GET /v1/env HTTP/1.1\r\nHost: rebound.example:%d" % port
         )
         assert status == 403, body
+
+
+def test_the_document_lists_the_refusal_on_every_guarded_operation() -> None:
+    for path, operations in openapi_document()["paths"].items():
+        for method, operation in operations.items():
+            guarded = operation.get("security") != []
+            assert ("403" in operation["responses"]) == guarded, (method, path)
