@@ -222,7 +222,7 @@ async def test_stdout_and_stderr_come_interleaved_in_order_without_frame_headers
     api: httpx.AsyncClient, docker: DockerClient, make_container: MakeContainer
 ) -> None:
     # Paced, so that the engine reads each line before the next is written on the other pipe.
-    loop = "for i in 1 2 3 4 5 6; do echo out$i; sleep 0.05; echo err$i >&2; sleep 0.05; done"
+    loop = "for i in 1 2 3 4 5 6; do echo out$i; sleep 0.1; echo err$i >&2; sleep 0.1; done"
     container_id = await running(make_container, api, commands=[loop, "exit 0"])
     await exited(docker, container_id)
     response = await api.get(LOGS, params={"id": container_id})
