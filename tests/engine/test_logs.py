@@ -261,13 +261,15 @@ async def test_timestamps_prefix_each_line_and_since_keeps_the_later_ones(
     await print_in(docker, container_id, "first")
     await print_in(docker, container_id, "second", fd=2)
 
-    async def stamped() -> list[tuple[str, str]]:
+    async def stamped() -> list[tuple[str, str]] | None:
+        """Both lines, each split into its time and its text (None until both are logged)."""
         response = await api.get(LOGS, params={"id": container_id, "timestamps": "true"})
         matches = [STAMPED.fullmatch(line) for line in response.text.splitlines()]
         assert all(matches), response.text
-        return [(m.group(1), m.group(2)) for m in matches if m]
+        found = [(m.group(1), m.group(2)) for m in matches if m]
+        return found if len(found) == 2 else None
 
-    lines = await wait_for(lambda: _two(stamped()), timeout=10)
+    lines = await wait_for(stamped, timeout=10)
     assert [text for _, text in lines] == ["first", "second"]
     first_s, second_s = (unix_seconds(stamp) for stamp, _ in lines)
     assert first_s < second_s
@@ -276,11 +278,6 @@ async def test_timestamps_prefix_each_line_and_since_keeps_the_later_ones(
     assert later.text == "second\n"
     everything = await api.get(LOGS, params={"id": container_id, "since": "0"})
     assert everything.text == "first\nsecond\n"
-
-
-async def _two(lines: Any) -> list[tuple[str, str]] | None:
-    found: list[tuple[str, str]] = await lines
-    return found if len(found) == 2 else None
 
 
 def unix_seconds(stamp: str) -> float:
