@@ -129,7 +129,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     @app.after_server_stop
     async def close_history(app: DockerlinkApp) -> None:
         if app.ctx.history is not None:
-            app.ctx.history.close()
+            # The writer finishes what is queued: that waits on the disk, so not on the loop.
+            await asyncio.to_thread(app.ctx.history.close)
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
 

@@ -320,9 +320,11 @@ class Sampler:
         """Sample the container ``info`` (an inspect answer) describes, and record it.
 
         Returns the sample, or None when the store did not take it (same second as the last one,
-        or the container was just deleted).
+        or the container was just deleted). Once it returns, the store serves the sample.
         """
-        return await self._sample(info, None, True)
+        sample = await self._sample(info, None, True)
+        await self.store.written()
+        return sample
 
     async def _sample(
         self, info: Mapping[str, Any], reading: Reading | None, try_cgroups: bool
@@ -354,7 +356,8 @@ class Sampler:
         """A running container's figures: from its cgroup files, else from the engine."""
         container_id = str(info["Id"])
         if try_cgroups and self.cgroups is not None:
-            reading = self.cgroups.read_one(info, await self._host_memory())
+            host_memory = await self._host_memory()
+            reading = await asyncio.to_thread(self.cgroups.read_one, info, host_memory)
             if reading is not None:
                 self.cgroup_samples += 1
                 return reading
