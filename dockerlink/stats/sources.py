@@ -30,7 +30,6 @@ __all__ = [
     "CgroupSource",
     "Reading",
     "cgroup_source_choice",
-    "cgroup_source_for",
     "reading_from_stats",
     "source_summary",
 ]
@@ -51,13 +50,6 @@ def cgroup_source_choice(
         return None, "the engine is reached over tcp://, its containers' files are not here"
     source = CgroupSource.detect(root, proc_root)
     return source, "" if source is not None else f"no cgroup hierarchy at {root}"
-
-
-def cgroup_source_for(
-    stats_source: str, docker_sock: str, root: Path = CGROUP_ROOT, proc_root: Path = PROC_ROOT
-) -> CgroupSource | None:
-    """The source of :func:`cgroup_source_choice`, without the reason."""
-    return cgroup_source_choice(stats_source, docker_sock, root, proc_root)[0]
 
 
 def source_summary(

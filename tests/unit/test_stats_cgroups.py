@@ -17,7 +17,7 @@ from dockerlink.stats.cgroups import (
     parse_net_dev,
     read_figures,
 )
-from dockerlink.stats.sources import CgroupSource, cgroup_source_for
+from dockerlink.stats.sources import CgroupSource, cgroup_source_choice
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -305,13 +305,20 @@ def test_cgroup_version(tmp_path: Path) -> None:
 def test_the_setting_picks_the_source(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, 2)
     local, remote = "/run/docker.sock", "tcp://10.0.0.5:2376"
-    auto = cgroup_source_for("auto", local, host.root, host.proc)
+    auto, why = cgroup_source_choice("auto", local, host.root, host.proc)
     assert auto is not None
-    assert auto.version == 2
-    assert cgroup_source_for("api", local, host.root, host.proc) is None
-    assert cgroup_source_for("auto", remote, host.root, host.proc) is None
-    assert cgroup_source_for("cgroup", remote, host.root, host.proc) is not None
-    assert cgroup_source_for("auto", local, tmp_path / "nothing", host.proc) is None
+    assert (auto.version, why) == (2, "")
+    assert cgroup_source_choice("api", local, host.root, host.proc) == (None, "stats_source=api")
+    assert cgroup_source_choice("auto", remote, host.root, host.proc) == (
+        None,
+        "the engine is reached over tcp://, its containers' files are not here",
+    )
+    assert cgroup_source_choice("cgroup", remote, host.root, host.proc)[0] is not None
+    nothing = tmp_path / "nothing"
+    assert cgroup_source_choice("auto", local, nothing, host.proc) == (
+        None,
+        f"no cgroup hierarchy at {nothing}",
+    )
 
 
 def test_the_source_remembers_where_files_are_and_looks_again_when_they_go(
