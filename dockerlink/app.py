@@ -32,6 +32,7 @@ from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
+from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    app.blueprint(logs_routes.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
