@@ -21,6 +21,7 @@ __all__ = [
     "DOMAIN_ERROR_STATUS",
     "ENGINE_ERROR_STATUS",
     "BadRequest",
+    "Forbidden",
     "HTTPError",
     "Unauthorized",
     "domain_error_answer",
@@ -48,6 +49,10 @@ class Unauthorized(HTTPError):
 
     def __init__(self) -> None:
         super().__init__("unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(HTTPError):
+    status_code = 403
 
 
 #: Domain error class -> HTTP status; the answer is the error's own message. Looked up along the

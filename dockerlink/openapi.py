@@ -31,6 +31,10 @@ def _json_body(properties: dict[str, Any], **rules: Any) -> dict[str, Any]:
 _COMMON_ERRORS = {
     "400": _error("a parameter or the body is invalid; the message names it"),
     "401": _error("missing or wrong bearer token"),
+    "403": _error(
+        "no token is set and the request is a browser's for another site (Host, Origin or "
+        "Sec-Fetch-Site); see allowed_hosts and cors_origins"
+    ),
     "503": _error("the Docker engine is unreachable or timed out"),
 }
 _CONTAINER_ERRORS = {
@@ -74,6 +78,11 @@ _LIMITS = {
     "memory": {"type": "number", "exclusiveMinimum": 0, "description": "GiB (at least 6 MiB)"},
     "cpulimit": {"type": "number", "exclusiveMinimum": 0, "description": "CPUs"},
 }
+_RESTART = {
+    "type": "string",
+    "enum": ["no", "on-failure", "unless-stopped"],
+    "description": "the engine's restart policy (on-failure: at most restart_max_retries)",
+}
 _CONTAINER = {
     "type": "object",
     "required": ["name", "dockerlink", "host_port_root", "ports", "state"],
@@ -87,6 +96,8 @@ _CONTAINER = {
         "exit_code": {"type": "integer"},
         "memory": {"type": "number"},
         "cpulimit": {"type": "number"},
+        "restart": {"type": "string"},
+        "restart_count": {"type": "integer", "minimum": 0},
     },
 }
 _SAMPLE = {
@@ -189,6 +200,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "image": {"type": "string"},
                             "commands": {"type": "array", "items": {"type": "string"}},
+                            "restart": _RESTART,
                         },
                         required=["name", "host_port_root", "memory", "cpulimit"],
                     ),
@@ -209,9 +221,9 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "patch": {
-                    "summary": "change the memory and CPU limits, live",
+                    "summary": "change the memory and CPU limits (live) and the restart policy",
                     "parameters": [_ID],
-                    "requestBody": _json_body(_LIMITS, minProperties=1),
+                    "requestBody": _json_body({**_LIMITS, "restart": _RESTART}, minProperties=1),
                     "responses": {
                         "200": _json(
                             {
@@ -286,6 +298,29 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/container/logs": {
+                "get": {
+                    "summary": "the container's output, stdout and stderr in order",
+                    "description": "Frame headers removed (a TTY container's output as it is). "
+                    "With follow=true the answer stays open and streams new output until the "
+                    "client leaves or the container stops.",
+                    "parameters": [
+                        _ID,
+                        _query(
+                            "tail",
+                            {"type": "integer", "minimum": 0, "maximum": 10000},
+                            "the last N lines (default 100; 0 with follow: only what comes next)",
+                        ),
+                        _query("since", {"type": "number", "minimum": 0}, "unix seconds"),
+                        _query("follow", {"type": "boolean"}, "keep streaming new output"),
+                        _query("timestamps", {"type": "boolean"}, "prefix RFC 3339 times"),
+                    ],
+                    "responses": {
+                        "200": {"description": "the output (may be empty)", "content": _TEXT},
+                        **_CONTAINER_ERRORS,
+                    },
+                }
+            },
             "/v1/git": {
                 "get": _git("git pull", git_text),
                 "put": _git("git init", _NO_CONTENT),
@@ -320,6 +355,7 @@ def openapi_document() -> dict[str, Any]:
                             }
                         ),
                         "401": _COMMON_ERRORS["401"],
+                        "403": _COMMON_ERRORS["403"],
                     },
                 }
             },
@@ -355,6 +391,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "401": _COMMON_ERRORS["401"],
+                        "403": _COMMON_ERRORS["403"],
                     },
                 }
             },
