@@ -124,8 +124,11 @@ class ContainerMirror:
     async def wait_fresh(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the first full read; True when fresh."""
         if not self._fresh:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the cancelled caller would run on.
             try:
-                await asyncio.wait_for(self._resynced.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._resynced.wait()
             except TimeoutError:
                 return False
         return self._fresh

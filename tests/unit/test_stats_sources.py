@@ -312,3 +312,16 @@ async def test_the_start_up_log_without_a_cgroup_source_says_why(
     with caplog.at_level(logging.INFO, logger="dockerlink.stats"):
         await run_one_tick(sampler)
     assert "stats source: api (no cgroup hierarchy at /nowhere)" in caplog.messages
+
+
+async def test_waiting_for_the_mirror_never_swallows_a_cancellation() -> None:
+    # The mirror's first read lands just as the service stops and cancels the waiting sampler:
+    # the cancellation must win, or the sampler runs on and the stop waits for it forever.
+    docker: Any = FakeDockerClient()
+    mirror = ContainerMirror(docker)
+    waiting = asyncio.create_task(mirror.wait_fresh(10))
+    await asyncio.sleep(0)
+    mirror._resynced.set()  # the first read is done, in the same loop turn as the cancel
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
