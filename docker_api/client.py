@@ -7,7 +7,7 @@ import contextlib
 import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import orjson
@@ -38,6 +38,16 @@ MIN_API_VERSION = "1.41"
 MAX_API_VERSION = "1.49"
 
 Params = Mapping[str, str | int | float | bool | None]
+
+
+class CallOptions(TypedDict, total=False):
+    """The options of one call: query ``params``, a ``json`` body, its own ``timeout``, and
+    ``not_modified_ok`` (a 304 returns :class:`NotModified` rather than raising it)."""
+
+    params: Params | None
+    json: Any
+    timeout: float | None
+    not_modified_ok: bool
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -203,16 +213,7 @@ class DockerClient:
     ) -> Any:
         return await self.request("GET", path, params=params, timeout=timeout)
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json: Any = None,
-        timeout: float | None = None,
-        not_modified_ok: bool = False,
-    ) -> Any:
+    async def request(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
         """Send one versioned call and return its decoded JSON body (None when there is none).
 
         Error statuses raise the matching :mod:`docker_api.errors` class. A 304 raises
@@ -220,14 +221,7 @@ class DockerClient:
         (the class itself) so callers can tell "already in that state" from a change.
         """
         version = await self.negotiate()
-        return await self._checked(
-            method,
-            f"/v{version}{path}",
-            params=params,
-            json=json,
-            timeout=timeout,
-            not_modified_ok=not_modified_ok,
-        )
+        return await self._checked(method, f"/v{version}{path}", **options)
 
     async def _checked(
         self,
