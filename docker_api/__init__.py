@@ -15,6 +15,7 @@ Resources hang off the client: ``docker.containers``, ``docker.execs``, ``docker
 is one of the exceptions in :mod:`docker_api.errors`.
 """
 
+from ._util import exception_chain
 from .client import MAX_API_VERSION, MIN_API_VERSION, DockerClient
 from .errors import (
     APIError,
@@ -59,4 +60,5 @@ __all__ = [
     "StreamType",
     "TLSConfig",
     "UnsupportedEngineVersion",
+    "exception_chain",
 ]

@@ -7,13 +7,13 @@ import contextlib
 import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import orjson
 
-from ._util import as_dict
+from ._util import as_dict, exception_chain
+from .address import is_tcp, split_tcp, unix_socket_path
 from .containers import Containers
 from .errors import (
     BadParameter,
@@ -38,6 +38,16 @@ MIN_API_VERSION = "1.41"
 MAX_API_VERSION = "1.49"
 
 Params = Mapping[str, str | int | float | bool | None]
+
+
+class CallOptions(TypedDict, total=False):
+    """The options of one call: query ``params``, a ``json`` body, its own ``timeout``, and
+    ``not_modified_ok`` (a 304 returns :class:`NotModified` rather than raising it)."""
+
+    params: Params | None
+    json: Any
+    timeout: float | None
+    not_modified_ok: bool
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -67,7 +77,8 @@ class DockerClient:
     The API version is negotiated on first use: ``/_ping`` gives the engine's newest version,
     the client uses ``min(engine, MAX_API_VERSION)`` and fails with
     :class:`UnsupportedEngineVersion` when that is below ``MIN_API_VERSION`` or below the engine's
-    own minimum. ``timeout`` (seconds) bounds every call that does not pass its own.
+    own minimum. ``timeout`` (seconds) bounds every call that does not pass its own;
+    ``max_connections`` bounds the connections open at once (callers beyond it wait).
     """
 
     def __init__(
@@ -79,29 +90,32 @@ class DockerClient:
         tls: TLSConfig | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         base_url: str | None = None,
+        max_connections: int = 64,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        if address.startswith("tcp://"):
-            host = _tcp_host(address, default_port=2376 if tls else 2375)
-            self.address = f"tcp://{host}"
-            default_base_url = f"{'https' if tls else 'http'}://{host}"
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        tcp = is_tcp(address)
+        if tcp:
+            host, port = split_tcp(address)
+            netloc = f"{host}:{port or (2376 if tls else 2375)}"
+            self.address = f"tcp://{netloc}"
+            default_base_url = f"{'https' if tls else 'http'}://{netloc}"
         else:
             if tls is not None:
                 raise ValueError("tls applies to tcp:// addresses only")
-            if address.startswith("unix://"):
-                address = address[len("unix://") :]
-            self.address = address
+            self.address = unix_socket_path(address)
             default_base_url = "http://docker"
         if transport is None:
-            if self.address.startswith("tcp://"):
+            if tcp:
                 transport = httpx.AsyncHTTPTransport(verify=tls.ssl_context() if tls else True)
             else:
                 transport = httpx.AsyncHTTPTransport(uds=self.address)
         self._tls = tls is not None
-        #: The address as errors name it (kept under its old name for unix-only callers).
-        self.socket_path = self.address
         self.timeout = timeout
+        #: Connections open to the engine at most; further calls wait for one to be free.
+        self.max_connections = max_connections
         self._pinned_version = api_version
         self._api_version: str | None = api_version
         self._engine_version: dict[str, Any] | None = None
@@ -110,8 +124,11 @@ class DockerClient:
             transport=transport,
             base_url=base_url or default_base_url,
             timeout=httpx.Timeout(timeout),
-            # Keep enough idle connections for a burst of concurrent calls (sampler, listing).
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # Keep idle connections for a burst of concurrent calls (sampler, listing).
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max(1, max_connections // 2),
+            ),
         )
         self.containers = Containers(self)
         self.execs = Execs(self)
@@ -196,16 +213,7 @@ class DockerClient:
     ) -> Any:
         return await self.request("GET", path, params=params, timeout=timeout)
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json: Any = None,
-        timeout: float | None = None,
-        not_modified_ok: bool = False,
-    ) -> Any:
+    async def request(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
         """Send one versioned call and return its decoded JSON body (None when there is none).
 
         Error statuses raise the matching :mod:`docker_api.errors` class. A 304 raises
@@ -213,14 +221,7 @@ class DockerClient:
         (the class itself) so callers can tell "already in that state" from a change.
         """
         version = await self.negotiate()
-        return await self._checked(
-            method,
-            f"/v{version}{path}",
-            params=params,
-            json=json,
-            timeout=timeout,
-            not_modified_ok=not_modified_ok,
-        )
+        return await self._checked(method, f"/v{version}{path}", **options)
 
     async def _checked(
         self,
@@ -366,19 +367,6 @@ def _query(params: Params | None) -> dict[str, str] | None:
     return out
 
 
-def _tcp_host(address: str, *, default_port: int) -> str:
-    """``tcp://host[:port]`` -> ``host:port`` (IPv6 hosts in brackets); ValueError otherwise."""
-    parts = urlsplit(address)
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise ValueError(f"invalid port in {address!r}") from None
-    if not parts.hostname or parts.path not in {"", "/"} or parts.query or parts.username:
-        raise ValueError(f"{address!r} is not tcp://host[:port]")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{port}"
-
-
 #: What a broken connection raises. httpx wraps most failures, but not an ssl.SSLError raised by
 #: a read: a TLS 1.3 engine that refuses our client certificate says so (an alert) only after
 #: the handshake, so it surfaces on the first read, raw (seen in test_remote_engine).
@@ -402,14 +390,7 @@ def _describe_transport_error(exc: Exception, address: str, *, tls: bool) -> str
 
 def _first_message(exc: BaseException) -> str:
     """The first non-empty message down the chain of causes (httpx's own are often empty)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if str(current):
-            return str(current)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return type(exc).__name__
+    return next((str(e) for e in exception_chain(exc) if str(e)), type(exc).__name__)
 
 
 def _describe_tls_error(error: ssl.SSLError) -> str:
@@ -425,11 +406,4 @@ def _describe_tls_error(error: ssl.SSLError) -> str:
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     """The ssl error somewhere in the chain of causes, if a TLS failure is behind ``exc``."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, ssl.SSLError)), None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +61,13 @@ class Events:
         since: str | None = None,
         retry_delay_s: float = 0.5,
         max_retry_delay_s: float = 5.0,
+        on_break: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[dict[str, Any] | Reconnected, None]:
         """Like :meth:`stream`, but never ends: reconnects with ``since`` after any failure.
 
         After each reconnection a :class:`Reconnected` marker is yielded before further events.
+        ``on_break`` is called with the reason as soon as the stream breaks, before waiting for
+        the engine to answer again (a consumer that serves reads from what it saw stops here).
         Close the iterator (or cancel its task) to stop.
         """
         delay = retry_delay_s
@@ -77,6 +80,8 @@ class Events:
                 error = "the engine closed the event stream"
             except (EngineConnectionError, APIError, UnsupportedEngineVersion) as exc:
                 error = str(exc)
+            if on_break is not None:
+                on_break(error)
             while True:  # wait until the engine answers again
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_retry_delay_s)

@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
@@ -23,20 +23,23 @@ from docker_api import DockerClient
 
 from .browsers import browser_refusal
 from .context import AppContext
+from .domain_errors import DomainError
 from .engine import EngineProbe, engine_client
-from .errors import Forbidden, HTTPError, Unauthorized, engine_error_answer
+from .errors import Forbidden, HTTPError, Unauthorized, domain_error_answer, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
-from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
+from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from .responses import text_response
 from .routes import containers, git, observability, system
 from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
+from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_choice
+from .tasks import supervise
 
 __all__ = ["create_app"]
 
@@ -62,9 +65,10 @@ DockerlinkApp = Sanic[Config, AppContext]
 
 def create_app(settings: Settings, *, docker: DockerClient | None = None) -> DockerlinkApp:
     """Build the app. ``docker`` lets tests share one client; by default one is opened at start."""
-    app: DockerlinkApp = Sanic(
-        "dockerlink", ctx=AppContext(settings=settings), error_handler=_ErrorHandler()
-    )
+    # app.ctx becomes the AppContext in open_services, once every object in it exists.
+    app = cast(DockerlinkApp, Sanic("dockerlink", error_handler=_ErrorHandler(settings)))
+    #: Kept from one start to the next (an ASGI server may start the app more than once).
+    metrics = ServiceMetrics()
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     # The longest a route may legitimately take: a stop waits its whole grace period (up to
     # 300 s) and may run a hook; a create may run two hooks (create, then delete to roll back);
@@ -86,66 +90,28 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(logs_routes.bp)
 
     @app.before_server_start
-    async def open_engine(app: DockerlinkApp) -> None:
-        client = docker or engine_client(settings)
-        app.ctx.docker = client
-        app.ctx.probe = EngineProbe(client)
-        app.ctx.hosting = Hosting(client, settings)
-        app.ctx.mirror = app.ctx.hosting.mirror = ContainerMirror(client)
+    async def open_services(app: DockerlinkApp) -> None:
+        app.ctx = await _open_context(settings, docker, metrics)
 
-    def run_mirror(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
-        assert app.ctx.mirror is not None
-        return app.ctx.mirror.run()
-
-    _background_task(app, "mirror", run_mirror)
+    _background_task(app, "mirror", lambda ctx: ctx.mirror.run())
+    _background_task(app, "mirror-reconcile", lambda ctx: ctx.mirror.reconcile_forever())
+    # One sampler per service: `dockerlink serve` runs a single process.
+    _background_task(app, "sampler", lambda ctx: ctx.sampler.run())
 
     @app.after_server_stop
-    async def close_engine(app: DockerlinkApp) -> None:
-        if docker is None and app.ctx.docker is not None:
-            await app.ctx.docker.close()
-
-    @app.before_server_start
-    async def open_stats(app: DockerlinkApp) -> None:
-        assert app.ctx.docker is not None
-        assert app.ctx.hosting is not None
-        # Reads every stored history once.
-        history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
-        cgroups, no_cgroups_reason = cgroup_source_choice(
-            settings.stats_source, settings.docker_sock
-        )
-        sampler = Sampler(
-            app.ctx.docker,
-            history,
-            interval_s=settings.sample_interval,
-            call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
-            mirror=app.ctx.mirror,
-            cgroups=cgroups,
-            api_fallback=settings.stats_source != "cgroup",
-            no_cgroups_reason=no_cgroups_reason,
-        )
-        app.ctx.history, app.ctx.sampler = history, sampler
-        app.ctx.hosting.delete_hooks.append(sampler.forget)
-        sampler.tick_hooks.append(app.ctx.metrics.observe_tick)
-
-    def run_sampler(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
-        # One sampler per service: `dockerlink serve` runs a single process.
-        assert app.ctx.sampler is not None
-        return app.ctx.sampler.run()
-
-    _background_task(app, "sampler", run_sampler)
-
-    @app.after_server_stop
-    async def close_history(app: DockerlinkApp) -> None:
-        if app.ctx.history is not None:
+    async def close_services(app: DockerlinkApp) -> None:
+        if isinstance(app.ctx, AppContext):
             # The writer finishes what is queued: that waits on the disk, so not on the loop.
             await asyncio.to_thread(app.ctx.history.close)
+            if docker is None:
+                await app.ctx.docker.close()
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
 
     async def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)
         if request.method == "OPTIONS" and settings.cors_origins:
-            return _preflight(request, settings)
+            return _preflight()
         if (
             settings.api_token is not None
             and request.path not in public_paths
@@ -180,17 +146,51 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         duration_s = time.monotonic() - started if started is not None else None
         _log_request(request, response, duration_s)
         if duration_s is not None:
-            app.ctx.metrics.observe_request(
+            metrics.observe_request(
                 method_label(request.method), _route_label(request), response.status, duration_s
             )
 
     return app
 
 
+async def _open_context(
+    settings: Settings, docker: DockerClient | None, metrics: ServiceMetrics
+) -> AppContext:
+    """Every long-lived object, built in dependency order."""
+    client = docker or engine_client(settings)
+    mirror = ContainerMirror(client)
+    # Reads every stored history once.
+    history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
+    cgroups, no_cgroups_reason = cgroup_source_choice(settings.stats_source, settings.docker_sock)
+    sampler = Sampler(
+        client,
+        history,
+        interval_s=settings.sample_interval,
+        call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
+        concurrency=concurrency_for(client.max_connections),
+        mirror=mirror,
+        cgroups=cgroups,
+        api_fallback=settings.stats_source != "cgroup",
+        no_cgroups_reason=no_cgroups_reason,
+        tick_hooks=[metrics.observe_tick],
+    )
+    return AppContext(
+        settings=settings,
+        docker=client,
+        probe=EngineProbe(client),
+        mirror=mirror,
+        hosting=Hosting(client, settings, mirror, delete_hooks=[sampler.forget]),
+        history=history,
+        sampler=sampler,
+        metrics=metrics,
+    )
+
+
 def _background_task(
-    app: DockerlinkApp, name: str, make: Callable[[DockerlinkApp], Coroutine[Any, Any, None]]
+    app: DockerlinkApp, name: str, make: Callable[[AppContext], Coroutine[Any, Any, None]]
 ) -> None:
-    """Run ``make(app)`` as a task from server start to server stop (cancelled, then awaited).
+    """Run ``make(ctx)`` as a supervised task (see :mod:`.tasks`) from server start to server
+    stop (cancelled, then awaited).
 
     Managed here rather than with ``app.add_task`` so that it works the same under
     ``app.run``, ``create_server`` and ASGI.
@@ -198,7 +198,11 @@ def _background_task(
 
     @app.after_server_start
     async def start(app: DockerlinkApp) -> None:
-        app.ctx.tasks[name] = asyncio.create_task(make(app), name=f"dockerlink.{name}")
+        ctx = app.ctx
+        supervised = supervise(
+            name, lambda: make(ctx), on_failure=ctx.metrics.task_failures.inc
+        )
+        app.ctx.tasks[name] = asyncio.create_task(supervised, name=f"dockerlink.{name}")
 
     @app.before_server_stop
     async def stop(app: DockerlinkApp) -> None:
@@ -239,7 +243,7 @@ def _request_id(request: Request) -> str:
     return request_id
 
 
-def _preflight(request: Request, settings: Settings) -> HTTPResponse:
+def _preflight() -> HTTPResponse:
     response = HTTPResponse(status=204)
     response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
     response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
@@ -293,14 +297,20 @@ def _log_request(request: Request, response: BaseHTTPResponse, duration_s: float
 class _ErrorHandler(ErrorHandler):
     """The one place where exceptions become HTTP answers."""
 
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         response = self._answer(request, exception)
-        _finish(request, response, request.app.ctx.settings)
+        _finish(request, response, self.settings)
         return response
 
     def _answer(self, request: Request, exception: Exception) -> HTTPResponse:
         if isinstance(exception, HTTPError):
             return text_response(exception.status_code, exception.message, exception.headers)
+        if isinstance(exception, DomainError):
+            return text_response(*domain_error_answer(exception))
         if isinstance(exception, docker_api.DockerError):
             status, message = engine_error_answer(exception)
             log.warning(

@@ -1,4 +1,8 @@
-"""The application context: long-lived objects opened at start and shared by every request."""
+"""The application context: the long-lived objects opened at start and shared by every request.
+
+Built whole by one start-up listener (``open_services`` in :mod:`dockerlink.app`): no field is
+ever missing, so no handler checks whether the app has started.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +12,32 @@ from typing import TYPE_CHECKING
 
 from sanic import Request
 
-from .metrics import ServiceMetrics
-from .settings import Settings
-
 if TYPE_CHECKING:
     from docker_api import DockerClient
 
     from .engine import EngineProbe
     from .hosting import Hosting
     from .mirror import ContainerMirror
+    from .prometheus import ServiceMetrics
+    from .settings import Settings
     from .stats import HistoryStore, Sampler
 
 
 @dataclass
 class AppContext:
     settings: Settings
-    docker: DockerClient | None = None
-    probe: EngineProbe | None = None
-    hosting: Hosting | None = None
-    mirror: ContainerMirror | None = None
+    docker: DockerClient
+    probe: EngineProbe
+    mirror: ContainerMirror
+    hosting: Hosting
+    history: HistoryStore
+    sampler: Sampler
+    metrics: ServiceMetrics
+    #: The background tasks, by name, from server start to server stop.
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    history: HistoryStore | None = None
-    sampler: Sampler | None = None
-    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
 
 
 def context_of(request: Request) -> AppContext:
     ctx = request.app.ctx
-    assert isinstance(ctx, AppContext)
+    assert isinstance(ctx, AppContext), "the app has not started"
     return ctx

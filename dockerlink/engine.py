@@ -10,10 +10,13 @@ from docker_api import DockerClient, TLSConfig
 
 from .settings import Settings
 
-__all__ = ["HEALTH_TIMEOUT_S", "EngineProbe", "engine_client"]
+__all__ = ["ENGINE_CONNECTIONS", "HEALTH_TIMEOUT_S", "EngineProbe", "engine_client"]
 
 #: /health must answer quickly even when the engine hangs.
 HEALTH_TIMEOUT_S = 5.0
+#: Connections to the engine at most: the sampler takes up to three quarters of them (see
+#: :func:`dockerlink.stats.sampler.concurrency_for`), API requests the rest.
+ENGINE_CONNECTIONS = 64
 
 
 def engine_client(settings: Settings) -> DockerClient:
@@ -23,7 +26,12 @@ def engine_client(settings: Settings) -> DockerClient:
         if settings.docker_cert_path is not None
         else None
     )
-    return DockerClient(settings.docker_sock, timeout=settings.docker_timeout, tls=tls)
+    return DockerClient(
+        settings.docker_sock,
+        timeout=settings.docker_timeout,
+        tls=tls,
+        max_connections=ENGINE_CONNECTIONS,
+    )
 
 
 class EngineProbe:

@@ -1,29 +1,30 @@
-"""HTTP errors, and the one table that turns engine errors into HTTP answers.
+"""HTTP errors, and the one place that turns domain and engine errors into HTTP answers.
 
-Handlers and the domain raise :class:`HTTPError` subclasses, or let ``docker_api`` errors
-through; the app's single error handler renders both as one line of plain text.
+Handlers and request parsing raise :class:`HTTPError` subclasses; the domain raises
+:class:`~dockerlink.domain_errors.DomainError` subclasses and lets ``docker_api`` errors through.
+The app's single error handler renders all three as one line of plain text, the last two through
+the tables below.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import docker_api
 
+from . import domain_errors as domain
+
+_Entry = TypeVar("_Entry")
+
 __all__ = [
+    "DOMAIN_ERROR_STATUS",
     "ENGINE_ERROR_STATUS",
-    "ActionFailed",
     "BadRequest",
-    "Conflict",
-    "EngineUnavailable",
     "Forbidden",
-    "GatewayTimeout",
     "HTTPError",
-    "NotDockerlink",
-    "NotFound",
-    "PreconditionFailed",
     "Unauthorized",
-    "WrongState",
+    "domain_error_answer",
     "engine_error_answer",
 ]
 
@@ -54,42 +55,30 @@ class Forbidden(HTTPError):
     status_code = 403
 
 
-class NotFound(HTTPError):
-    status_code = 404
+#: Domain error class -> HTTP status; the answer is the error's own message. Looked up along the
+#: exception's MRO, so the most specific entry wins. A unit test checks every class is here.
+DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
+    domain.DomainError: 500,
+    domain.InvalidRequest: 400,
+    domain.NoSuchContainer: 404,
+    domain.NoSuchImage: 404,
+    # 406 for a power action in the wrong state, as the original service answered.
+    domain.WrongState: 406,
+    domain.AlreadyRunning: 406,
+    domain.AlreadyStopped: 406,
+    domain.NotRunning: 406,
+    domain.NotRunningForExec: 409,
+    domain.InUse: 409,
+    domain.NotManaged: 412,
+    domain.MustBeStopped: 412,
+    domain.GitFailed: 412,
+    domain.ActionFailed: 500,
+}
 
 
-class WrongState(HTTPError):
-    """The container is not in a state the action applies to (406, as the original)."""
-
-    status_code = 406
-
-
-class Conflict(HTTPError):
-    status_code = 409
-
-
-class PreconditionFailed(HTTPError):
-    status_code = 412
-
-
-class NotDockerlink(PreconditionFailed):
-    def __init__(self, too_old: bool = False) -> None:
-        message = "this docker has not been created with dockerlink"
-        super().__init__(message + (" or is too old" if too_old else ""))
-
-
-class ActionFailed(HTTPError):
-    """The engine could not carry out the action (a start it refused...)."""
-
-    status_code = 500
-
-
-class EngineUnavailable(HTTPError):
-    status_code = 503
-
-
-class GatewayTimeout(HTTPError):
-    status_code = 504
+def domain_error_answer(exc: domain.DomainError) -> tuple[int, str]:
+    """The HTTP status and message for a domain error."""
+    return _most_specific(DOMAIN_ERROR_STATUS, exc), exc.message
 
 
 #: Engine error class -> (HTTP status, prefix for the engine's message). Looked up along the
@@ -113,12 +102,16 @@ ENGINE_ERROR_STATUS: dict[type[docker_api.DockerError], tuple[int, str]] = {
 
 def engine_error_answer(exc: docker_api.DockerError) -> tuple[int, str]:
     """The HTTP status and message for an engine error that reached the edge."""
+    status, prefix = _most_specific(ENGINE_ERROR_STATUS, exc)
+    return status, prefix + _first_letter_lower(exc.message) + _output_so_far(exc)
+
+
+def _most_specific(table: Mapping[type[Any], _Entry], exc: Exception) -> _Entry:
+    """The entry of the exception's own class, else of its nearest base class in ``table``."""
     for cls in type(exc).__mro__:
-        entry = ENGINE_ERROR_STATUS.get(cls)
-        if entry is not None:
-            status, prefix = entry
-            return status, prefix + _first_letter_lower(exc.message) + _output_so_far(exc)
-    raise AssertionError(f"unmapped engine error {type(exc).__name__}")  # pragma: no cover
+        if cls in table:
+            return table[cls]
+    raise AssertionError(f"unmapped error {type(exc).__name__}")  # pragma: no cover
 
 
 def _output_so_far(exc: docker_api.DockerError) -> str:

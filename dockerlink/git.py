@@ -18,7 +18,7 @@ from typing import Any
 import docker_api
 from docker_api import ExecResult
 
-from .errors import Conflict, PreconditionFailed
+from .domain_errors import GitFailed, NotRunningForExec
 from .hosting import Hosting, ManagedContainer
 
 __all__ = ["GIT_ENV", "GitService", "branch_names", "default_workdir", "git_command"]
@@ -154,7 +154,7 @@ class GitService:
                 raise  # running, but the engine refused (paused...): its own reason
             if result.exit_code != 0:
                 text = result.text().strip()
-                raise PreconditionFailed(
+                raise GitFailed(
                     text or f"git {args[0]} failed with exit code {result.exit_code}"
                 )
         assert result is not None, "no git command to run"
@@ -163,7 +163,7 @@ class GitService:
     async def _refuse_unless_running(self, container_id: str) -> None:
         """409 ``container is not running`` when the engine says so."""
         if not (await self.hosting.managed(container_id)).running:
-            raise Conflict("container is not running")
+            raise NotRunningForExec()
 
     async def _exec(
         self, container_id: str, workdir: str, args: Sequence[str], deadline: float

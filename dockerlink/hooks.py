@@ -149,9 +149,6 @@ class Hooks:
         self.timeout_s = settings.hook_timeout
         self._environ = environ
 
-    def configured(self, hook: str) -> bool:
-        return self.paths[hook] is not None
-
     async def run(
         self, hook: str, target: HookTarget, *, event: str | None = None
     ) -> HookFailure | None:

@@ -14,35 +14,35 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import docker_api
 from docker_api import DockerClient, Frame
 
 from . import __version__
-from .errors import (
+from .domain_errors import (
     ActionFailed,
-    BadRequest,
-    Conflict,
-    NotDockerlink,
-    NotFound,
-    PreconditionFailed,
-    WrongState,
+    AlreadyRunning,
+    AlreadyStopped,
+    InUse,
+    InvalidRequest,
+    MustBeStopped,
+    NoSuchContainer,
+    NoSuchImage,
+    NotManaged,
+    NotRunning,
 )
 from .hooks import HookFailure, Hooks, HookTarget
 from .mirror import ContainerMirror, inspect_many
-from .requests import GIB, CreateRequest, LimitsRequest, LogsRequest
+from .requests import CreateRequest, LimitsRequest, LogsRequest
 from .settings import Settings
+from .units import CPU_PERIOD_US, GIB, cpus_of, engine_time_s
 
 __all__ = ["DOCKERLINK_LABEL", "PORTS_LABEL", "Hosting", "ManagedContainer", "describe"]
 
 DOCKERLINK_LABEL = "dockerlink"
 PORTS_LABEL = "ports"
 LABEL_VERSION = f"v{__version__}"
-#: The CPU period of containers dockerlink creates (the engine's default, 100 ms). Containers the
-#: original service made use 10 ms; updates keep each container's own period.
-CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1000
 WORKDIR = "/var/www/html"
 #: Descriptions kept before the ones of containers gone from the mirror are dropped.
@@ -88,27 +88,6 @@ def host_port_root(labels: dict[str, str]) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def _unix_seconds(timestamp: str | None) -> int | None:
-    """The engine's RFC 3339 UTC time (nanosecond fraction) as unix seconds; None when unset."""
-    if not timestamp or timestamp.startswith("0001-"):
-        return None
-    try:
-        moment = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return int(moment.timestamp())
-
-
-def cpus_of(host_config: dict[str, Any]) -> float:
-    """The container's CPU limit in CPUs (0 when unlimited), from either style of setting it."""
-    nano = host_config.get("NanoCpus") or 0
-    if nano:
-        return float(nano) / 1e9
-    quota = host_config.get("CpuQuota") or 0
-    period = host_config.get("CpuPeriod") or CPU_PERIOD_US
-    return quota / period if quota > 0 else 0.0
-
-
 def describe(info: dict[str, Any]) -> dict[str, Any]:
     """One container as ``GET /v1/container`` shows it (the original's shape, plus limits)."""
     labels = labels_of(info)
@@ -122,7 +101,7 @@ def describe(info: dict[str, Any]) -> dict[str, Any]:
         "state": state.get("Status", "unknown"),
     }
     if state.get("Running"):
-        out["started_at"] = _unix_seconds(state.get("StartedAt"))
+        out["started_at"] = engine_time_s(state.get("StartedAt"))
     else:
         out["exit_code"] = state.get("ExitCode", 0)
     out["memory"] = round((host_config.get("Memory") or 0) / GIB, 6)
@@ -156,17 +135,25 @@ def start_command(template: str, commands: Iterable[str]) -> str:
 class Hosting:
     """Create, inspect, resize, power and delete hosting containers."""
 
-    def __init__(self, docker: DockerClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        docker: DockerClient,
+        settings: Settings,
+        mirror: ContainerMirror,
+        *,
+        delete_hooks: Iterable[DeleteHook] = (),
+    ) -> None:
         self.docker = docker
         self.settings = settings
+        #: The event-fed view reads are served from, and writes keep current.
+        self.mirror = mirror
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._create_lock = asyncio.Lock()
         self._engine_cpus: int | None = None
-        self.delete_hooks: list[DeleteHook] = []
+        #: Called with a container's id once it is removed (the sampler drops its history).
+        self.delete_hooks = list(delete_hooks)
         #: The operator's lifecycle hooks (hook_on_create...), run after each action.
         self.hooks = Hooks(settings)
-        #: Set by the app: the event-fed view reads are served from, and writes keep current.
-        self.mirror: ContainerMirror | None = None
         #: describe() of the mirror's inspects, by id, with the inspect it was made from: the
         #: mirror replaces a container's inspect object whenever it changes, so a description is
         #: reused while the same object is there (listing 200 containers, or one at 2,000 req/s,
@@ -180,7 +167,7 @@ class Hosting:
         try:
             return await self.docker.containers.inspect(ref)
         except docker_api.NotFound:
-            raise NotFound(f"no such container: {ref}") from None
+            raise NoSuchContainer(ref) from None
 
     async def managed(self, ref: str, *, mirrored: bool = False) -> ManagedContainer:
         """Inspect a container and check dockerlink made it (412 otherwise, whatever its state).
@@ -193,14 +180,13 @@ class Hosting:
             info = await self.inspect(ref)
         label = labels_of(info).get(DOCKERLINK_LABEL)
         if label is None:
-            raise NotDockerlink()
+            raise NotManaged()
         if not _VERSION_LABEL.fullmatch(label):
-            raise NotDockerlink(too_old=True)
+            raise NotManaged(too_old=True)
         return ManagedContainer(info)
 
     def _from_mirror(self, ref: str) -> dict[str, Any] | None:
-        mirror = self.mirror
-        return mirror.get(ref) if mirror is not None and mirror.fresh else None
+        return self.mirror.get(ref) if self.mirror.fresh else None
 
     @contextlib.asynccontextmanager
     async def acting_on(
@@ -220,8 +206,13 @@ class Hosting:
 
     async def _changed(self, container_id: str) -> None:
         """Bring the mirror up to date at once after a change made through the API."""
-        if self.mirror is not None:
-            await self.mirror.refresh(container_id)
+        await self.mirror.refresh(container_id)
+
+    async def _removed(self, container_id: str) -> None:
+        """Forget a container the API has just removed: in the mirror, then in every hook."""
+        self.mirror.forget(container_id)
+        for hook in self.delete_hooks:
+            await hook(container_id)
 
     async def engine_cpus(self) -> int:
         if self._engine_cpus is None:
@@ -239,7 +230,7 @@ class Hosting:
         Served from the mirror while it follows the engine; otherwise (and for an id the mirror
         does not know) from the engine, so an outage is a 503, never a false "no such container".
         """
-        mirror = self.mirror if self.mirror is not None and self.mirror.fresh else None
+        mirror = self.mirror if self.mirror.fresh else None
         errors: dict[str, str] = {}
         success: dict[str, Any] = {}
         if ids:
@@ -254,15 +245,8 @@ class Hosting:
                 else:
                     errors[ref] = f"no such container: {ref}"
             return {"error": errors, "success": success}
-        if mirror is not None:
-            every = mirror.all()
-            describe_one = self._describe_mirrored
-        else:
-            summaries = await self.docker.containers.list(all=True)
-            found_all = await inspect_many(self.docker, [s["Id"] for s in summaries])
-            every = [info for info in found_all if info is not None]
-            describe_one = describe
-        for info in every:
+        describe_one = self._describe_mirrored if mirror is not None else describe
+        for info in await self.mirror.every_container():
             state = info.get("State") or {}
             if running is None or bool(state.get("Running")) == running:
                 success[info["Id"]] = describe_one(info)
@@ -276,7 +260,7 @@ class Hosting:
             return known[1]
         description = describe(info)
         self._described[container_id] = (info, description)
-        if len(self._described) > self._described_limit and self.mirror is not None:
+        if len(self._described) > self._described_limit:
             # Drop the containers the mirror no longer holds (or holds in a newer version).
             mirror = self.mirror
             self._described = {
@@ -313,8 +297,7 @@ class Hosting:
             log.error("could not remove %s after %s failed: %s", target.name, failure.setting, exc)
             removal = f"removing the container failed too ({exc.message})"
         else:
-            for hook in self.delete_hooks:
-                await hook(target.id)
+            await self._removed(target.id)
         await self.hooks.run("delete", target)
         raise ActionFailed(
             f"{failure.setting} failed ({failure.reason}), {removal}; "
@@ -337,7 +320,7 @@ class Hosting:
     async def _create_container(self, request: CreateRequest) -> dict[str, Any]:
         image = request.image or self.settings.base_image
         if image is None:
-            raise BadRequest("image is required (no base_image is configured)")
+            raise InvalidRequest("image is required (no base_image is configured)")
         await self._check_cpus(request.cpus)
         body = self._create_body(request, image)
         async with self._create_lock:  # the port-block check and the create are one step
@@ -345,9 +328,9 @@ class Hosting:
             try:
                 created = await self.docker.containers.create(body, name=request.name)
             except docker_api.NotFound:
-                raise NotFound(f"no such image: {image}") from None
+                raise NoSuchImage(image) from None
             except docker_api.Conflict:
-                raise Conflict(f"the name {request.name} is already in use") from None
+                raise InUse(f"the name {request.name} is already in use") from None
         await self._changed(created["Id"])
         return created
 
@@ -396,7 +379,7 @@ class Hosting:
     async def _check_cpus(self, cpus: float) -> None:
         engine_cpus = await self.engine_cpus()
         if cpus > engine_cpus:
-            raise BadRequest(f"cpulimit {cpus:g} is more than the engine's {engine_cpus} CPUs")
+            raise InvalidRequest(f"cpulimit {cpus:g} is more than the engine's {engine_cpus} CPUs")
 
     async def _check_port_block(self, root: int) -> None:
         size = self.settings.port_area_size
@@ -408,7 +391,7 @@ class Hosting:
             other_root = host_port_root(labels)
             if other_root is not None and other_root < root + size and root < other_root + size:
                 name = (other.get("Names") or [other.get("Id", "?")[:12]])[0]
-                raise Conflict(
+                raise InUse(
                     f"host ports {root}-{root + size - 1} overlap those of {name} "
                     f"({other_root}-{other_root + size - 1})"
                 )
@@ -416,12 +399,9 @@ class Hosting:
     async def delete(self, ref: str, *, delete_volume: bool) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
-                raise PreconditionFailed("docker needs to be stopped before deleting it")
+                raise MustBeStopped()
             await self.docker.containers.remove(container.id, volumes=delete_volume)
-            if self.mirror is not None:
-                self.mirror.forget(container.id)
-            for hook in self.delete_hooks:
-                await hook(container.id)
+            await self._removed(container.id)
             return await self._run_hook("delete", container)
 
     # -- limits -------------------------------------------------------------------------------
@@ -471,30 +451,30 @@ class Hosting:
     async def start(self, ref: str) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
-                raise WrongState("Already running")
+                raise AlreadyRunning()
             try:
                 started = await self.docker.containers.start(container.id)
             except (docker_api.BadParameter, docker_api.ServerError) as exc:
                 raise ActionFailed(f"the engine could not start it: {exc.message}") from exc
             await self._changed(container.id)
             if not started:
-                raise WrongState("Already running")
+                raise AlreadyRunning()
             return await self._run_hook("start", container)
 
     async def stop(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
-                raise WrongState("Already stopped")
+                raise AlreadyStopped()
             stopped = await self.docker.containers.stop(container.id, t=grace_s)
             await self._changed(container.id)
             if not stopped:
-                raise WrongState("Already stopped")
+                raise AlreadyStopped()
             return await self._run_hook("stop", container)
 
     async def restart(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
-                raise WrongState("Not running")
+                raise NotRunning()
             await self.docker.containers.restart(container.id, t=grace_s)
             await self._changed(container.id)
             return await self._run_hook("start", container, event="restart")
@@ -504,7 +484,7 @@ def _quota(cpus: float, period_us: int) -> int:
     quota = round(cpus * period_us)
     if quota < MIN_CPU_QUOTA_US:
         smallest = MIN_CPU_QUOTA_US / period_us
-        raise BadRequest(f"cpulimit must be at least {smallest:g} for this container")
+        raise InvalidRequest(f"cpulimit must be at least {smallest:g} for this container")
     return quota
 
 

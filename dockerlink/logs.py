@@ -9,6 +9,7 @@ or URL-encoded, wherever a client put them: a query string, a path, an ``X-Reque
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import sys
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import orjson
+
+from docker_api import exception_chain
 
 __all__ = [
     "REDACTED",
@@ -125,13 +128,9 @@ def configure_logging(level: str, log_format: str, secrets: Iterable[str] = ()) 
 def describe_causes(exc: BaseException) -> str:
     """The chain of causes below ``exc``: ``ConnectError: ... <- ConnectionRefusedError: ...``."""
     parts: list[str] = []
-    seen = {id(exc)}
-    current = exc.__cause__ or exc.__context__
-    while current is not None and id(current) not in seen and len(parts) < 5:
-        seen.add(id(current))
-        text = " ".join(str(current).split())
-        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
-        current = current.__cause__ or current.__context__
+    for cause in itertools.islice(exception_chain(exc), 1, 6):
+        text = " ".join(str(cause).split())
+        parts.append(f"{type(cause).__name__}: {text}" if text else type(cause).__name__)
     return " <- ".join(parts)
 
 

@@ -1,14 +1,16 @@
 """ContainerMirror: an in-memory view of every container, kept current by the engine's events.
 
-It is filled by one list plus an inspect per container, then follows the event stream: each event
-that can change a container's state re-inspects that one container, and ``destroy`` drops it.
-When the stream breaks (engine restart, socket gone) the mirror is marked stale and, once the
-engine answers again, re-read in full: the engine replays only its last 256 events and none from
-before its own restart, so a gap is never patched from events alone. A periodic reconcile re-reads
+It is filled by one list plus an inspect per container, then follows the event stream
+(``docker.events.watch``, which reconnects by itself): each event that can change a container's
+state re-inspects that one container, and ``destroy`` drops it. When the stream breaks (engine
+restart, socket gone) the mirror is marked stale at once and, once the engine answers again,
+re-read in full: the engine replays only its last 256 events and none from before its own
+restart, so a gap is never patched from events alone. A periodic reconcile re-reads
 everything as a safety net against anything missed.
 
 Readers use it only while it is ``fresh``; otherwise they ask the engine (which answers, or fails
-with a 503 as every route must when the engine is down).
+with a 503 as every route must when the engine is down). :meth:`ContainerMirror.every_container`
+does both for "every container, fresh": the listing, ``/metrics`` and the sampler use it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import docker_api
 from docker_api import DockerClient
 
-__all__ = ["ContainerMirror", "inspect_many"]
+__all__ = ["ContainerMirror", "InspectFailed", "inspect_many"]
 
 log = logging.getLogger("dockerlink.mirror")
 
@@ -43,6 +45,9 @@ STATE_EVENTS = (
     "health_status",
 )
 INSPECT_CONCURRENCY = 16
+
+#: Told of a container that could not be inspected (its id, the error): it is then left out.
+InspectFailed = Callable[[str, Exception], None]
 
 
 class ContainerMirror:
@@ -84,11 +89,46 @@ class ContainerMirror:
     def all(self) -> list[dict[str, Any]]:
         return list(self._by_id.values())
 
+    async def every_container(
+        self,
+        *,
+        timeout: float | None = None,
+        concurrency: int = INSPECT_CONCURRENCY,
+        on_failure: InspectFailed | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every container's inspect: the mirror's while it is fresh, else listed and inspected
+        now (``concurrency`` at a time, each call with ``timeout``).
+
+        A container removed between the list and its inspect is left out. Any other failure to
+        inspect one fails the whole call (a partial answer would pass for a complete one), unless
+        ``on_failure`` is given: it is then told, and that container is left out.
+        """
+        if self.fresh:
+            return self.all()
+        return await self._read_all(timeout=timeout, concurrency=concurrency, on_failure=on_failure)
+
+    async def _read_all(
+        self,
+        *,
+        timeout: float | None = None,
+        concurrency: int = INSPECT_CONCURRENCY,
+        on_failure: InspectFailed | None = None,
+    ) -> list[dict[str, Any]]:
+        summaries = await self._docker.containers.list(all=True, timeout=timeout)
+        ids = [str(summary["Id"]) for summary in summaries if summary.get("Id")]
+        infos = await inspect_many(
+            self._docker, ids, timeout=timeout, concurrency=concurrency, on_failure=on_failure
+        )
+        return [info for info in infos if info is not None]
+
     async def wait_fresh(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the first full read; True when fresh."""
         if not self._fresh:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the cancelled caller would run on.
             try:
-                await asyncio.wait_for(self._resynced.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._resynced.wait()
             except TimeoutError:
                 return False
         return self._fresh
@@ -122,40 +162,48 @@ class ContainerMirror:
     # -- the lifecycle task ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the engine forever (cancel to stop): re-read, then apply events as they come."""
-        reconcile = asyncio.ensure_future(self._reconcile_forever())
+        """Follow the engine forever (cancel to stop): re-read, then apply events as they come.
+
+        Run :meth:`reconcile_forever` beside it as the safety net.
+        """
         try:
             while True:
                 try:
                     await self._follow()
-                    log.warning("engine event stream ended; re-reading containers")
-                except docker_api.DockerError as exc:
-                    if self._fresh or self.resyncs == 0:
-                        log.warning("container mirror stale: %s", exc.message)
-                self._fresh = False
+                except docker_api.DockerError as exc:  # a re-read failed: start again
+                    self._stale(exc.message)
                 await asyncio.sleep(self._retry_delay_s)
         finally:
             self._fresh = False
-            reconcile.cancel()
+
+    def _stale(self, reason: str) -> None:
+        if self._fresh or self.resyncs == 0:
+            log.warning("container mirror stale: %s", reason)
+        self._fresh = self._following = False
 
     async def _follow(self) -> None:
         # Events since just before the re-read are replayed, so nothing falls in between;
         # applying one twice is harmless (it re-inspects).
         since = f"{time.time() - 1.0:.3f}"
-        events = self._docker.events.stream(  # an async generator: closed in the finally
-            filters={"type": ["container"], "event": list(STATE_EVENTS)}, since=since
+        events = self._docker.events.watch(  # an async generator: closed in the finally
+            filters={"type": ["container"], "event": list(STATE_EVENTS)},
+            since=since,
+            retry_delay_s=self._retry_delay_s,
+            on_break=self._stale,
         )
         first = asyncio.ensure_future(anext(events))  # opens the stream before the re-read
         try:
             await self.resync()
             self._fresh = self._following = True
-            try:
-                event: dict[str, Any] | None = await first
-            except StopAsyncIteration:
-                return
-            while event is not None:
-                await self._apply(event)
-                event = await anext(events, None)
+            item = await first
+            while True:
+                if isinstance(item, docker_api.Reconnected):
+                    log.info("engine event stream back; re-reading containers")
+                    await self.resync()
+                    self._fresh = self._following = True
+                else:
+                    await self._apply(item)
+                item = await anext(events)
         finally:
             self._following = False
             first.cancel()
@@ -176,17 +224,16 @@ class ContainerMirror:
 
     async def resync(self) -> None:
         """Re-read every container from the engine and replace the whole view."""
-        summaries = await self._docker.containers.list(all=True)
-        infos = await inspect_many(self._docker, [s["Id"] for s in summaries])
+        infos = await self._read_all()
         self._by_id = {}
         self._id_by_name = {}
         for info in infos:
-            if info is not None:  # removed between the list and the inspect
-                self._store(info)
+            self._store(info)
         self.resyncs += 1
         self._resynced.set()
 
-    async def _reconcile_forever(self) -> None:
+    async def reconcile_forever(self) -> None:
+        """Re-read everything every ``reconcile_interval_s`` while following (cancel to stop)."""
         while True:
             await asyncio.sleep(self._reconcile_interval_s)
             if not self._following:
@@ -200,18 +247,32 @@ class ContainerMirror:
                 self._fresh = self._following
 
 
-async def inspect_many(docker: DockerClient, refs: Iterable[str]) -> list[dict[str, Any] | None]:
-    """Inspect several containers at once (bounded); None for one the engine does not know.
+async def inspect_many(
+    docker: DockerClient,
+    refs: Iterable[str],
+    *,
+    timeout: float | None = None,
+    concurrency: int = INSPECT_CONCURRENCY,
+    on_failure: InspectFailed | None = None,
+) -> list[dict[str, Any] | None]:
+    """Inspect several containers at once (``concurrency`` at a time); None for one the engine
+    does not know.
 
-    Any other engine error fails the whole call: a partial answer would pass for a complete one.
+    Any other failure fails the whole call (a partial answer would pass for a complete one),
+    unless ``on_failure`` is given: it is then told, and the container's answer is None.
     """
-    semaphore = asyncio.Semaphore(INSPECT_CONCURRENCY)
+    semaphore = asyncio.Semaphore(concurrency)
 
     async def inspect(ref: str) -> dict[str, Any] | None:
         async with semaphore:
             try:
-                return await docker.containers.inspect(ref)
+                return await docker.containers.inspect(ref, timeout=timeout)
             except docker_api.NotFound:
+                return None
+            except Exception as exc:
+                if on_failure is None:
+                    raise
+                on_failure(ref, exc)
                 return None
 
     tasks = [asyncio.ensure_future(inspect(ref)) for ref in refs]

@@ -22,6 +22,12 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _json_body(properties: dict[str, Any], **rules: Any) -> dict[str, Any]:
+    """A required JSON-object request body with exactly ``properties`` (plus schema ``rules``)."""
+    schema = {"type": "object", **rules, "additionalProperties": False, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 _COMMON_ERRORS = {
     "400": _error("a parameter or the body is invalid; the message names it"),
     "401": _error("missing or wrong bearer token"),
@@ -179,41 +185,25 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "put": {
                     "summary": "create a hosting container (not started)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["name", "host_port_root", "memory", "cpulimit"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "name": {
-                                            "type": "string",
-                                            "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
-                                            "maxLength": 128,
-                                        },
-                                        "host_port_root": {
-                                            "type": "integer",
-                                            "minimum": 1,
-                                            "maximum": 65535,
-                                        },
-                                        **_LIMITS,
-                                        "ports": {
-                                            "type": "array",
-                                            "items": {
-                                                "type": "string",
-                                                "pattern": "^[0-9]{1,5}/(tcp|udp)$",
-                                            },
-                                        },
-                                        "image": {"type": "string"},
-                                        "commands": {"type": "array", "items": {"type": "string"}},
-                                        "restart": _RESTART,
-                                    },
-                                }
-                            }
+                    "requestBody": _json_body(
+                        {
+                            "name": {
+                                "type": "string",
+                                "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
+                                "maxLength": 128,
+                            },
+                            "host_port_root": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            **_LIMITS,
+                            "ports": {
+                                "type": "array",
+                                "items": {"type": "string", "pattern": "^[0-9]{1,5}/(tcp|udp)$"},
+                            },
+                            "image": {"type": "string"},
+                            "commands": {"type": "array", "items": {"type": "string"}},
+                            "restart": _RESTART,
                         },
-                    },
+                        required=["name", "host_port_root", "memory", "cpulimit"],
+                    ),
                     "responses": {
                         "200": _json(
                             {
@@ -233,19 +223,7 @@ def openapi_document() -> dict[str, Any]:
                 "patch": {
                     "summary": "change the memory and CPU limits (live) and the restart policy",
                     "parameters": [_ID],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "minProperties": 1,
-                                    "properties": {**_LIMITS, "restart": _RESTART},
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": _json_body({**_LIMITS, "restart": _RESTART}, minProperties=1),
                     "responses": {
                         "200": _json(
                             {

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest
+from .units import GIB
 
 __all__ = [
-    "GIB",
     "MIN_MEMORY_BYTES",
     "RESTART_POLICIES",
     "CreateRequest",
@@ -32,7 +32,6 @@ __all__ = [
     "parse_stop_grace",
 ]
 
-GIB = 1 << 30
 MIN_MEMORY_BYTES = 6 << 20
 MAX_MEMORY_BYTES = (1 << 63) - 1
 MAX_COMMANDS_BYTES = 64 * 1024

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
 from docker_api import TLSConfig
+from docker_api.address import is_tcp, split_tcp, unix_socket_path
 
 __all__ = ["Settings", "SettingsError", "is_loopback", "load_settings"]
 
@@ -83,10 +83,6 @@ class Settings:
     def hosts(self) -> tuple[str, ...]:
         """The listen addresses (or names) in ``host``, without IPv6 brackets."""
         return tuple(_listen_address(part) for part in self.host.split(",") if part.strip())
-
-    @property
-    def auth_enabled(self) -> bool:
-        return self.api_token is not None
 
 
 def _text(name: str, raw: str) -> str:
@@ -154,11 +150,10 @@ def _boolean(name: str, raw: str) -> bool:
 
 
 def _socket(name: str, raw: str) -> str:
-    path = raw.strip()
-    if path.startswith("tcp://"):
-        return _tcp_address(name, path)
-    if path.startswith("unix://"):
-        path = path[len("unix://") :]
+    address = raw.strip()
+    if is_tcp(address):
+        return _tcp_address(name, address)
+    path = unix_socket_path(address)
     if not path.startswith("/"):
         raise SettingsError(
             name, f"{raw!r} is neither an absolute unix socket path nor tcp://host:port"
@@ -168,14 +163,12 @@ def _socket(name: str, raw: str) -> str:
 
 def _tcp_address(name: str, raw: str) -> str:
     """``tcp://host:port`` with a port, kept as written (IPv6 hosts in brackets)."""
-    parts = urlsplit(raw)
     try:
-        port = parts.port
+        host, port = split_tcp(raw)
     except ValueError:
         port = None
-    if not parts.hostname or port is None or parts.path not in {"", "/"} or parts.query:
+    if port is None:
         raise SettingsError(name, f"{raw!r} is not tcp://host:port")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"tcp://{host}:{port}"
 
 
@@ -367,7 +360,7 @@ def check(settings: Settings) -> None:
 
 def _check_engine_transport(settings: Settings) -> None:
     """TCP needs client certificates, unless plain text is explicitly allowed."""
-    tcp = settings.docker_sock.startswith("tcp://")
+    tcp = is_tcp(settings.docker_sock)
     if not tcp and settings.docker_cert_path is not None:
         raise SettingsError(
             "docker_cert_path", "applies to a tcp:// docker_sock only, not to a unix socket"

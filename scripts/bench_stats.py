@@ -48,9 +48,10 @@ from sanic import Sanic
 
 from dockerlink.app import create_app
 from dockerlink.settings import Settings
-from dockerlink.stats.metrics import net_delta
-from dockerlink.stats.series import GIB, KIB_PER_GIB, Sample, aggregate, render_json
+from dockerlink.stats.resources import net_delta
+from dockerlink.stats.series import Sample, aggregate, render_json
 from dockerlink.stats.store import HistoryStore, tier_for_scale
+from dockerlink.units import GIB, KIB_PER_GIB
 
 CONTAINER = "be" * 32
 DAY_S = 86400

@@ -196,19 +196,23 @@ async def free_port_root(docker: DockerClient, span: int = 5000) -> int:
     raise AssertionError("no free port block on the test engine")
 
 
+async def create_body(docker: DockerClient, name: str, **fields: Any) -> dict[str, Any]:
+    """A ``PUT /v1/container`` body: a free port block, 0.25 GiB, half a CPU, and ``fields``."""
+    return {
+        "name": name,
+        "host_port_root": await free_port_root(docker, 5000),
+        "memory": 0.25,
+        "cpulimit": 0.5,
+        **fields,
+    }
+
+
 async def create_container(
     client: httpx.AsyncClient, docker: DockerClient, cleanup: list[str], name: str, **fields: Any
 ) -> str:
     """``PUT /v1/container`` with a free port block; returns the full id (removed after)."""
     for _attempt in range(5):
-        body = {
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-            **fields,
-        }
-        response = await client.put("/v1/container", json=body)
+        response = await client.put("/v1/container", json=await create_body(docker, name, **fields))
         if response.status_code == 409 and "overlap" in response.text:
             continue  # another test took the block meanwhile
         assert response.status_code == 200, response.text

@@ -5,13 +5,11 @@ from __future__ import annotations
 from sanic import HTTPResponse, Request
 from sanic.request import RequestParameters
 
-from docker_api import DockerClient
-
 from ..context import context_of
 from ..hooks import HOOK_ERROR_HEADER, HookFailure
 from ..hosting import Hosting
 
-__all__ = ["docker_of", "hosting_of", "query", "with_hook_report"]
+__all__ = ["hosting_of", "query", "with_hook_report"]
 
 
 def query(request: Request) -> RequestParameters:
@@ -20,15 +18,7 @@ def query(request: Request) -> RequestParameters:
 
 
 def hosting_of(request: Request) -> Hosting:
-    hosting = context_of(request).hosting
-    assert hosting is not None, "the app has not started"
-    return hosting
-
-
-def docker_of(request: Request) -> DockerClient:
-    docker = context_of(request).docker
-    assert docker is not None, "the app has not started"
-    return docker
+    return context_of(request).hosting
 
 
 def with_hook_report(response: HTTPResponse, failure: HookFailure | None) -> HTTPResponse:

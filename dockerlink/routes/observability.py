@@ -11,8 +11,7 @@ from importlib import resources
 from sanic import Blueprint, HTTPResponse, Request
 
 from ..context import context_of
-from ..metrics import CONTENT_TYPE, render_metrics
-from ._common import docker_of
+from ..prometheus import CONTENT_TYPE, render_metrics
 
 bp = Blueprint("observability", strict_slashes=False)
 
@@ -22,10 +21,8 @@ _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
     ctx = context_of(request)
-    assert ctx.history is not None, "the app has not started"
-    assert ctx.sampler is not None, "the app has not started"
     text = await render_metrics(
-        docker=docker_of(request),
+        docker=ctx.docker,
         mirror=ctx.mirror,
         history=ctx.history,
         sampler=ctx.sampler,

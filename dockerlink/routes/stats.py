@@ -6,11 +6,10 @@ import re
 
 from sanic import Blueprint, HTTPResponse, Request
 
-from ..context import AppContext, context_of
-from ..errors import NotFound
+from ..context import context_of
+from ..domain_errors import NoSuchContainer
 from ..requests import parse_container_ref, parse_scale, parse_since
-from ..stats import HistoryStore, Sampler
-from ._common import hosting_of, query
+from ._common import query
 
 bp = Blueprint("stats", url_prefix="/container", version=1, strict_slashes=False)
 
@@ -35,12 +34,12 @@ async def _history(request: Request, ref: str, *, since: float, scale: str) -> b
     unique prefix) until that expires, then 404.
     """
     ctx = context_of(request)
-    history, sampler = _stats_of(ctx)
+    history, sampler = ctx.history, ctx.sampler
     if _FULL_ID.fullmatch(ref) and history.has_recent(ref, scale):
         return history.query_json(ref, scale=scale, since=since) or b"{}"
     try:
-        info = await hosting_of(request).inspect(ref)
-    except NotFound:
+        info = await ctx.hosting.inspect(ref)
+    except NoSuchContainer:
         stored = ref if ref in history else history.resolve_prefix(ref)
         if stored is None:
             raise
@@ -49,9 +48,3 @@ async def _history(request: Request, ref: str, *, since: float, scale: str) -> b
     if not history.has_recent(container_id, scale):
         await sampler.sample(info)
     return history.query_json(container_id, scale=scale, since=since) or b"{}"
-
-
-def _stats_of(ctx: AppContext) -> tuple[HistoryStore, Sampler]:
-    assert ctx.history is not None, "the app has not started"
-    assert ctx.sampler is not None, "the app has not started"
-    return ctx.history, ctx.sampler

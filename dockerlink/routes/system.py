@@ -28,7 +28,6 @@ async def env(request: Request) -> HTTPResponse:
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
     probe = context_of(request).probe
-    assert probe is not None, "the app has not started"
     try:
         version = await probe.version()
     except docker_api.DockerError as exc:

@@ -1,6 +1,6 @@
 """Stats history: the sampler task, the maths of each figure, and the on-disk history store.
 
-- :mod:`.metrics`: pure functions, the figures ``docker stats`` shows;
+- :mod:`.resources`: pure functions, the figures ``docker stats`` shows;
 - :mod:`.series`: a sample, compact in-memory series, bucket points, the route's JSON;
 - :mod:`.codec` and :mod:`.store`: the JSON-lines files (format and retention in ``store``);
 - :mod:`.sampler`: the one background task that samples every container.

@@ -52,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .metrics import memory_used_bytes
+from .resources import memory_used_bytes
 
 __all__ = [
     "CGROUP_ROOT",

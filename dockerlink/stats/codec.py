@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .metrics import net_delta
+from .resources import net_delta
 from .series import Sample
 
 __all__ = ["KEYFRAME_EVERY", "LineDecoder", "LineEncoder", "decode_lines"]

@@ -11,7 +11,7 @@ one is scheduled, so ticks never overlap; a tick that overruns the interval is f
 next one at once. A failing engine or a bad container is logged and skipped; the loop only ends
 when cancelled. Once a minute it also runs the store's retention (:meth:`HistoryStore.maintain`).
 
-How the figures are made (see :mod:`.metrics` for the formulas):
+How the figures are made (see :mod:`.resources` for the formulas):
 
 - CPU percent: the change in the container's CPU time over the change in the read time (the
   engine's, or the clock's for cgroup files) between this sample and this process's previous one
@@ -32,20 +32,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker_api
 from docker_api import DockerClient
 
-from .metrics import KIB, cpu_limit_centi, cpu_percent, engine_time_ns, net_delta, round_kib
+from ..mirror import ContainerMirror
+from ..units import KIB, engine_time_ns
+from .resources import cpu_limit_centi, cpu_percent, net_delta, round_kib
 from .series import Sample
 from .sources import CgroupSource, Reading, reading_from_stats, source_summary
 from .store import HistoryStore
-
-if TYPE_CHECKING:
-    from ..mirror import ContainerMirror
 
 __all__ = [
     "LATE_TICK_S",
@@ -54,14 +53,11 @@ __all__ = [
     "Sampler",
     "Usage",
     "call_timeout_for",
+    "concurrency_for",
 ]
 
 log = logging.getLogger("dockerlink.stats")
 
-#: Containers sampled at once. A one-shot stats call waits for the engine's collector (about 1 s
-#: here) and 50 of them at once took 1.25 s, so 200 containers take about 5 s; the engine client
-#: keeps 64 connections, which leaves room for API requests.
-SAMPLE_CONCURRENCY = 48
 MAINTAIN_EVERY_S = 60.0
 #: No engine call of the sampler waits less than this (a one-shot stats call takes ~1 s).
 MIN_CALL_TIMEOUT_S = 5.0
@@ -70,6 +66,20 @@ MIN_CALL_TIMEOUT_S = 5.0
 MIRROR_WAIT_S = 10.0
 #: A tick that starts more than this after it was due is late (``Sampler.late_ticks``).
 LATE_TICK_S = 1.0
+
+
+def concurrency_for(max_connections: int) -> int:
+    """Containers sampled at once over a client of ``max_connections``: three quarters of them.
+
+    A one-shot stats call holds a connection while the engine's collector waits (about 1 s here);
+    48 at once over 64 connections sample 200 containers in about 5 s and leave a quarter of the
+    connections to API requests.
+    """
+    return max(1, max_connections * 3 // 4)
+
+
+#: Containers sampled at once by default: what a client of 64 connections allows.
+SAMPLE_CONCURRENCY = concurrency_for(64)
 
 
 def call_timeout_for(interval_s: float, docker_timeout_s: float) -> float:
@@ -117,6 +127,7 @@ class Sampler:
         cgroups: CgroupSource | None = None,
         api_fallback: bool = True,
         no_cgroups_reason: str = "stats_source=api",
+        tick_hooks: Iterable[Callable[[float], None]] = (),
     ) -> None:
         """``mirror``: where containers are taken from while it is fresh. ``cgroups``: read
         figures there first (``no_cgroups_reason``: why there is no such source, for the log).
@@ -124,7 +135,10 @@ class Sampler:
         cannot be read is then logged and not sampled."""
         self.docker = docker
         self.store = store
-        self.mirror = mirror
+        #: Where containers are read from. Without a mirror, one that never follows the engine
+        #: (so it lists and inspects every time), and the first tick does not wait for it.
+        self.mirror = mirror if mirror is not None else ContainerMirror(docker)
+        self._wait_for_mirror = mirror is not None
         self.cgroups = cgroups
         self.api_fallback = api_fallback
         self.no_cgroups_reason = no_cgroups_reason
@@ -148,7 +162,7 @@ class Sampler:
         #: Ticks that could not list the containers, plus containers that could not be sampled.
         self.errors = 0
         #: Called with each tick's duration in seconds, whether it succeeded or not.
-        self.tick_hooks: list[Callable[[float], None]] = []
+        self.tick_hooks = list(tick_hooks)
         #: Lateness against the schedule (a tick is due ``interval_s`` after the previous one
         #: started, or at once when that one overran): ticks that started more than LATE_TICK_S
         #: late (a busy event loop, or a tick longer than the interval), and the worst seen.
@@ -167,7 +181,7 @@ class Sampler:
         loop = asyncio.get_running_loop()
         next_maintain = loop.time() + self.maintain_every_s
         log.info("stats sampler: every %g s, %s", self.interval_s, self.describe_source())
-        if self.mirror is not None:
+        if self._wait_for_mirror:
             await self.mirror.wait_fresh(MIRROR_WAIT_S)
         due = loop.time()
         while True:
@@ -221,9 +235,13 @@ class Sampler:
 
     async def tick(self) -> int:
         """Sample every container once; returns how many samples were recorded."""
-        infos = self._mirrored()
-        if infos is None:
-            infos = await self._inspect_all()
+        infos: list[Mapping[str, Any]] = list(
+            await self.mirror.every_container(
+                timeout=self.call_timeout_s,
+                concurrency=self.concurrency,
+                on_failure=self._log_failure,
+            )
+        )
         ids = [str(info["Id"]) for info in infos]
         readings: dict[str, Reading] = {}
         running = [info for info in infos if (info.get("State") or {}).get("Running")]
@@ -268,31 +286,6 @@ class Sampler:
             )
             log.info("%s", summary)
         self._unreadable = unreadable
-
-    def _mirrored(self) -> list[Mapping[str, Any]] | None:
-        """Every container as the mirror has it, or None when the mirror is not fresh."""
-        if self.mirror is None or not self.mirror.fresh:
-            return None
-        return list(self.mirror.all())
-
-    async def _inspect_all(self) -> list[Mapping[str, Any]]:
-        """List and inspect every container (``concurrency`` at a time); one that cannot be
-        inspected is logged and left out."""
-        summaries = await self.docker.containers.list(all=True, timeout=self.call_timeout_s)
-        ids = [str(summary["Id"]) for summary in summaries if summary.get("Id")]
-        semaphore = asyncio.Semaphore(self.concurrency)
-
-        async def inspect(container_id: str) -> dict[str, Any] | None:
-            async with semaphore:
-                try:
-                    return await self.docker.containers.inspect(
-                        container_id, timeout=self.call_timeout_s
-                    )
-                except Exception as exc:
-                    self._log_failure(container_id, exc)
-                    return None
-
-        return [info for info in await asyncio.gather(*map(inspect, ids)) if info is not None]
 
     async def _sample_logged(
         self, info: Mapping[str, Any], reading: Reading | None, try_cgroups: bool

@@ -13,10 +13,10 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from ..units import GIB, KIB_PER_GIB
+
 __all__ = ["FIELDS", "Bucket", "Sample", "Series", "join_entries", "render_entries", "render_json"]
 
-GIB = 1 << 30
-KIB_PER_GIB = 1 << 20
 
 
 class Sample(NamedTuple):
@@ -82,9 +82,6 @@ class Series:
 
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, ...]]:
         return zip(*(column[start:stop] for column in self.columns), strict=True)
-
-    def samples(self, start: int = 0, stop: int | None = None) -> list[Sample]:
-        return [Sample(*row) for row in self.rows(start, stop)]
 
     def drop_until(self, t: float) -> int:
         """Forget every sample with a timestamp <= ``t``; returns how many."""

@@ -15,6 +15,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from docker_api.address import is_tcp
+
+from ..units import engine_time_ns
 from .cgroups import (
     CGROUP_ROOT,
     PROC_ROOT,
@@ -24,7 +27,7 @@ from .cgroups import (
     find_cgroup,
     read_figures,
 )
-from .metrics import engine_time_ns, memory_used_bytes, network_totals
+from .resources import memory_used_bytes, network_totals
 
 __all__ = [
     "CgroupSource",
@@ -46,7 +49,7 @@ def cgroup_source_choice(
     """
     if stats_source == "api":
         return None, "stats_source=api"
-    if stats_source == "auto" and docker_sock.startswith("tcp://"):
+    if stats_source == "auto" and is_tcp(docker_sock):
         return None, "the engine is reached over tcp://, its containers' files are not here"
     source = CgroupSource.detect(root, proc_root)
     return source, "" if source is not None else f"no cgroup hierarchy at {root}"

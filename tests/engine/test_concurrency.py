@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -87,7 +87,7 @@ async def test_actions_on_one_container_wait_for_each_other_but_not_for_others(
         assert (await api.post("/v1/container/start", params={"id": ref})).status_code == 204
     finished: list[str] = []
 
-    async def run(label: str, request: Any) -> httpx.Response:
+    async def run(label: str, request: Awaitable[httpx.Response]) -> httpx.Response:
         response = await request
         finished.append(label)
         return response

@@ -13,11 +13,12 @@ import os
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright
 
 from docker_api import DockerClient
 from dockerlink.settings import Settings
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 #: Each chart of every card: its kind, how many points it has, and each drawn path.
 CHARTS_JS = """cards => cards.map(card => ({
   id: card.dataset.id,
@@ -152,7 +153,7 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
             return len(response.json()) >= history
 
         for container_id in ids:
-            await wait_for(lambda c=container_id: sampled(c), timeout=30 + history, interval=0.5)
+            await wait_for(partial(sampled, container_id), timeout=30 + history, interval=0.5)
 
         page = await browser.new_page(viewport=VIEWPORT)
         problems: list[str] = []
@@ -219,7 +220,7 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
         # It refreshes itself: new samples appear without a click.
         async def points_of_web() -> int:
             card = next(card for card in await charts_of(page) if card["id"] == web)
-            return max(chart["points"] for chart in card["charts"])
+            return max(int(chart["points"]) for chart in card["charts"])
 
         before = await points_of_web()
         await page.select_option("#refresh", "2")

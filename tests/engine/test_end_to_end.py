@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,59 +13,35 @@ import pytest
 from docker_api import DockerClient, NotFound
 
 from ..conftest import TEST_IMAGE, TEST_TOKEN, free_port, free_port_root, wait_for
-
-
-def dockerlink_command() -> list[str]:
-    installed = Path(sys.executable).with_name("dockerlink")
-    if installed.exists():
-        return [str(installed)]
-    found = shutil.which("dockerlink")
-    assert found, "the dockerlink command is not installed (pip install -e .)"
-    return [found]
+from ..dockerlink_process import DockerlinkProcess, dockerlink_command
 
 
 @pytest.fixture
-def dockerlink_process(
-    engine_sock: str, tmp_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DOCKERLINK_DOCKER_SOCK": f"unix://{engine_sock}",
-        "DOCKERLINK_PORT": str(port),
-        "DOCKERLINK_API_TOKEN": TEST_TOKEN,
-        "DOCKERLINK_BASE_IMAGE": TEST_IMAGE,
-        "DOCKERLINK_DATA_DIR": str(tmp_path / "data"),
-        "DOCKERLINK_STOP_TIMEOUT": "1",
-    }
-    log = (tmp_path / "dockerlink.log").open("wb")
-    process = subprocess.Popen(
-        [*dockerlink_command(), "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+def dockerlink_process(engine_sock: str, tmp_path: Path) -> Iterator[DockerlinkProcess]:
+    daemon = DockerlinkProcess(
+        tmp_path,
+        {
+            "docker_sock": f"unix://{engine_sock}",
+            "api_token": TEST_TOKEN,
+            "base_image": TEST_IMAGE,
+            "data_dir": str(tmp_path / "data"),
+            "stop_timeout": "1",
+        },
     )
+    daemon.start()
     try:
-        yield f"http://127.0.0.1:{port}", process
+        yield daemon
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
+        daemon.stop()
 
 
 async def test_a_panel_session_against_the_installed_command(
-    dockerlink_process: tuple[str, subprocess.Popen[bytes]],
+    dockerlink_process: DockerlinkProcess,
     docker: DockerClient,
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    base_url, process = dockerlink_process
+    base_url = dockerlink_process.url
     auth = {"Authorization": f"Bearer {TEST_TOKEN}"}
     async with httpx.AsyncClient(base_url=base_url + "/v1", timeout=30) as panel:
 
@@ -76,7 +49,7 @@ async def test_a_panel_session_against_the_installed_command(
             try:
                 response = await panel.get(base_url + "/health")
             except httpx.TransportError:
-                assert process.poll() is None, "dockerlink exited during start-up"
+                assert dockerlink_process.running(), "dockerlink exited during start-up"
                 return False
             return response.status_code == 200 and response.json()["status"] == "ok"
 
@@ -121,15 +94,14 @@ async def test_a_panel_session_against_the_installed_command(
         with pytest.raises(NotFound):
             await docker.containers.inspect(container_id)
 
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=15) == 0
+    assert dockerlink_process.stop() == 0  # SIGTERM: a clean exit
 
 
 def test_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKERLINK_")}
     env.update({"DOCKERLINK_HOST": "0.0.0.0", "DOCKERLINK_PORT": str(free_port())})
     result = subprocess.run(
-        [*dockerlink_command(), "serve"], env=env, cwd=tmp_path, capture_output=True, timeout=30
+        dockerlink_command(), env=env, cwd=tmp_path, capture_output=True, timeout=30
     )
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()

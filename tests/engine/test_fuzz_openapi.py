@@ -243,8 +243,8 @@ def test_an_ambiguous_id_prefix_is_a_bad_request(fuzz_target: FuzzTarget) -> Non
             ("GET", "/v1/container/stats"),
             ("GET", "/v1/git/head"),
         ]:
-            body = {"memory": 0.5} if method == "PATCH" else None
-            response = api.request(method, path, params={"id": prefix}, json=body)
+            limits = {"memory": 0.5} if method == "PATCH" else None
+            response = api.request(method, path, params={"id": prefix}, json=limits)
             assert response.status_code == 400, (method, path, response.text)
             assert response.text.lower() == f"multiple ids found with provided prefix: {prefix}\n"
     finally:

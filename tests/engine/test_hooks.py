@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from docker_api import DockerClient, NotFound
+from dockerlink.settings import Settings
 
-from ..conftest import free_port_root, serve
+from ..conftest import create_body, serve
 
 HOOK = """#!/bin/sh
 # Records what it was told, then fails if a fail-<event> file says so (exit code, message).
@@ -49,7 +50,7 @@ class Hooked:
 
 @pytest.fixture
 async def hooked(
-    engine_settings: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Hooked]:
     folder = tmp_path / "hooks"
     folder.mkdir()
@@ -59,7 +60,7 @@ async def hooked(
     monkeypatch.setenv("HOOK_DIR", str(folder))  # a hook's own setting, from the environment
     monkeypatch.setenv("DOCKERLINK_API_TOKEN", "never-shown-to-hooks-0123456789")
     settings = replace(
-        engine_settings,  # type: ignore[type-var]
+        engine_settings,
         hook_on_create=hook,
         hook_on_delete=hook,
         hook_on_start=hook,
@@ -75,16 +76,8 @@ async def create(
     hooked: Hooked, docker: DockerClient, name: str, cleanup: list[str]
 ) -> httpx.Response:
     cleanup.append(name)
-    return await hooked.api.put(
-        "/v1/container",
-        json={
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-            "ports": ["3000/tcp", "53/udp"],
-        },
-    )
+    body = await create_body(docker, name, ports=["3000/tcp", "53/udp"])
+    return await hooked.api.put("/v1/container", json=body)
 
 
 async def gone(docker: DockerClient, ref: str) -> bool:

@@ -21,7 +21,7 @@ import pytest
 from docker_api import DockerClient
 from dockerlink.settings import Settings
 
-from ..conftest import TEST_TOKEN, free_port_root, serve
+from ..conftest import TEST_TOKEN, create_container, serve
 
 GOOD_CREATE = {
     "name": "dltest-hostile-ok",
@@ -43,7 +43,7 @@ _DROP = object()
 def bad_create_bodies() -> list[tuple[str, bytes]]:
     cases: list[tuple[str, bytes]] = []
     for field in ("name", "host_port_root", "memory", "cpulimit"):
-        wrong_values = (
+        wrong_values: list[object] = (
             [None, True, [], {}, 7] if field == "name" else [None, True, "1", [], {}, -1, 0]
         )
         for value in wrong_values:
@@ -251,17 +251,7 @@ async def target(
     unique_name: Callable[[str], str],
 ) -> str:
     name = unique_name("hostile")
-    response = await api.put(
-        "/v1/container",
-        json={
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-        },
-    )
-    assert response.status_code == 200, response.text
-    cleanup.append(response.json()["Id"])
+    await create_container(api, docker, cleanup, name)
     assert (await api.post("/v1/container/start", params={"id": name})).status_code == 204
     setup = await docker.execs.run(
         name,
@@ -288,7 +278,8 @@ async def test_bad_requests_answer_4xx_and_change_nothing(
     for label, method, path, query, body in table:
         if isinstance(query, dict):
             query = {k: (target if v == NAME_PLACEHOLDER else v) for k, v in query.items()}
-        response = await api.request(method, path, params=query, content=body)
+        params = query if isinstance(query, dict) else tuple(query)  # pairs, in order
+        response = await api.request(method, path, params=params, content=body)
         text = response.text
         ok = (
             400 <= response.status_code < 500

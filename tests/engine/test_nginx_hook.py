@@ -22,7 +22,7 @@ import pytest
 from docker_api import DockerClient
 from dockerlink.settings import Settings
 
-from ..conftest import REPO, engine_required, free_port, free_port_root, serve, wait_for
+from ..conftest import REPO, create_body, engine_required, free_port, serve, wait_for
 
 HOOK = REPO / "scripts" / "hooks" / "nginx-vhost"
 DOMAIN = "sites.dockerlink.test"
@@ -132,18 +132,12 @@ async def test_a_site_per_container_reaches_its_web_server_and_goes_with_it(
     assert nginx.get(host).text == "no such site\n"  # nginx's default server, before
 
     cleanup.append(name)
+    commands = [
+        f"echo hello from {name} > /var/www/html/index.html",
+        "httpd -p 80 -h /var/www/html",
+    ]
     created = await hooked_api.put(
-        "/v1/container",
-        json={
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-            "commands": [
-                f"echo hello from {name} > /var/www/html/index.html",
-                "httpd -p 80 -h /var/www/html",
-            ],
-        },
+        "/v1/container", json=await create_body(docker, name, commands=commands)
     )
     assert created.status_code == 200, created.text
     assert (nginx.sites / f"dockerlink-{name}.conf").is_file()
@@ -180,12 +174,7 @@ async def test_a_name_nginx_cannot_serve_is_refused_and_rolled_back(
     cleanup.append(name)
     created = await hooked_api.put(
         "/v1/container",
-        json={
-            "name": name,
-            "host_port_root": await free_port_root(docker, 5000),
-            "memory": 0.25,
-            "cpulimit": 0.5,
-        },
+        json=await create_body(docker, name),
     )
     assert created.status_code == 500
     assert created.text.startswith("hook_on_create failed (exit 2), the container was removed; ")

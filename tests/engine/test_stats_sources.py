@@ -47,6 +47,9 @@ class OnlyThese:
     def all(self) -> list[dict[str, Any]]:
         return self.infos
 
+    async def every_container(self, **_: Any) -> list[dict[str, Any]]:
+        return self.infos
+
 
 async def run_container(
     docker: DockerClient, cleanup: list[str], name: str, script: str

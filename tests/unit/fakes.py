@@ -13,7 +13,9 @@ GIB = 1 << 30
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def fake_engine_client(handler: Handler, *, timeout: float = 2) -> DockerClient:
+def fake_engine_client(
+    handler: Handler, *, timeout: float = 2, max_connections: int = 64
+) -> DockerClient:
     """A client whose engine (API 1.41) answers ping, /version and /info itself, and hands every
     other request to ``handler``."""
 
@@ -27,4 +29,9 @@ def fake_engine_client(handler: Handler, *, timeout: float = 2) -> DockerClient:
             return httpx.Response(200, json={"NCPU": 2, "MemTotal": 8 * GIB})
         return handler(request)
 
-    return DockerClient("/fake.sock", timeout=timeout, transport=httpx.MockTransport(answer))
+    return DockerClient(
+        "/fake.sock",
+        timeout=timeout,
+        transport=httpx.MockTransport(answer),
+        max_connections=max_connections,
+    )

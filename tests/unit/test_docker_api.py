@@ -352,3 +352,26 @@ async def test_event_watch_reconnects_and_announces_it() -> None:
     assert seen[0] == {"Action": "start", "timeNano": 1700000000123456789}
     assert isinstance(seen[1], docker_api.Reconnected)
     assert seen[2] == {"Action": "die", "time": 1700000001}
+
+
+async def test_event_watch_reports_a_break_before_waiting_for_the_engine() -> None:
+    calls = {"events": 0}
+
+    def events(request: httpx.Request) -> httpx.Response:
+        calls["events"] += 1
+        if calls["events"] == 1:
+            return httpx.Response(200, content=streamed(b'{"Action":"start","time":1}\n'))
+        return httpx.Response(200, content=streamed(b'{"Action":"die","time":2}\n'))
+
+    docker = fake_engine({("GET", "/events"): events})
+    seen: list[object] = []
+    watch = docker.events.watch(retry_delay_s=0.01, on_break=lambda why: seen.append(why))
+    async for item in watch:
+        seen.append(item)
+        if len(seen) == 4:
+            break
+    await watch.aclose()
+    assert seen[0] == {"Action": "start", "time": 1}
+    assert seen[1] == "the engine closed the event stream"  # before the engine is asked again
+    assert isinstance(seen[2], docker_api.Reconnected)
+    assert seen[3] == {"Action": "die", "time": 2}

@@ -83,7 +83,7 @@ async def test_an_unknown_port_root_is_empty(tmp_path: Path) -> None:
 async def test_no_hook_configured_runs_nothing(tmp_path: Path) -> None:
     hooks = hooks_for(tmp_path)
     for event in ("create", "delete", "start", "stop"):
-        assert not hooks.configured(event)
+        assert hooks.paths[event] is None
         assert await hooks.run(event, TARGET) is None
 
 

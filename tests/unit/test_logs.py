@@ -6,6 +6,7 @@ import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -30,10 +31,10 @@ def fake_engine(request: httpx.Request) -> httpx.Response:
     return httpx.Response(404, json={"message": "No such container: x"})
 
 
-def settings_for(tmp_path: Path, **changes: object) -> Settings:
+def settings_for(tmp_path: Path, **changes: Any) -> Settings:
     return Settings(
         docker_sock="/fake.sock", data_dir=tmp_path / "data", api_token=TOKEN, **changes
-    )  # type: ignore[arg-type]
+    )
 
 
 def docker_client() -> DockerClient:

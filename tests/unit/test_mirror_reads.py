@@ -11,8 +11,9 @@ import pytest
 import docker_api
 from docker_api import ExecResult
 from dockerlink import hosting as hosting_module
-from dockerlink.errors import Conflict
+from dockerlink.domain_errors import ActionFailed, NotRunningForExec
 from dockerlink.git import GitService
+from dockerlink.hooks import HookFailure, HookTarget
 from dockerlink.hosting import Hosting
 from dockerlink.settings import Settings
 
@@ -43,6 +44,12 @@ class FakeMirror:
     def all(self) -> list[dict[str, Any]]:
         return list(self.by_id.values())
 
+    async def every_container(self, **_: Any) -> list[dict[str, Any]]:
+        return self.all()
+
+    def forget(self, container_id: str) -> None:
+        self.by_id.pop(container_id, None)
+
 
 class FakeDocker:
     """The engine's side: its own inspects (which may differ from the mirror's), and execs."""
@@ -60,6 +67,10 @@ class FakeDocker:
             raise docker_api.NotFound(f"No such container: {ref}")
         return self.by_id[ref]
 
+    async def remove(self, container_id: str, **_: Any) -> None:
+        self.calls.append("remove")
+        del self.by_id[container_id]
+
     async def run(self, container_id: str, cmd: list[str], **_: Any) -> ExecResult:
         self.calls.append("exec")
         if self.exec_error is not None:
@@ -69,10 +80,8 @@ class FakeDocker:
 
 def hosting_with(mirror: FakeMirror, docker: FakeDocker) -> Hosting:
     engine: Any = docker
-    hosting = Hosting(engine, Settings())
     fake: Any = mirror
-    hosting.mirror = fake
-    return hosting
+    return Hosting(engine, Settings(), fake)
 
 
 async def test_a_description_is_made_once_per_inspect_object(
@@ -131,7 +140,7 @@ async def test_git_asks_the_engine_when_the_mirror_says_not_running() -> None:
 
     stopped = FakeDocker(info(1, running=False))
     git = GitService(hosting_with(FakeMirror(info(1, running=False)), stopped))
-    with pytest.raises(Conflict, match="container is not running"):
+    with pytest.raises(NotRunningForExec, match="container is not running"):
         await git.head(info(1)["Id"], None)
     assert stopped.calls == ["inspect"]
 
@@ -140,7 +149,7 @@ async def test_git_in_a_container_that_stopped_behind_the_mirror_is_409() -> Non
     docker = FakeDocker(info(1, running=False))
     docker.exec_error = docker_api.Conflict("Container 0101 is not running")
     git = GitService(hosting_with(FakeMirror(info(1)), docker))
-    with pytest.raises(Conflict, match="container is not running"):
+    with pytest.raises(NotRunningForExec, match="container is not running"):
         await git.head(info(1)["Id"], None)
     # Running but refused all the same (paused): the engine's own answer goes through.
     paused = FakeDocker(info(1))
@@ -148,3 +157,23 @@ async def test_git_in_a_container_that_stopped_behind_the_mirror_is_409() -> Non
     git = GitService(hosting_with(FakeMirror(info(1)), paused))
     with pytest.raises(docker_api.Conflict, match="paused"):
         await git.head(info(1)["Id"], None)
+
+
+async def test_a_rolled_back_create_is_forgotten_like_a_delete() -> None:
+    # A failing create hook removes the container: the mirror and the delete hooks (the
+    # sampler's history) forget it at once, as after a DELETE, not when the event arrives.
+    box = info(1, running=False)
+    mirror = FakeMirror(box)
+    hosting = hosting_with(mirror, FakeDocker(box))
+    forgotten: list[str] = []
+
+    async def delete_hook(container_id: str) -> None:
+        forgotten.append(container_id)
+
+    hosting.delete_hooks.append(delete_hook)
+    target = HookTarget.of(box["Id"], box["Name"], 5000, [])
+    failure = HookFailure("hook_on_create", "create", 4, False, "no certificate")
+    with pytest.raises(ActionFailed, match="the container was removed"):
+        await hosting._undo_create(target, failure)
+    assert mirror.get(box["Id"]) is None
+    assert forgotten == [box["Id"]]

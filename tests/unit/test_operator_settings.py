@@ -6,13 +6,19 @@ import stat
 from dataclasses import fields
 from pathlib import Path
 
+import httpx
 import pytest
+from sanic_testing.testing import SanicASGITestClient
 
-from dockerlink.engine import engine_client
+from docker_api import DockerClient
+from dockerlink.app import create_app
+from dockerlink.engine import ENGINE_CONNECTIONS, engine_client
 from dockerlink.settings import Settings, SettingsError, load_settings
+from dockerlink.stats.sampler import concurrency_for
 
 from ..certs import PKI, make_pki
 from ..conftest import REPO
+from .fakes import fake_engine_client
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +54,22 @@ async def test_tcp_with_certificates_gives_a_tls_client(pki: PKI) -> None:
     async with engine_client(settings) as docker:
         assert docker.address == "tcp://127.0.0.1:2376"
         assert str(docker._http.base_url).startswith("https://127.0.0.1:2376")
+
+
+async def test_the_service_sizes_the_engine_pool_and_the_sampler_from_it(tmp_path: Path) -> None:
+    async with engine_client(Settings(docker_sock="/fake.sock")) as docker:
+        assert docker.max_connections == ENGINE_CONNECTIONS
+    assert concurrency_for(ENGINE_CONNECTIONS) == 48
+    with pytest.raises(ValueError, match="max_connections"):
+        DockerClient("/fake.sock", max_connections=0)
+
+    small = fake_engine_client(
+        lambda request: httpx.Response(404, json={"message": "not here"}), max_connections=8
+    )
+    app = create_app(Settings(docker_sock="/fake.sock", data_dir=tmp_path), docker=small)
+    _, answer = await SanicASGITestClient(app).get("/health")
+    assert answer.status_code == 200
+    assert app.ctx.sampler.concurrency == 6
 
 
 async def test_plain_tcp_only_when_explicitly_allowed() -> None:

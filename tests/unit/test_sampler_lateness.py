@@ -14,7 +14,7 @@ from dockerlink.stats.store import HistoryStore
 from tests.conftest import wait_for
 
 from .clock import Clock
-from .test_stats_sampler import FakeContainer, FakeEngine, make_sampler
+from .test_stats_sampler import FakeContainer, FakeDockerClient, make_sampler
 
 LATE_S = 0.2
 
@@ -39,14 +39,14 @@ async def run_until(sampler: Sampler, ticks: int, during: float = 0.0) -> None:
 
 
 async def test_punctual_ticks_are_not_late(store: HistoryStore, clock: Clock) -> None:
-    sampler = make_sampler(FakeEngine(FakeContainer(1)), store, clock, interval_s=0.02)
+    sampler = make_sampler(FakeDockerClient(FakeContainer(1)), store, clock, interval_s=0.02)
     await run_until(sampler, 10)
     assert sampler.late_ticks == 0
     assert 0 <= sampler.max_lateness_s < LATE_S
 
 
 async def test_a_blocked_event_loop_makes_a_late_tick(store: HistoryStore, clock: Clock) -> None:
-    sampler = make_sampler(FakeEngine(FakeContainer(1)), store, clock, interval_s=0.02)
+    sampler = make_sampler(FakeDockerClient(FakeContainer(1)), store, clock, interval_s=0.02)
     await run_until(sampler, 3, during=0.4)
     assert sampler.late_ticks == 1
     assert sampler.max_lateness_s >= 0.35
@@ -55,7 +55,7 @@ async def test_a_blocked_event_loop_makes_a_late_tick(store: HistoryStore, clock
 async def test_a_tick_longer_than_the_interval_makes_the_next_one_late(
     store: HistoryStore, clock: Clock
 ) -> None:
-    engine = FakeEngine(FakeContainer(1))
+    engine = FakeDockerClient(FakeContainer(1))
     engine.stats_delay_s = 0.3  # every tick waits this long for the engine
     sampler = make_sampler(engine, store, clock, interval_s=0.02)
     await run_until(sampler, 3)

@@ -6,6 +6,7 @@ that answers only what these tests need (and records every call, so "changes not
 
 from __future__ import annotations
 
+import ast
 import inspect
 import logging
 from dataclasses import replace
@@ -18,9 +19,16 @@ import pytest
 from sanic_testing.testing import SanicASGITestClient
 
 import docker_api
+import dockerlink
 from docker_api import errors as engine_errors
+from dockerlink import domain_errors
 from dockerlink.app import create_app
-from dockerlink.errors import ENGINE_ERROR_STATUS, engine_error_answer
+from dockerlink.errors import (
+    DOMAIN_ERROR_STATUS,
+    ENGINE_ERROR_STATUS,
+    domain_error_answer,
+    engine_error_answer,
+)
 from dockerlink.hosting import start_command
 from dockerlink.requests import parse_create
 from dockerlink.settings import Settings, SettingsError, load_settings
@@ -90,9 +98,9 @@ def test_bad_settings_name_the_setting(environ: dict[str, str], name: str) -> No
 
 
 def test_public_listen_needs_a_token_or_an_explicit_opt_out() -> None:
-    assert load_settings({"host": "0.0.0.0", "api_token": TOKEN}, env_file=None).auth_enabled
+    assert load_settings({"host": "0.0.0.0", "api_token": TOKEN}, env_file=None).api_token
     opted_out = load_settings({"host": "0.0.0.0", "allow_unauthenticated": "true"}, env_file=None)
-    assert not opted_out.auth_enabled
+    assert opted_out.api_token is None
     assert load_settings({"host": "::1"}, env_file=None).host == "::1"
 
 
@@ -178,6 +186,33 @@ def test_every_engine_error_class_has_its_own_entry() -> None:
         assert cls in ENGINE_ERROR_STATUS, f"{cls.__name__} has no HTTP answer"
 
 
+def test_every_domain_error_class_has_its_own_entry() -> None:
+    classes = [
+        obj
+        for obj in vars(domain_errors).values()
+        if inspect.isclass(obj) and issubclass(obj, domain_errors.DomainError)
+    ]
+    assert len(classes) >= 14
+    for cls in classes:
+        assert cls in DOMAIN_ERROR_STATUS, f"{cls.__name__} has no HTTP answer"
+    assert domain_error_answer(domain_errors.NotManaged(too_old=True)) == (
+        412,
+        "this docker has not been created with dockerlink or is too old",
+    )
+    assert domain_error_answer(domain_errors.AlreadyStopped()) == (406, "Already stopped")
+
+
+@pytest.mark.parametrize("module", ["hosting", "git"])
+def test_the_domain_does_not_speak_http(module: str) -> None:
+    source = (Path(dockerlink.__file__).parent / f"{module}.py").read_text()
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert "errors" not in imported and "sanic" not in imported, imported
+
+
 @pytest.mark.parametrize(
     ("error", "status", "text"),
     [
@@ -200,7 +235,7 @@ def test_engine_error_answers(error: docker_api.DockerError, status: int, text: 
 # -- HTTP behaviour with a fake engine ------------------------------------------------------------
 
 
-class FakeEngine:
+class WriteRecordingEngine:
     """Answers ping/version/info and reads; records every call that could change something.
 
     (Reads are not recorded: the app's background tasks read the engine on their own.)
@@ -218,8 +253,8 @@ class FakeEngine:
         return httpx.Response(404, json={"message": "No such container: x"})
 
 
-def make_client(settings: Settings) -> tuple[SanicASGITestClient, FakeEngine]:
-    engine = FakeEngine()
+def make_client(settings: Settings) -> tuple[SanicASGITestClient, WriteRecordingEngine]:
+    engine = WriteRecordingEngine()
     docker = fake_engine_client(engine)
     app = create_app(settings, docker=docker)
     return SanicASGITestClient(app), engine

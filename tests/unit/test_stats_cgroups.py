@@ -104,8 +104,8 @@ class FakeHost:
                 "cache 1\nrss 2\ninactive_file 999\nactive_file 4\n"
                 f"total_cache 5\ntotal_inactive_file {figures.inactive_file}\ntotal_active_file 6\n"
             )
-            limit = V1_UNLIMITED if figures.limit is None else figures.limit
-            (memory / "memory.limit_in_bytes").write_text(f"{limit}\n")
+            v1_limit = V1_UNLIMITED if figures.limit is None else figures.limit
+            (memory / "memory.limit_in_bytes").write_text(f"{v1_limit}\n")
             own = "".join(
                 f"{n}:{c}:/{relative}\n"
                 for n, c in enumerate(["cpu", "cpuacct", "memory", "pids", "name=systemd"], 1)

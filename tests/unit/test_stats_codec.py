@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from dockerlink.stats.codec import LineEncoder, decode_lines
-from dockerlink.stats.metrics import net_delta
+from dockerlink.stats.resources import net_delta
 from dockerlink.stats.series import Sample
 
 GIB = 1 << 30

@@ -23,7 +23,7 @@ GONE = "9" * 64  # removed behind dockerlink's back: only its history is left
 KNOWN = "4" * 64  # known to the engine, stopped, nothing stored
 
 
-class FakeEngine:
+class OneStoppedContainerEngine:
     """Knows one stopped container (``KNOWN``, named ``web1``), lists nothing."""
 
     def __init__(self) -> None:
@@ -81,12 +81,14 @@ def stored(settings: Settings, now: int) -> list[Sample]:
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
+def engine() -> OneStoppedContainerEngine:
+    return OneStoppedContainerEngine()
 
 
 @pytest.fixture
-async def client(settings: Settings, engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    settings: Settings, engine: OneStoppedContainerEngine
+) -> AsyncIterator[httpx.AsyncClient]:
     docker = fake_engine_client(engine)
     async with serve(settings, docker=docker) as http:
         yield http
@@ -115,7 +117,7 @@ async def test_a_bad_since_is_400(client: httpx.AsyncClient, since: str) -> None
 
 
 async def test_unknown_container_without_history_is_404(
-    client: httpx.AsyncClient, engine: FakeEngine
+    client: httpx.AsyncClient, engine: OneStoppedContainerEngine
 ) -> None:
     response = await client.get("/v1/container/stats", params={"id": "nope"})
     assert response.status_code == 404
@@ -154,7 +156,7 @@ async def test_history_of_a_removed_container_is_served_by_id_and_prefix(
 
 
 async def test_a_full_id_with_history_does_not_ask_the_engine(
-    stored: list[Sample], client: httpx.AsyncClient, engine: FakeEngine
+    stored: list[Sample], client: httpx.AsyncClient, engine: OneStoppedContainerEngine
 ) -> None:
     await get_stats(client, id=GONE)
     assert engine.inspects == []

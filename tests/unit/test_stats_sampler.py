@@ -81,7 +81,7 @@ class FakeContainer:
 
 
 class FakeContainers:
-    def __init__(self, engine: FakeEngine) -> None:
+    def __init__(self, engine: FakeDockerClient) -> None:
         self.engine = engine
 
     async def list(self, *, all: bool, timeout: float | None = None) -> list[dict[str, Any]]:
@@ -111,7 +111,7 @@ class FakeContainers:
         return self.engine.boxes[ref].stats()
 
 
-class FakeEngine:
+class FakeDockerClient:
     def __init__(self, *containers: FakeContainer) -> None:
         self.boxes = {c.id: c for c in containers}
         self.containers = FakeContainers(self)  # the client's shape: docker.containers.<op>
@@ -128,7 +128,7 @@ class FakeEngine:
 
 
 def make_sampler(
-    engine: FakeEngine, store: HistoryStore, clock: Callable[[], float], **kw: Any
+    engine: FakeDockerClient, store: HistoryStore, clock: Callable[[], float], **kw: Any
 ) -> Sampler:
     docker: Any = engine
     options: dict[str, Any] = {"interval_s": 15.0, "call_timeout_s": 7.0, "clock": clock}
@@ -139,7 +139,7 @@ def make_sampler(
 async def test_cpu_memory_network_of_a_running_container(store: HistoryStore, clock: Clock) -> None:
     box = FakeContainer(1)
     box.advance(86400, cpus=0.25, tx=4096, rx=8192)  # a day of life before the first sample
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     sampler = make_sampler(engine, store, clock)
 
     await sampler.tick()
@@ -169,7 +169,7 @@ async def test_a_stopped_container_gets_zero_usage_and_keeps_its_limits(
     box = FakeContainer(1, running=False)
     unlimited = FakeContainer(2, running=False, memory=0)
     unlimited.host_config = {"Memory": 0}
-    engine = FakeEngine(box, unlimited)
+    engine = FakeDockerClient(box, unlimited)
     await make_sampler(engine, store, clock).tick()
     sample = store.last(box.id)
     assert sample is not None
@@ -186,7 +186,7 @@ async def test_a_stopped_container_gets_zero_usage_and_keeps_its_limits(
 async def test_a_restart_resets_deltas_and_cpu(store: HistoryStore, clock: Clock) -> None:
     box = FakeContainer(1)
     box.advance(100, tx=500 * 1024)
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     sampler = make_sampler(engine, store, clock)
     await sampler.tick()
     # Restarted between two ticks, and already sent more than before.
@@ -208,7 +208,7 @@ async def test_stop_then_start_counts_everything_since_the_start(
 ) -> None:
     box = FakeContainer(1)
     box.advance(10, tx=100 * 1024)
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     sampler = make_sampler(engine, store, clock)
     await sampler.tick()
     box.running = False
@@ -232,7 +232,7 @@ async def test_one_bad_container_is_logged_and_skipped(
     store: HistoryStore, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     good, bad, weird, gone = (FakeContainer(n) for n in range(1, 5))
-    engine = FakeEngine(good, bad, weird, gone)
+    engine = FakeDockerClient(good, bad, weird, gone)
     engine.broken[bad.id] = docker_api.EngineTimeout("timed out")
     engine.broken[weird.id] = RuntimeError("a bug")
     engine.broken[gone.id] = docker_api.NotFound("No such container")
@@ -247,14 +247,14 @@ async def test_one_bad_container_is_logged_and_skipped(
 
 
 async def test_every_engine_call_has_the_timeout(store: HistoryStore, clock: Clock) -> None:
-    engine = FakeEngine(FakeContainer(1), FakeContainer(2, running=False, memory=0))
+    engine = FakeDockerClient(FakeContainer(1), FakeContainer(2, running=False, memory=0))
     await make_sampler(engine, store, clock, call_timeout_s=3.5).tick()
     assert {name for name, _ in engine.calls} == {"list", "inspect", "stats", "info"}
     assert {timeout for _, timeout in engine.calls} == {3.5}
 
 
 async def test_sampling_is_concurrent_with_a_bound(store: HistoryStore, clock: Clock) -> None:
-    engine = FakeEngine(*(FakeContainer(n) for n in range(1, 21)))
+    engine = FakeDockerClient(*(FakeContainer(n) for n in range(1, 21)))
     engine.stats_delay_s = 0.02
     await make_sampler(engine, store, clock, concurrency=5).tick()
     assert engine.max_in_flight == 5
@@ -265,7 +265,7 @@ async def test_the_loop_survives_a_failing_engine_and_never_overlaps_ticks(
     store: HistoryStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     box = FakeContainer(1)
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     engine.list_failures = 3
     engine.stats_delay_s = 0.03  # longer than the interval: ticks must wait for each other
     seconds = iter(range(T0, T0 + 10_000))
@@ -294,7 +294,7 @@ async def test_the_loop_survives_a_failing_engine_and_never_overlaps_ticks(
 
 async def test_retention_runs_in_the_loop(store: HistoryStore, clock: Clock) -> None:
     box = FakeContainer(1)
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     calls = 0
     real = store.maintain
 
@@ -316,7 +316,7 @@ async def test_retention_runs_in_the_loop(store: HistoryStore, clock: Clock) -> 
 
 async def test_forget_deletes_the_history(store: HistoryStore, clock: Clock) -> None:
     box = FakeContainer(1)
-    sampler = make_sampler(FakeEngine(box), store, clock)
+    sampler = make_sampler(FakeDockerClient(box), store, clock)
     await sampler.tick()
     assert box.id in store
     await sampler.forget(box.id)

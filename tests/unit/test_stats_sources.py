@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+import docker_api
+from dockerlink.mirror import ContainerMirror
 from dockerlink.stats.sampler import Sampler
 from dockerlink.stats.series import Sample
 from dockerlink.stats.sources import CgroupSource
@@ -19,7 +21,7 @@ from dockerlink.stats.store import HistoryStore
 from ..conftest import wait_for
 from .clock import Clock
 from .test_stats_cgroups import FakeHost, Figures
-from .test_stats_sampler import GIB, MIB, FakeContainer, FakeEngine
+from .test_stats_sampler import GIB, MIB, FakeContainer, FakeDockerClient
 
 
 class Box(FakeContainer):
@@ -47,16 +49,28 @@ class Box(FakeContainer):
         host.add(self.id, f"docker/{self.id}", figures, pid=self.pid)
 
 
-class FakeMirror:
-    def __init__(self, engine: FakeEngine, fresh: bool = True) -> None:
+class FakeMirror(ContainerMirror):
+    """A mirror that follows the fake engine while ``fresh`` says so, without events."""
+
+    def __init__(self, engine: FakeDockerClient, fresh: bool = True) -> None:
+        docker: Any = engine
+        super().__init__(docker)
         self.engine = engine
-        self.fresh = fresh
+        self.following = fresh
+
+    @property
+    def fresh(self) -> bool:
+        return self.following
+
+    @fresh.setter
+    def fresh(self, value: bool) -> None:
+        self.following = value
 
     def all(self) -> list[dict[str, Any]]:
         return [box.inspect() for box in self.engine.boxes.values()]
 
     async def wait_fresh(self, timeout: float) -> bool:
-        return self.fresh
+        return self.following
 
 
 def store_in(path: Path, clock: Clock) -> HistoryStore:
@@ -66,7 +80,7 @@ def store_in(path: Path, clock: Clock) -> HistoryStore:
 
 
 def sampler_for(
-    engine: FakeEngine,
+    engine: FakeDockerClient,
     store: HistoryStore,
     clock: Clock,
     *,
@@ -98,7 +112,7 @@ async def test_both_sources_record_the_same_samples(tmp_path: Path, clock: Clock
     unlimited = Box(2, memory=0)
     unlimited.host_config = {"Memory": 0}  # no limit: the host's memory, both ways
     stopped = Box(3, running=False)
-    engine = FakeEngine(running, unlimited, stopped)
+    engine = FakeDockerClient(running, unlimited, stopped)
     host = FakeHost(tmp_path, 1)
     read_ns = [running.read_ns]
     by_api = sampler_for(engine, store_in(tmp_path / "a", clock), clock)
@@ -118,7 +132,7 @@ async def test_both_sources_record_the_same_samples(tmp_path: Path, clock: Clock
             assert api_sample is not None
             assert by_files.store.last(box.id) == api_sample
     assert by_files.store.last(running.id) == Sample(
-        clock.now, 100 * 1024, 2 * GIB, 7500, 5000, 9000 // 1024, 3 * 17 * 1024, 6, 17 * 1024
+        int(clock.now), 100 * 1024, 2 * GIB, 7500, 5000, 9000 // 1024, 3 * 17 * 1024, 6, 17 * 1024
     )
     assert by_files.store.last(unlimited.id).mem_limit_bytes == 8 * GIB  # type: ignore[union-attr]
     assert (by_files.cgroup_samples, by_files.api_samples) == (6, 0)
@@ -129,7 +143,7 @@ async def test_with_a_fresh_mirror_and_cgroups_a_tick_asks_the_engine_nothing(
     tmp_path: Path, clock: Clock
 ) -> None:
     boxes = [Box(n) for n in range(1, 4)] + [Box(9, running=False)]
-    engine = FakeEngine(*boxes)
+    engine = FakeDockerClient(*boxes)
     host = FakeHost(tmp_path, 1)
     for box in boxes[:3]:
         box.write_files(host)
@@ -152,7 +166,7 @@ async def test_a_container_whose_files_cannot_be_read_is_sampled_by_the_engine(
     tmp_path: Path, clock: Clock
 ) -> None:
     readable, unreadable = Box(1), Box(2)
-    engine = FakeEngine(readable, unreadable)
+    engine = FakeDockerClient(readable, unreadable)
     host = FakeHost(tmp_path, 1)
     readable.write_files(host)
     sampler = sampler_for(engine, store_in(tmp_path / "s", clock), clock, host=host)
@@ -169,7 +183,7 @@ async def test_stats_source_cgroup_never_asks_the_engine_for_stats(
     tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     readable, unreadable = Box(1), Box(2)
-    engine = FakeEngine(readable, unreadable)
+    engine = FakeDockerClient(readable, unreadable)
     host = FakeHost(tmp_path, 1)
     readable.write_files(host)
     sampler = sampler_for(
@@ -184,7 +198,7 @@ async def test_stats_source_cgroup_never_asks_the_engine_for_stats(
 
 async def test_the_on_the_spot_sample_reads_the_files_too(tmp_path: Path, clock: Clock) -> None:
     box = Box(1)
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     host = FakeHost(tmp_path, 1)
     box.write_files(host)
     sampler = sampler_for(engine, store_in(tmp_path / "s", clock), clock, host=host)
@@ -195,6 +209,24 @@ async def test_the_on_the_spot_sample_reads_the_files_too(tmp_path: Path, clock:
     assert sampler.describe_source() == (
         "figures from cgroup v1 files, else from the engine's stats API"
     )
+
+
+async def test_every_container_has_one_policy_for_a_failed_inspect() -> None:
+    good, bad, gone = FakeContainer(1), FakeContainer(2), FakeContainer(3)
+    engine = FakeDockerClient(good, bad, gone)
+    engine.broken[bad.id] = RuntimeError("a bug")
+    engine.broken[gone.id] = docker_api.NotFound("No such container")
+    mirror = FakeMirror(engine, fresh=False)
+    with pytest.raises(RuntimeError, match="a bug"):  # no partial answer by default
+        await mirror.every_container(timeout=2.0)
+    failed: list[str] = []
+    infos = await mirror.every_container(on_failure=lambda cid, exc: failed.append(cid))
+    assert [info["Id"] for info in infos] == [good.id]  # the removed one is simply gone
+    assert failed == [bad.id]
+    mirror.fresh = True
+    calls = len(engine.calls)
+    assert len(await mirror.every_container()) == 3  # fresh: no engine call
+    assert len(engine.calls) == calls
 
 
 async def run_one_tick(sampler: Sampler) -> None:
@@ -213,7 +245,7 @@ async def test_the_start_up_log_says_the_cgroup_files_are_used(
     tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     boxes = Box(1), Box(2), Box(3, running=False)
-    engine = FakeEngine(*boxes)
+    engine = FakeDockerClient(*boxes)
     host = FakeHost(tmp_path, 1)
     for box in boxes[:2]:
         box.write_files(host)
@@ -232,7 +264,7 @@ async def test_the_start_up_log_names_a_container_whose_proc_entry_is_hidden(
     """ProtectProc=invisible (or hidepid=) hides other users' processes: their /proc/<pid> is
     not there, so every figure comes from the engine, and the log says so and why."""
     visible, hidden = Box(1), Box(2)
-    engine = FakeEngine(visible, hidden)
+    engine = FakeDockerClient(visible, hidden)
     host = FakeHost(tmp_path, 1)
     visible.write_files(host)
     hidden.write_files(host)
@@ -269,7 +301,7 @@ async def test_the_start_up_log_names_a_container_whose_proc_entry_is_hidden(
 async def test_the_start_up_log_without_a_cgroup_source_says_why(
     tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = FakeEngine(Box(1))
+    engine = FakeDockerClient(Box(1))
     sampler = sampler_for(
         engine,
         store_in(tmp_path / "s", clock),
@@ -280,3 +312,16 @@ async def test_the_start_up_log_without_a_cgroup_source_says_why(
     with caplog.at_level(logging.INFO, logger="dockerlink.stats"):
         await run_one_tick(sampler)
     assert "stats source: api (no cgroup hierarchy at /nowhere)" in caplog.messages
+
+
+async def test_waiting_for_the_mirror_never_swallows_a_cancellation() -> None:
+    # The mirror's first read lands just as the service stops and cancels the waiting sampler:
+    # the cancellation must win, or the sampler runs on and the stop waits for it forever.
+    docker: Any = FakeDockerClient()
+    mirror = ContainerMirror(docker)
+    waiting = asyncio.create_task(mirror.wait_fresh(10))
+    await asyncio.sleep(0)
+    mirror._resynced.set()  # the first read is done, in the same loop turn as the cancel
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

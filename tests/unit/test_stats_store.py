@@ -61,7 +61,8 @@ def feed(store: HistoryStore, clock: Clock, start: int, count: int, step: int = 
     return samples
 
 
-def files(root: Path, tier: str) -> list[str]:
+def files(root: Path | None, tier: str) -> list[str]:
+    assert root is not None, "a store on disk"
     return sorted(p.name for p in (root / CID).glob(f"{tier}-*.jsonl"))
 
 
@@ -143,6 +144,7 @@ def test_a_bucket_closes_when_its_time_is_over(store: HistoryStore, clock: Clock
     clock.now = T0 + 120
     store.maintain()
     assert files(store.root, "day") == [f"day-{T0}.jsonl"]
+    assert store.root is not None
     data = (store.root / CID / f"day-{T0}.jsonl").read_bytes()
     assert list(decode_lines(data.split(b"\n"))) == aggregate(samples, 120)
 

@@ -17,6 +17,8 @@ What is exported (``id`` is the full container id, ``name`` the name without its
 - ``dockerlink_sampler_tick_duration_seconds`` and ``dockerlink_sampler_errors_total``;
   ``dockerlink_sampler_ticks_total``, ``dockerlink_sampler_late_ticks_total`` (ticks that started
   more than 1 s after they were due) and ``dockerlink_sampler_max_lateness_seconds``;
+- ``dockerlink_background_task_failures_total`` by ``task`` (``mirror``, ``mirror-reconcile``,
+  ``sampler``): unexpected failures; each is logged and the task starts again;
 - ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape.
 """
 
@@ -29,8 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker_api
 
-from .hosting import cpus_of
-from .mirror import inspect_many
+from .units import cpus_of
 
 if TYPE_CHECKING:
     from docker_api import DockerClient
@@ -142,6 +143,11 @@ class ServiceMetrics:
             HTTP_BUCKETS_S,
             ("method", "route"),
         )
+        self.task_failures = Counter(
+            "dockerlink_background_task_failures_total",
+            "Unexpected failures of a background task (each is logged; the task starts again).",
+            ("task",),
+        )
         self.sampler_tick = Histogram(
             "dockerlink_sampler_tick_duration_seconds",
             "Time the stats sampler took to sample every container once.",
@@ -207,7 +213,7 @@ def _number(value: float) -> str:
 async def render_metrics(
     *,
     docker: DockerClient,
-    mirror: ContainerMirror | None,
+    mirror: ContainerMirror,
     history: HistoryStore,
     sampler: Sampler,
     service: ServiceMetrics,
@@ -224,6 +230,7 @@ async def render_metrics(
     service.http_requests.write(out)
     service.http_duration.write(out)
     service.sampler_tick.write(out)
+    service.task_failures.write(out)
     out.family(
         "dockerlink_sampler_errors_total",
         "counter",
@@ -250,19 +257,15 @@ async def render_metrics(
 
 
 async def _containers(
-    docker: DockerClient, mirror: ContainerMirror | None
+    docker: DockerClient, mirror: ContainerMirror
 ) -> list[dict[str, Any]] | None:
     """Every container's inspect, or None when the engine does not answer."""
     try:
         async with asyncio.timeout(SCRAPE_ENGINE_TIMEOUT_S):
             await docker.ping(timeout=SCRAPE_ENGINE_TIMEOUT_S)
-            if mirror is not None and mirror.fresh:
-                return mirror.all()
-            summaries = await docker.containers.list(all=True, timeout=SCRAPE_ENGINE_TIMEOUT_S)
-            found = await inspect_many(docker, [str(s["Id"]) for s in summaries])
+            return await mirror.every_container(timeout=SCRAPE_ENGINE_TIMEOUT_S)
     except (docker_api.DockerError, TimeoutError):
         return None
-    return [info for info in found if info is not None]
 
 
 _CONTAINER_FAMILIES = (
@@ -308,7 +311,7 @@ def _write_containers(
         rows["dockerlink_container_memory_limit_bytes"].append(
             (labels, int(host_config.get("Memory") or 0))
         )
-        rows["dockerlink_container_cpu_limit_cores"].append((labels, cpus_of(dict(host_config))))
+        rows["dockerlink_container_cpu_limit_cores"].append((labels, cpus_of(host_config)))
         last = history.last(container_id)
         if last is not None:
             rows["dockerlink_container_memory_used_bytes"].append(

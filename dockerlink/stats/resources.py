@@ -11,23 +11,18 @@ sampler keeps its own previous reading and passes both here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from ..hosting import cpus_of
+from ..units import KIB, cpus_of
 
 __all__ = [
-    "KIB",
     "cpu_limit_centi",
     "cpu_percent",
-    "engine_time_ns",
     "memory_used_bytes",
     "net_delta",
     "network_totals",
     "round_kib",
 ]
-
-KIB = 1024
 
 
 def memory_used_bytes(memory_stats: Mapping[str, Any]) -> int:
@@ -63,7 +58,7 @@ def cpu_percent(cpu_delta_ns: int, wall_delta_ns: int) -> float:
 
 def cpu_limit_centi(host_config: Mapping[str, Any]) -> int:
     """The CPU limit in hundredths of a percent (one core = 10000): quota / period, 0 unlimited."""
-    return round(cpus_of(dict(host_config)) * 10_000)
+    return round(cpus_of(host_config) * 10_000)
 
 
 def network_totals(networks: Mapping[str, Any] | None) -> tuple[int, int]:
@@ -93,32 +88,6 @@ def net_delta(previous_total: int, total: int, *, reset: bool = False) -> int:
 def round_kib(n_bytes: int) -> int:
     """Bytes to KiB, rounded to the nearest (memory figures)."""
     return (n_bytes + KIB // 2) // KIB
-
-
-def engine_time_ns(text: Any) -> int | None:
-    """The engine's RFC 3339 UTC time (``2026-11-27T05:07:58.67982636Z``) as unix nanoseconds.
-
-    None for the zero time (``0001-01-01T00:00:00Z``, what a stopped container reports) and for
-    anything unparseable.
-    """
-    if not isinstance(text, str) or len(text) < 20 or text.startswith("0001-"):
-        return None
-    try:
-        moment = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    rest = text[19:]
-    fraction = ""
-    if rest.startswith("."):
-        digits = rest[1:]
-        end = 0
-        while end < len(digits) and digits[end].isdigit():
-            end += 1
-        fraction, rest = digits[:end], digits[end:]
-    if rest not in {"Z", "+00:00"}:
-        return None
-    nanos = int((fraction + "000000000")[:9])
-    return int(moment.timestamp()) * 1_000_000_000 + nanos
 
 
 def _int(value: Any) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from dockerlink.stats.metrics import (
+from dockerlink.stats.resources import (
     cpu_limit_centi,
     cpu_percent,
-    engine_time_ns,
     memory_used_bytes,
     net_delta,
     network_totals,
     round_kib,
 )
+from dockerlink.units import engine_time_ns
 
 MIB = 1 << 20
 

@@ -18,7 +18,8 @@ from sanic_testing.testing import SanicASGITestClient
 import docker_api
 from docker_api import DockerClient
 from dockerlink.app import create_app
-from dockerlink.metrics import CONTAINER_STATES, ServiceMetrics, render_metrics
+from dockerlink.mirror import ContainerMirror
+from dockerlink.prometheus import CONTAINER_STATES, ServiceMetrics, render_metrics
 from dockerlink.settings import Settings
 from dockerlink.stats import Sample
 from dockerlink.stats.sampler import Usage
@@ -26,7 +27,7 @@ from dockerlink.stats.store import HistoryStore
 
 from ..conftest import wait_for
 from .clock import Clock
-from .test_stats_sampler import GIB, MIB, SECOND_NS, FakeContainer, FakeEngine, make_sampler
+from .test_stats_sampler import GIB, MIB, SECOND_NS, FakeContainer, FakeDockerClient, make_sampler
 
 TOKEN = "unit-test-token-0123456789"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -107,7 +108,11 @@ async def scrape(
         fake_history: Any = FakeHistory(history)
         fake_sampler: Any = FakeSampler(usage, errors)
         return await render_metrics(
-            docker=docker, mirror=None, history=fake_history, sampler=fake_sampler, service=service
+            docker=docker,
+            mirror=ContainerMirror(docker),  # not following the engine: it lists and inspects
+            history=fake_history,
+            sampler=fake_sampler,
+            service=service,
         )
 
 
@@ -208,7 +213,7 @@ async def test_the_sampler_keeps_exact_cumulative_figures(
 ) -> None:
     box = FakeContainer(1)
     box.advance(100, cpus=0.25, tx=1_500, rx=70_001)  # not whole KiB: the history rounds, this not
-    engine = FakeEngine(box)
+    engine = FakeDockerClient(box)
     sampler = make_sampler(engine, store, clock)
     await sampler.tick()
     assert sampler.usage[box.id] == Usage(cpu_ns=25 * SECOND_NS, rx_bytes=70_001, tx_bytes=1_500)
@@ -232,7 +237,7 @@ async def test_the_sampler_counts_failures_and_reports_every_tick(
     store: HistoryStore, clock: Clock
 ) -> None:
     good, bad = FakeContainer(1), FakeContainer(2)
-    engine = FakeEngine(good, bad)
+    engine = FakeDockerClient(good, bad)
     engine.list_failures = 1  # the first tick cannot list
     engine.broken[bad.id] = docker_api.EngineTimeout("too slow")  # every tick fails on this one
     sampler = make_sampler(engine, store, clock, interval_s=0.01)
