@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hmac
 import logging
@@ -24,6 +25,7 @@ from docker_api import DockerClient
 from .context import AppContext
 from .engine import EngineProbe, engine_client
 from .errors import HTTPError, Unauthorized, engine_error_answer
+from .events import LifecycleEvents, open_event_log
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
@@ -31,10 +33,12 @@ from .metrics import UNMATCHED_ROUTE
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
+from .routes import events as event_routes
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
 from .stats.sources import cgroup_source_for
+from .webhooks import open_outbox
 
 __all__ = ["create_app"]
 
@@ -76,6 +80,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    app.blueprint(event_routes.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
@@ -126,6 +131,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     async def close_history(app: DockerlinkApp) -> None:
         if app.ctx.history is not None:
             app.ctx.history.close()
+
+    _lifecycle_events(app, settings)
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
 
@@ -185,6 +192,54 @@ def _background_task(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _lifecycle_events(app: DockerlinkApp, settings: Settings) -> None:
+    """The event log (fed by the mirror) and, with ``webhook_url``, the webhook deliveries."""
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dockerlink-events")
+
+    @app.before_server_start
+    async def open_events(app: DockerlinkApp) -> None:
+        assert app.ctx.docker is not None
+        assert app.ctx.mirror is not None
+        event_log = await asyncio.to_thread(open_event_log, settings.data_dir / "events")
+        outbox = None
+        if settings.webhook_url is not None and settings.webhook_secret is not None:
+            outbox = await asyncio.to_thread(
+                open_outbox,
+                settings.data_dir / "webhooks",
+                settings.webhook_url,
+                settings.webhook_secret,
+                timeout_s=settings.webhook_timeout,
+                first_delay_s=settings.webhook_retry_delay,
+            )
+        lifecycle = LifecycleEvents(
+            app.ctx.docker,
+            event_log,
+            writer=writer,
+            mirror=app.ctx.mirror,
+            outbox=outbox,
+            call_timeout_s=settings.docker_timeout,
+        )
+        app.ctx.lifecycle = lifecycle
+        app.ctx.mirror.listeners.append(lifecycle)
+
+    def run_events(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
+        assert app.ctx.lifecycle is not None
+        return app.ctx.lifecycle.run()
+
+    def run_webhooks(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
+        assert app.ctx.lifecycle is not None
+        return app.ctx.lifecycle.deliver(writer)
+
+    _background_task(app, "events", run_events)
+    _background_task(app, "webhooks", run_webhooks)
+
+    @app.after_server_stop
+    async def close_events(app: DockerlinkApp) -> None:
+        await asyncio.to_thread(writer.shutdown, wait=True)
+        if app.ctx.lifecycle is not None:
+            app.ctx.lifecycle.close()
 
 
 def _token_ok(request: Request, token: str) -> bool:

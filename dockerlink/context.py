@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from docker_api import DockerClient
 
     from .engine import EngineProbe
+    from .events import LifecycleEvents
     from .hosting import Hosting
     from .mirror import ContainerMirror
     from .stats import HistoryStore, Sampler
@@ -31,6 +32,7 @@ class AppContext:
     history: HistoryStore | None = None
     sampler: Sampler | None = None
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    lifecycle: LifecycleEvents | None = None
 
 
 def context_of(request: Request) -> AppContext:

@@ -17,12 +17,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import docker_api
 from docker_api import DockerClient
 
-__all__ = ["ContainerMirror", "inspect_many"]
+__all__ = ["ContainerMirror", "EventListener", "inspect_many"]
 
 log = logging.getLogger("dockerlink.mirror")
 
@@ -45,6 +45,15 @@ STATE_EVENTS = (
 INSPECT_CONCURRENCY = 16
 
 
+class EventListener(Protocol):
+    """Told each container event the mirror reads, and each time it (re)opened the stream (there
+    may have been a gap before). Both are called on the event loop and must not block."""
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+    def on_resync(self) -> None: ...
+
+
 class ContainerMirror:
     def __init__(
         self,
@@ -62,6 +71,7 @@ class ContainerMirror:
         self._retry_delay_s = retry_delay_s
         self._resynced = asyncio.Event()
         self.resyncs = 0
+        self.listeners: list[EventListener] = []
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -149,6 +159,8 @@ class ContainerMirror:
         try:
             await self.resync()
             self._fresh = self._following = True
+            for listener in self.listeners:
+                listener.on_resync()
             try:
                 event: dict[str, Any] | None = await first
             except StopAsyncIteration:
@@ -165,6 +177,8 @@ class ContainerMirror:
             await events.aclose()
 
     async def _apply(self, event: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_event(event)
         actor = event.get("Actor") or {}
         container_id = actor.get("ID") or event.get("id")
         if not isinstance(container_id, str):

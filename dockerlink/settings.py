@@ -73,6 +73,11 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # Lifecycle events: every event POSTed, signed, to webhook_url (retried, queued on disk).
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout: float = 10.0
+    webhook_retry_delay: float = 1.0
 
     @property
     def auth_enabled(self) -> bool:
@@ -189,6 +194,16 @@ def _stats_source(name: str, raw: str) -> str:
     return value
 
 
+def _webhook_url(name: str, raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(name, f"{url!r} is not an http:// or https:// URL")
+    return url
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     for origin in origins:
@@ -264,6 +279,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "webhook_url": _webhook_url,
+    "webhook_secret": _optional_text,
+    "webhook_timeout": _seconds(0.1, 300),
+    "webhook_retry_delay": _seconds(0.01, 300),
 }
 
 
@@ -311,6 +330,8 @@ def check(settings: Settings) -> None:
     if settings.api_token is not None and len(settings.api_token) < 16:
         raise SettingsError("api_token", "is shorter than 16 characters")
     _check_engine_transport(settings)
+    if settings.webhook_url is not None and not settings.webhook_secret:
+        raise SettingsError("webhook_secret", "is required with webhook_url (it signs each POST)")
 
 
 def _check_engine_transport(settings: Settings) -> None:
