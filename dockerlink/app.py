@@ -34,6 +34,7 @@ from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
 from .routes import events as event_routes
+from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
     app.blueprint(event_routes.bp)
+    app.blueprint(logs_routes.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:

@@ -78,6 +78,8 @@ class Settings:
     webhook_secret: str | None = None
     webhook_timeout: float = 10.0
     webhook_retry_delay: float = 1.0
+    # Restart policy: the most restarts the engine makes of an "on-failure" container.
+    restart_max_retries: int = 5
 
     @property
     def auth_enabled(self) -> bool:
@@ -283,6 +285,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "webhook_secret": _optional_text,
     "webhook_timeout": _seconds(0.1, 300),
     "webhook_retry_delay": _seconds(0.01, 300),
+    "restart_max_retries": _integer(1, 1000),
 }
 
 
