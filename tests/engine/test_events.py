@@ -208,3 +208,36 @@ async def test_a_death_while_dockerlink_was_down_is_recorded_once(
             assert died["exit_code"] == 3
             assert died["crash"] is True
             assert the_one(events, "start")
+
+
+async def test_each_restart_by_the_restart_policy_is_recorded(
+    engine_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    async with serve_app(replace(engine_settings, restart_max_retries=2)) as (app, api):
+        assert await app.ctx.mirror.wait_fresh(timeout=10)
+        container_id = await create_container(
+            api, docker, cleanup, unique_name("policy"), restart="on-failure", commands=["exit 1"]
+        )
+        assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
+        events = await until_event(api, container_id, "die", count=3)
+        info = await docker.containers.inspect(container_id)
+        assert (info["RestartCount"], info["State"]["Status"]) == (2, "exited")
+        kinds = [event["type"] for event in events]
+        assert kinds == [
+            "create",
+            *("start", "die"),
+            *("start", "restart", "die"),
+            *("start", "restart", "die"),
+        ], kinds
+        dies = [event for event in events if event["type"] == "die"]
+        assert all(d["crash"] is True and d["exit_code"] == 1 for d in dies), dies
+        restarts = [event for event in events if event["type"] == "restart"]
+        assert all(r["policy"] is True for r in restarts), restarts
+        assert restarts[-1]["restart_count"] == 2
+        samples = await scrape(api)
+        labels = {"id": container_id, "name": events[0]["name"]}
+        assert of(samples, "dockerlink_container_restarts_total", **labels) == 2
+        assert of(samples, "dockerlink_container_crashes_total", **labels) == 3
