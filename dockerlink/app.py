@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hmac
 import logging
@@ -198,8 +197,6 @@ def _background_task(
 
 def _lifecycle_events(app: DockerlinkApp, settings: Settings) -> None:
     """The event log (fed by the mirror) and, with ``webhook_url``, the webhook deliveries."""
-    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dockerlink-events")
-
     @app.before_server_start
     async def open_events(app: DockerlinkApp) -> None:
         assert app.ctx.docker is not None
@@ -218,7 +215,6 @@ def _lifecycle_events(app: DockerlinkApp, settings: Settings) -> None:
         lifecycle = LifecycleEvents(
             app.ctx.docker,
             event_log,
-            writer=writer,
             mirror=app.ctx.mirror,
             outbox=outbox,
             call_timeout_s=settings.docker_timeout,
@@ -232,16 +228,15 @@ def _lifecycle_events(app: DockerlinkApp, settings: Settings) -> None:
 
     def run_webhooks(app: DockerlinkApp) -> Coroutine[Any, Any, None]:
         assert app.ctx.lifecycle is not None
-        return app.ctx.lifecycle.deliver(writer)
+        return app.ctx.lifecycle.deliver()
 
     _background_task(app, "events", run_events)
     _background_task(app, "webhooks", run_webhooks)
 
     @app.after_server_stop
     async def close_events(app: DockerlinkApp) -> None:
-        await asyncio.to_thread(writer.shutdown, wait=True)
         if app.ctx.lifecycle is not None:
-            app.ctx.lifecycle.close()
+            await asyncio.to_thread(app.ctx.lifecycle.close)
 
 
 def _token_ok(request: Request, token: str) -> bool:

@@ -392,7 +392,6 @@ class LifecycleEvents:
         docker: DockerClient,
         events: EventLog,
         *,
-        writer: concurrent.futures.Executor,
         mirror: ContainerMirror | None = None,
         outbox: WebhookOutbox | None = None,
         call_timeout_s: float = 30.0,
@@ -400,7 +399,10 @@ class LifecycleEvents:
     ) -> None:
         self._docker = docker
         self.log = events
-        self._writer = writer
+        #: Every disk write (event log, webhook queue) runs here, one at a time, in order.
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="dockerlink-events"
+        )
         self._mirror = mirror
         self._outbox = outbox
         self._call_timeout_s = call_timeout_s
@@ -436,24 +438,25 @@ class LifecycleEvents:
 
     async def run(self) -> None:
         """Record what the mirror hands over, forever (cancel to stop)."""
-        next_maintain = time.monotonic() + MAINTAIN_EVERY_S
+        maintenance = asyncio.ensure_future(self._maintain_forever())
+        try:
+            while True:
+                item = await self._queue.get()
+                try:
+                    if item is _RESYNC:
+                        await self.catch_up()
+                    else:
+                        await self.handle(item)
+                except (docker_api.DockerError, TimeoutError) as exc:
+                    text = exc.message if isinstance(exc, docker_api.DockerError) else "timed out"
+                    log.warning("event log: engine call failed: %s", text)
+        finally:
+            maintenance.cancel()
+
+    async def _maintain_forever(self) -> None:
         while True:
-            try:
-                item = await asyncio.wait_for(
-                    self._queue.get(), max(0.0, next_maintain - time.monotonic())
-                )
-            except TimeoutError:
-                await self._write(_unlinking(self.log.maintain()))
-                next_maintain = time.monotonic() + MAINTAIN_EVERY_S
-                continue
-            try:
-                if item is _RESYNC:
-                    await self.catch_up()
-                else:
-                    await self.handle(item)
-            except (docker_api.DockerError, TimeoutError) as exc:
-                message = exc.message if isinstance(exc, docker_api.DockerError) else "timed out"
-                log.warning("event log: engine call failed: %s", message)
+            await asyncio.sleep(MAINTAIN_EVERY_S)
+            await self._write(_unlinking(self.log.maintain()))
 
     async def _write(self, job: Callable[[], None]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._writer, job)
@@ -618,16 +621,18 @@ class LifecycleEvents:
             },
         )
 
-    async def deliver(self, writer: concurrent.futures.Executor) -> None:
+    async def deliver(self) -> None:
         """The webhook deliveries (cancel to stop); returns at once without ``webhook_url``."""
         if self._outbox is not None:
-            await self._outbox.run(writer)
+            await self._outbox.run(self._writer)
 
     @property
     def outbox(self) -> WebhookOutbox | None:
         return self._outbox
 
     def close(self) -> None:
+        """Finish the writes under way, then let go of the files (blocking: run in a thread)."""
+        self._writer.shutdown(wait=True)
         self.log.close()
         if self._outbox is not None:
             self._outbox.close()
