@@ -25,6 +25,10 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 _COMMON_ERRORS = {
     "400": _error("a parameter or the body is invalid; the message names it"),
     "401": _error("missing or wrong bearer token"),
+    "403": _error(
+        "no token is set and the request is a browser's for another site (Host, Origin or "
+        "Sec-Fetch-Site); see allowed_hosts and cors_origins"
+    ),
     "503": _error("the Docker engine is unreachable or timed out"),
 }
 _CONTAINER_ERRORS = {
@@ -418,6 +422,7 @@ def openapi_document() -> dict[str, Any]:
                             }
                         ),
                         "401": _COMMON_ERRORS["401"],
+                        "403": _COMMON_ERRORS["403"],
                     },
                 }
             },
@@ -453,6 +458,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "401": _COMMON_ERRORS["401"],
+                        "403": _COMMON_ERRORS["403"],
                     },
                 }
             },

@@ -47,11 +47,32 @@ async def container_logs(request: Request) -> None:
                 async for frame in frames:
                     await response.send(frame.data)
             except docker_api.DockerError as exc:
-                # Too late for an error status: the connection is dropped without the final
-                # chunk, so the client sees a cut answer, not a complete one.
+                # Too late for an error status. Sanic would end the answer as if it were
+                # whole; the connection is dropped instead, without the final chunk, so that
+                # the client sees a cut answer.
                 log.warning("logs of %s cut: engine error %s", ref, exc.message)
+                _drop(request)
+                return
+            except asyncio.CancelledError:
+                # The client went away (Sanic cancels the handler, and then logs no request
+                # line): say so; the engine stream is closed on the way out.
+                log.info("logs of %s: the client left after %.1f s", ref, _age_s(request))
                 raise
         await response.eof()
+
+
+def _drop(request: Request) -> None:
+    """Close the client's connection at once, unsent data and final chunk included."""
+    abort = getattr(request.transport, "abort", None)  # asyncio's and uvloop's transports
+    if callable(abort):
+        abort()
+    else:
+        request.transport.close()
+
+
+def _age_s(request: Request) -> float:
+    started = getattr(request.ctx, "started_s", None)
+    return time.monotonic() - started if isinstance(started, float) else 0.0
 
 
 @contextlib.asynccontextmanager

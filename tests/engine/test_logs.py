@@ -16,9 +16,10 @@ import pytest
 
 from docker_api import DockerClient
 from dockerlink import __version__
+from dockerlink.routes import logs as logs_route
 from dockerlink.settings import Settings
 
-from ..conftest import TEST_IMAGE, create_container, serve, wait_for
+from ..conftest import TEST_IMAGE, create_container, serve, serve_app, wait_for
 from ..dockerlink_process import DockerlinkProcess
 from ..summary import report
 
@@ -112,6 +113,33 @@ async def test_follow_streams_what_is_printed_after_the_request_until_the_contai
         assert rest == []
 
 
+async def test_a_quiet_followed_log_outlives_the_response_timeout(
+    engine_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sanic ends an answer that writes nothing for RESPONSE_TIMEOUT; a follow must not end."""
+    monkeypatch.setattr(logs_route, "KEEP_OPEN_INTERVAL_S", 0.1)
+    async with serve_app(engine_settings) as (app, api):
+        app.config.RESPONSE_TIMEOUT = 2  # read by each new connection
+        container_id = await create_container(api, docker, cleanup, unique_name("quiet"))
+        started = await api.post("/v1/container/start", params={"id": container_id})
+        assert started.status_code == 204, started.text
+        params = {"id": container_id, "follow": "true", "tail": "0"}
+        async with (
+            httpx.AsyncClient(base_url=str(api.base_url), timeout=10) as client,
+            client.stream("GET", LOGS, params=params) as response,
+        ):
+            assert response.status_code == 200
+            await asyncio.sleep(3.5)  # quiet for longer than the response timeout
+            await print_in(docker, container_id, "still-here")
+            # Still open: the line arrives (how fast is test_follow_streams_...'s concern).
+            lines = await read_until(response.aiter_lines(), "still-here", within_s=10.0)
+            assert lines == ["still-here"]
+
+
 class LogStreamWatch(httpx.AsyncBaseTransport):
     """The engine transport, counting the log streams it opened and the ones closed since."""
 
@@ -194,7 +222,7 @@ async def test_stdout_and_stderr_come_interleaved_in_order_without_frame_headers
     api: httpx.AsyncClient, docker: DockerClient, make_container: MakeContainer
 ) -> None:
     # Paced, so that the engine reads each line before the next is written on the other pipe.
-    loop = "for i in 1 2 3 4 5 6; do echo out$i; sleep 0.05; echo err$i >&2; sleep 0.05; done"
+    loop = "for i in 1 2 3 4 5 6; do echo out$i; sleep 0.1; echo err$i >&2; sleep 0.1; done"
     container_id = await running(make_container, api, commands=[loop, "exit 0"])
     await exited(docker, container_id)
     response = await api.get(LOGS, params={"id": container_id})
@@ -233,13 +261,15 @@ async def test_timestamps_prefix_each_line_and_since_keeps_the_later_ones(
     await print_in(docker, container_id, "first")
     await print_in(docker, container_id, "second", fd=2)
 
-    async def stamped() -> list[tuple[str, str]]:
+    async def stamped() -> list[tuple[str, str]] | None:
+        """Both lines, each split into its time and its text (None until both are logged)."""
         response = await api.get(LOGS, params={"id": container_id, "timestamps": "true"})
         matches = [STAMPED.fullmatch(line) for line in response.text.splitlines()]
         assert all(matches), response.text
-        return [(m.group(1), m.group(2)) for m in matches if m]
+        found = [(m.group(1), m.group(2)) for m in matches if m]
+        return found if len(found) == 2 else None
 
-    lines = await wait_for(lambda: _two(stamped()), timeout=10)
+    lines = await wait_for(stamped, timeout=10)
     assert [text for _, text in lines] == ["first", "second"]
     first_s, second_s = (unix_seconds(stamp) for stamp, _ in lines)
     assert first_s < second_s
@@ -248,11 +278,6 @@ async def test_timestamps_prefix_each_line_and_since_keeps_the_later_ones(
     assert later.text == "second\n"
     everything = await api.get(LOGS, params={"id": container_id, "since": "0"})
     assert everything.text == "first\nsecond\n"
-
-
-async def _two(lines: Any) -> list[tuple[str, str]] | None:
-    found: list[tuple[str, str]] = await lines
-    return found if len(found) == 2 else None
 
 
 def unix_seconds(stamp: str) -> float:
