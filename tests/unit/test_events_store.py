@@ -6,8 +6,10 @@ real engine; the engine tests (tests/engine/test_events*.py, test_webhooks.py) p
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from dockerlink.events import (
     MAX_PER_CONTAINER,
     RETENTION_S,
     EventLog,
+    LifecycleEvents,
     _rfc3339_nanos,
 )
 from dockerlink.settings import SettingsError, load_settings
@@ -177,3 +180,83 @@ def test_a_webhook_url_with_a_secret_is_accepted() -> None:
         "https://panel.example/hook",
         "s3cret",
     )
+
+
+class _NoReplay:
+    """The engine's event replay, here with nothing in it (its 256-event buffer moved on)."""
+
+    async def stream(self, **_: Any) -> AsyncIterator[dict[str, Any]]:
+        replayed: list[dict[str, Any]] = []
+        for event in replayed:
+            yield event
+
+
+class _Engine:
+    events = _NoReplay()
+
+
+class _Mirror:
+    fresh = True
+
+    def __init__(self, infos: list[dict[str, Any]]) -> None:
+        self.infos = infos
+
+    def all(self) -> list[dict[str, Any]]:
+        return self.infos
+
+
+def inspect_of(container_id: str, finished: str, exit_code: int, oom: bool) -> dict[str, Any]:
+    return {
+        "Id": container_id,
+        "Name": "/web1",
+        "Config": {"Labels": {"dockerlink": "v1.0.0"}},
+        "State": {"FinishedAt": finished, "ExitCode": exit_code, "OOMKilled": oom},
+    }
+
+
+async def test_a_death_only_inspect_shows_is_recorded_once_and_not_called_a_crash(
+    tmp_path: Path,
+) -> None:
+    """When the engine's replay no longer has the ``die`` (over 256 events ago, or the engine
+    restarted), the death is recorded from ``State.FinishedAt``: once, crash unknown (null) unless
+    an OOM kill proves it. A container not seen dying after the last record gets nothing."""
+    log = reopened(tmp_path, now=1_800_000_000.0)
+    record(log, event(1_796_082_100.0), event(1_796_082_100.0, "start", OTHER))
+    infos = [
+        inspect_of(CID, "2026-11-30T23:42:32.879607146Z", 3, False),  # 1796082152.88: unseen
+        inspect_of(OTHER, "2026-11-30T23:42:34.427452896Z", 137, True),
+        inspect_of("c" * 64, "0001-01-01T00:00:00Z", 0, False),  # never ran
+        inspect_of("d" * 64, "2026-11-30T23:30:00Z", 0, False),  # before anything recorded
+    ]
+    engine: Any = _Engine()
+    mirror: Any = _Mirror(infos)
+    lifecycle = LifecycleEvents(engine, log, mirror=mirror)
+    try:
+        for _ in range(2):  # a second catch-up finds nothing new
+            await lifecycle.catch_up()
+        died = log.events(CID)[-1]
+        assert [e["type"] for e in log.events(CID)] == ["start", "die"]
+        assert died["time"] == 1796082152879607146 / 1e9  # FinishedAt
+        assert (died["exit_code"], died["oom_killed"], died["crash"], died["source"]) == (
+            3,
+            False,
+            None,
+            "inspect",
+        )
+        oom = log.events(OTHER)[-1]
+        assert (oom["type"], oom["oom_killed"], oom["crash"]) == ("die", True, True)
+        assert "c" * 64 not in log and "d" * 64 not in log
+        assert lifecycle.crashes.values == {(OTHER, "web1"): 1.0}
+        assert lifecycle.oom_kills.values == {(OTHER, "web1"): 1.0}
+        # The engine's own die for that death, if it shows up later, is not recorded again.
+        await lifecycle.handle(
+            {
+                "Type": "container",
+                "Action": "die",
+                "Actor": {"ID": CID, "Attributes": {"dockerlink": "v1.0.0", "exitCode": "3"}},
+                "timeNano": 1796082152964359753,
+            }
+        )
+        assert [e["type"] for e in log.events(CID)] == ["start", "die"]
+    finally:
+        await asyncio.to_thread(lifecycle.close)
