@@ -143,6 +143,9 @@ async def test_route_answers_bad_unknown_and_foreign_ids(
     for _ in range(3):  # start, stop: more events than the limit asked below
         assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
         await api.post("/v1/container/stop", params={"id": container_id, "t": "0"})
+    patched = await api.patch("/v1/container", params={"id": container_id}, json={"memory": 0.5})
+    assert patched.status_code == 200, patched.text
+    await until_event(api, container_id, "update")
     events = await until_event(api, container_id, "stop", count=3)
     newest_two = await events_of(api, container_id, limit="2")
     assert newest_two == events[-2:]
