@@ -26,6 +26,7 @@ from .context import AppContext
 from .domain_errors import DomainError
 from .engine import EngineProbe, engine_client
 from .errors import Forbidden, HTTPError, Unauthorized, domain_error_answer, engine_error_answer
+from .events import LifecycleEvents, open_event_log
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
@@ -33,6 +34,7 @@ from .mirror import ContainerMirror
 from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from .responses import text_response
 from .routes import containers, git, observability, system
+from .routes import events as event_routes
 from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .settings import Settings
@@ -40,6 +42,7 @@ from .stats import Sampler, call_timeout_for, open_history
 from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_choice
 from .tasks import supervise
+from .webhooks import open_outbox
 
 __all__ = ["create_app"]
 
@@ -87,6 +90,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    app.blueprint(event_routes.bp)
     app.blueprint(logs_routes.bp)
 
     @app.before_server_start
@@ -97,12 +101,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     _background_task(app, "mirror-reconcile", lambda ctx: ctx.mirror.reconcile_forever())
     # One sampler per service: `dockerlink serve` runs a single process.
     _background_task(app, "sampler", lambda ctx: ctx.sampler.run())
+    _background_task(app, "events", lambda ctx: ctx.lifecycle.run())
+    _background_task(app, "webhooks", lambda ctx: ctx.lifecycle.deliver())
 
     @app.after_server_stop
     async def close_services(app: DockerlinkApp) -> None:
         if isinstance(app.ctx, AppContext):
             # The writer finishes what is queued: that waits on the disk, so not on the loop.
             await asyncio.to_thread(app.ctx.history.close)
+            await asyncio.to_thread(app.ctx.lifecycle.close)
             if docker is None:
                 await app.ctx.docker.close()
 
@@ -183,6 +190,7 @@ async def _open_context(
         history=history,
         sampler=sampler,
         metrics=metrics,
+        lifecycle=await _open_lifecycle(settings, client, mirror),
     )
 
 
@@ -199,9 +207,7 @@ def _background_task(
     @app.after_server_start
     async def start(app: DockerlinkApp) -> None:
         ctx = app.ctx
-        supervised = supervise(
-            name, lambda: make(ctx), on_failure=ctx.metrics.task_failures.inc
-        )
+        supervised = supervise(name, lambda: make(ctx), on_failure=ctx.metrics.task_failures.inc)
         app.ctx.tasks[name] = asyncio.create_task(supervised, name=f"dockerlink.{name}")
 
     @app.before_server_stop
@@ -219,6 +225,28 @@ def _browser_rule_exempt(path: str, public_paths: frozenset[str] | set[str]) -> 
         or path in _BROWSER_RULE_EXEMPT
         or path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES)
     )
+
+
+async def _open_lifecycle(
+    settings: Settings, client: DockerClient, mirror: ContainerMirror
+) -> LifecycleEvents:
+    """The event log (fed by the mirror) and, with ``webhook_url``, the webhook queue."""
+    event_log = await asyncio.to_thread(open_event_log, settings.data_dir / "events")
+    outbox = None
+    if settings.webhook_url is not None and settings.webhook_secret is not None:
+        outbox = await asyncio.to_thread(
+            open_outbox,
+            settings.data_dir / "webhooks",
+            settings.webhook_url,
+            settings.webhook_secret,
+            timeout_s=settings.webhook_timeout,
+            first_delay_s=settings.webhook_retry_delay,
+        )
+    lifecycle = LifecycleEvents(
+        client, event_log, mirror=mirror, outbox=outbox, call_timeout_s=settings.docker_timeout
+    )
+    mirror.listeners.append(lifecycle)
+    return lifecycle
 
 
 def _token_ok(request: Request, token: str) -> bool:

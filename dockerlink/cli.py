@@ -43,8 +43,8 @@ Check that dockerlink can run here, then exit: validate the settings (and print 
 token hidden), check that data_dir exists or can be created and is writable, and reach the
 engine named by docker_sock to report its version and the negotiated API version, and say where
 the stats sampler's figures really come from (each running container's cgroup files, or the
-engine's stats API, and why). Prints one line per check; exits 0 only when every check passed,
-1 otherwise (2: invalid settings)."""
+engine's stats API, and why); with webhook_url set, POST a signed test event there. Prints one
+line per check; exits 0 only when every check passed, 1 otherwise (2: invalid settings)."""
 
 _VERSION_HELP = "Print dockerlink's version and the Docker Engine API versions it speaks."
 
@@ -93,7 +93,7 @@ def serve(settings: Settings) -> int:
 
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
-    secrets = [settings.api_token] if settings.api_token else []
+    secrets = [s for s in (settings.api_token, settings.webhook_secret) if s]
     configure_logging(settings.log_level, settings.log_format, secrets)
     try:
         sockets = bind_listeners(settings.hosts, settings.port)
@@ -143,6 +143,17 @@ async def check(
         if stats_problem is not None:
             problems += 1
             print(f"stats: PROBLEM: {stats_problem}")
+    if settings.webhook_url is not None and settings.webhook_secret is not None:
+        from .webhooks import send_test
+
+        webhook_problem, webhook_note = await send_test(
+            settings.webhook_url, settings.webhook_secret, timeout_s=settings.webhook_timeout
+        )
+        if webhook_problem is None:
+            print(f"webhook: ok: {webhook_note}")
+        else:
+            problems += 1
+            print(f"webhook: PROBLEM: {webhook_problem}")
     if problems:
         print(f"dockerlink check: {problems} problem(s) found", file=sys.stderr)
         return EXIT_PROBLEM
@@ -155,7 +166,7 @@ def settings_lines(settings: Settings) -> list[tuple[str, str]]:
     lines = []
     for field in fields(settings):
         value = getattr(settings, field.name)
-        if field.name == "api_token":
+        if field.name in {"api_token", "webhook_secret"}:
             text = "(set, hidden)" if value else "(none)"
         elif value is None:
             text = "(none)"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from docker_api import DockerClient
 
     from .engine import EngineProbe
+    from .events import LifecycleEvents
     from .hosting import Hosting
     from .mirror import ContainerMirror
     from .prometheus import ServiceMetrics
@@ -33,6 +34,7 @@ class AppContext:
     history: HistoryStore
     sampler: Sampler
     metrics: ServiceMetrics
+    lifecycle: LifecycleEvents
     #: The background tasks, by name, from server start to server stop.
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 

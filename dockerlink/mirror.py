@@ -19,12 +19,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import docker_api
 from docker_api import DockerClient
 
-__all__ = ["ContainerMirror", "InspectFailed", "inspect_many"]
+__all__ = ["ContainerMirror", "EventListener", "InspectFailed", "inspect_many"]
 
 log = logging.getLogger("dockerlink.mirror")
 
@@ -50,6 +50,15 @@ INSPECT_CONCURRENCY = 16
 InspectFailed = Callable[[str, Exception], None]
 
 
+class EventListener(Protocol):
+    """Told each container event the mirror reads, and each time it (re)opened the stream (there
+    may have been a gap before). Both are called on the event loop and must not block."""
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+    def on_resync(self) -> None: ...
+
+
 class ContainerMirror:
     def __init__(
         self,
@@ -67,6 +76,7 @@ class ContainerMirror:
         self._retry_delay_s = retry_delay_s
         self._resynced = asyncio.Event()
         self.resyncs = 0
+        self.listeners: list[EventListener] = []
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -195,12 +205,14 @@ class ContainerMirror:
         try:
             await self.resync()
             self._fresh = self._following = True
+            self._resynced_for_listeners()
             item = await first
             while True:
                 if isinstance(item, docker_api.Reconnected):
                     log.info("engine event stream back; re-reading containers")
                     await self.resync()
                     self._fresh = self._following = True
+                    self._resynced_for_listeners()
                 else:
                     await self._apply(item)
                 item = await anext(events)
@@ -212,7 +224,13 @@ class ContainerMirror:
                 first.exception()  # retrieved: it is reported by whoever raised above
             await events.aclose()
 
+    def _resynced_for_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.on_resync()
+
     async def _apply(self, event: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_event(event)
         actor = event.get("Actor") or {}
         container_id = actor.get("ID") or event.get("id")
         if not isinstance(container_id, str):

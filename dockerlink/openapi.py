@@ -43,6 +43,29 @@ _CONTAINER_ERRORS = {
     "412": _error("the container was not created by dockerlink"),
 }
 _NO_CONTENT = {"204": {"description": "done"}}
+_EVENT = {
+    "type": "object",
+    "required": ["time", "id", "name", "type", "event_id"],
+    "properties": {
+        "time": {"type": "number", "description": "unix seconds (the engine's time)"},
+        "id": {"type": "string", "description": "full container id"},
+        "name": {"type": "string", "description": "without the leading /"},
+        "type": {
+            "type": "string",
+            "enum": ["create", "start", "stop", "die", "oom", "restart", "update", "destroy"],
+        },
+        "exit_code": {"type": ["integer", "null"], "description": "die"},
+        "oom_killed": {"type": "boolean", "description": "die"},
+        "crash": {
+            "type": ["boolean", "null"],
+            "description": "die: true when nobody asked it to stop (null: not seen, from inspect)",
+        },
+        "source": {"type": "string", "description": "die: inspect, when recorded after a gap"},
+        "policy": {"type": "boolean", "description": "restart: by the engine's restart policy"},
+        "restart_count": {"type": "integer", "description": "restart by the policy"},
+        "event_id": {"type": "string", "description": "unique; webhook receivers dedupe by it"},
+    },
+}
 
 
 def _query(
@@ -317,6 +340,28 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {"description": "the output (may be empty)", "content": _TEXT},
+                        **_CONTAINER_ERRORS,
+                    },
+                }
+            },
+            "/v1/container/events": {
+                "get": {
+                    "summary": "lifecycle events, oldest first (one container's, or every one's)",
+                    "description": "create, start, stop, die (exit_code, oom_killed, crash), oom, "
+                    "restart, update, destroy, recorded from the engine's event stream and kept "
+                    "30 days (at most 1000 per container). A container removed since is still "
+                    "found by its id or name while it has events.",
+                    "parameters": [
+                        {**_ID, "required": False, "description": "a container (default: all)"},
+                        _query("since", {"type": "number", "minimum": 0}, "unix seconds (0: all)"),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 1000},
+                            "the newest N events (default 100)",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json({"type": "array", "items": _EVENT}),
                         **_CONTAINER_ERRORS,
                     },
                 }

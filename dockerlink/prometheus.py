@@ -19,14 +19,16 @@ What is exported (``id`` is the full container id, ``name`` the name without its
   more than 1 s after they were due) and ``dockerlink_sampler_max_lateness_seconds``;
 - ``dockerlink_background_task_failures_total`` by ``task`` (``mirror``, ``mirror-reconcile``,
   ``sampler``): unexpected failures; each is logged and the task starts again;
-- ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape.
+- ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape;
+- from :mod:`.events` and :mod:`.webhooks`: restarts, OOM kills and crashes per container, and the
+  webhook delivery counters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import docker_api
@@ -217,6 +219,7 @@ async def render_metrics(
     history: HistoryStore,
     sampler: Sampler,
     service: ServiceMetrics,
+    extra: Sequence[Callable[[Exposition], None]] = (),
 ) -> str:
     """The whole ``/metrics`` page.
 
@@ -253,12 +256,12 @@ async def render_metrics(
     out.sample("dockerlink_sampler_max_lateness_seconds", (), sampler.max_lateness_s)
     out.family("dockerlink_engine_up", "gauge", "1 when the Docker engine answered this scrape.")
     out.sample("dockerlink_engine_up", (), 0 if infos is None else 1)
+    for write in extra:  # families kept elsewhere: lifecycle events, webhooks
+        write(out)
     return out.text()
 
 
-async def _containers(
-    docker: DockerClient, mirror: ContainerMirror
-) -> list[dict[str, Any]] | None:
+async def _containers(docker: DockerClient, mirror: ContainerMirror) -> list[dict[str, Any]] | None:
     """Every container's inspect, or None when the engine does not answer."""
     try:
         async with asyncio.timeout(SCRAPE_ENGINE_TIMEOUT_S):

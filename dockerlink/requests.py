@@ -463,3 +463,21 @@ def parse_logs(args: Mapping[str, str | None]) -> LogsRequest:
         follow=parse_bool(args.get("follow"), "follow", False),
         timestamps=parse_bool(args.get("timestamps"), "timestamps", False),
     )
+
+
+# -- event queries --------------------------------------------------------------------------------
+
+MAX_EVENTS_LIMIT = 1000
+DEFAULT_EVENTS_LIMIT = 100
+
+
+def parse_events_limit(value: str | None) -> int:
+    """``limit``: how many of the newest events to answer, 1 to 1000 (default 100)."""
+    if value is None or value == "":
+        return DEFAULT_EVENTS_LIMIT
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_EVENTS_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_EVENTS_LIMIT}")
+    return int(value)
+
+
+__all__ += ["parse_events_limit"]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -76,6 +77,11 @@ class Settings:
     metrics_public: bool = False
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
+    # Lifecycle events: every event POSTed, signed, to webhook_url (retried, queued on disk).
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout: float = 10.0
+    webhook_retry_delay: float = 1.0
     # Restart policy: the most restarts the engine makes of an "on-failure" container.
     restart_max_retries: int = 5
 
@@ -213,6 +219,16 @@ def _stats_source(name: str, raw: str) -> str:
     return value
 
 
+def _webhook_url(name: str, raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(name, f"{url!r} is not an http:// or https:// URL")
+    return url
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     for origin in origins:
@@ -311,6 +327,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
     "allowed_hosts": _host_names,
+    "webhook_url": _webhook_url,
+    "webhook_secret": _optional_text,
+    "webhook_timeout": _seconds(0.1, 300),
+    "webhook_retry_delay": _seconds(0.01, 300),
     "restart_max_retries": _integer(1, 1000),
 }
 
@@ -356,6 +376,8 @@ def check(settings: Settings) -> None:
     if settings.api_token is not None and len(settings.api_token) < 16:
         raise SettingsError("api_token", "is shorter than 16 characters")
     _check_engine_transport(settings)
+    if settings.webhook_url is not None and not settings.webhook_secret:
+        raise SettingsError("webhook_secret", "is required with webhook_url (it signs each POST)")
 
 
 def _check_engine_transport(settings: Settings) -> None:

@@ -27,6 +27,7 @@ async def metrics(request: Request) -> HTTPResponse:
         history=ctx.history,
         sampler=ctx.sampler,
         service=ctx.metrics,
+        extra=[ctx.lifecycle.write_metrics] if ctx.lifecycle is not None else [],
     )
     return HTTPResponse(text, content_type=CONTENT_TYPE)
 

@@ -300,3 +300,63 @@ async def test_each_container_links_to_its_logs_and_the_link_shows_them(
         await page.click("#logs-close")
         assert not await page.is_visible("#logs")
         assert problems == []
+
+
+async def test_each_card_shows_recent_events_with_crashes_marked(
+    engine_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+    browser: Browser,
+) -> None:
+    settings = replace(engine_settings, api_token=TEST_TOKEN)
+    async with serve_app(settings) as (_app, client):
+        base = unique_name("dashev")
+        crashed = await create_and_start(
+            client, docker, cleanup, f"{base}-crash", commands=["exit 3"]
+        )
+        stopped = await create_and_start(client, docker, cleanup, f"{base}-stop")
+        answer = await client.post("/v1/container/stop", params={"id": stopped, "t": "0"})
+        assert answer.status_code == 204, answer.text
+
+        async def both_died() -> bool:
+            for container_id in (crashed, stopped):
+                events = (
+                    await client.get("/v1/container/events", params={"id": container_id})
+                ).json()
+                if not any(event["type"] == "die" for event in events):
+                    return False
+            return True
+
+        await wait_for(both_died, timeout=30)
+
+        page = await browser.new_page(viewport=VIEWPORT)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        await page.goto(f"{client.base_url}/")
+        await page.wait_for_selector("body[data-status=auth]")
+        await page.fill("#token", TEST_TOKEN)
+        await page.press("#token", "Enter")
+        await page.wait_for_selector("body[data-status=ok]")
+        await page.fill("#filter", base)
+        await page.press("#filter", "Enter")
+        await wait_for(lambda: two_cards(page), timeout=10)
+
+        crash_list = page.locator(f"article.card[data-id='{crashed}'] ul.events")
+        stop_list = page.locator(f"article.card[data-id='{stopped}'] ul.events")
+        await crash_list.locator("li[data-type=die]").wait_for()
+        await stop_list.locator("li[data-type=die]").wait_for()
+        # Newest first: the crash is marked, in red, with its exit code; the asked-for stop is not.
+        crash_die = crash_list.locator("li[data-type=die]")
+        assert await crash_die.get_attribute("data-crash") == "true"
+        assert "crash" in (await crash_die.get_attribute("class") or "").split()
+        assert "exit 3" in await crash_die.inner_text()
+        assert "crash" in await crash_die.inner_text()
+        stop_die = stop_list.locator("li[data-type=die]")
+        assert await stop_die.get_attribute("data-crash") == "false"
+        assert "crash" not in await stop_die.inner_text()
+        stop_types = await stop_list.locator("li").evaluate_all(
+            "items => items.map(i => i.dataset.type)"
+        )
+        assert stop_types == ["stop", "die", "start", "create"], stop_types
+        assert problems == []

@@ -1,0 +1,100 @@
+"""Append-only JSON-lines files that survive a crash: the event log and the webhook queue.
+
+The same rules as the stats history (:mod:`dockerlink.stats.store`): each line is one ``write()``
+of a whole line on an ``O_APPEND`` file, so a killed process loses nothing it wrote; a reader skips
+a line that does not parse (a write torn by a power loss); before a process appends to a file it
+did not write itself, a torn last line is cut so that the next line starts clean. These functions
+do blocking file I/O: callers run them off the event loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["JournalLocked", "append_lines", "lock_directory", "read_objects", "repair_tail"]
+
+log = logging.getLogger("dockerlink.journal")
+
+#: How far back from the end of a file a torn line is looked for.
+_TAIL_BYTES = 64 * 1024
+
+
+class JournalLocked(RuntimeError):
+    """Another process holds the directory."""
+
+
+def lock_directory(directory: Path) -> int:
+    """Create ``directory`` and hold its ``.lock`` (flock) for this process; the lock's fd."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in {errno.EWOULDBLOCK, errno.EACCES}:
+            raise JournalLocked(f"{directory} is in use by another process") from None
+        raise
+    return fd
+
+
+def append_lines(path: Path, data: bytes) -> None:
+    """One ``write()`` of whole lines at the end of the file (created if needed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):  # only when the disk is full; the reader skips the torn part
+            raise OSError(errno.ENOSPC, f"short write to {path}")
+    finally:
+        os.close(fd)
+
+
+def repair_tail(path: Path) -> bool:
+    """Cut a torn last line (no ``\\n`` at the end), so the next line starts clean; True if cut."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return False
+        chunk = min(size, _TAIL_BYTES)
+        tail = os.pread(fd, chunk, size - chunk)
+        if tail.endswith(b"\n"):
+            return False
+        cut = tail.rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, size - chunk + cut + 1)
+        elif chunk == size:
+            os.ftruncate(fd, 0)
+        else:  # a line longer than the tail window: end it, readers skip it
+            os.pwrite(fd, b"\n", size)
+        log.warning("cut a torn line at the end of %s", path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def read_objects(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a file, one per line; lines that do not parse are skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            yield value

@@ -1,0 +1,262 @@
+"""The event log's files and the webhook queue's files: order, torn lines, retention, reloads.
+
+Retention over 30 days and a thousand events, and torn lines, cannot be produced quickly with a
+real engine; the engine tests (tests/engine/test_events*.py, test_webhooks.py) prove the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from dockerlink.events import (
+    EVENTS_PER_FILE,
+    MAX_PER_CONTAINER,
+    RETENTION_S,
+    EventLog,
+    LifecycleEvents,
+    _rfc3339_nanos,
+)
+from dockerlink.settings import SettingsError, load_settings
+from dockerlink.webhooks import WebhookOutbox, sign
+
+CID = "a" * 64
+OTHER = "b" * 64
+
+
+def event(moment: float, kind: str = "start", container_id: str = CID) -> dict[str, Any]:
+    return {
+        "time": moment,
+        "id": container_id,
+        "name": "web1",
+        "type": kind,
+        "event_id": f"{container_id[:12]}-{int(moment * 1e9)}-{kind}",
+    }
+
+
+def record(log: EventLog, *events: dict[str, Any]) -> None:
+    for one in events:
+        log.add(one)()  # the disk work, run here instead of the writer thread
+
+
+def reopened(root: Path, now: float = 10_000.0) -> EventLog:
+    log = EventLog(root, clock=lambda: now)
+    log.open()
+    return log
+
+
+def test_events_are_served_oldest_first_by_since_and_limit_and_reload(tmp_path: Path) -> None:
+    log = reopened(tmp_path)
+    record(log, event(100.5), event(101.5, "die"), event(102.0, "create", OTHER), event(103.25))
+    assert [e["time"] for e in orjson.loads(log.query(CID))] == [100.5, 101.5, 103.25]
+    assert [e["time"] for e in orjson.loads(log.query(CID, since=100.5))] == [101.5, 103.25]
+    assert [e["time"] for e in orjson.loads(log.query(CID, limit=1))] == [103.25]
+    assert [e["time"] for e in orjson.loads(log.query(None, limit=3))] == [101.5, 102.0, 103.25]
+    log.close()
+    again = reopened(tmp_path)
+    assert again.query(CID) == log_query_of(tmp_path, CID)
+    assert again.events(CID) == [event(100.5), event(101.5, "die"), event(103.25)]
+    assert again.last_time() == 103.25
+    assert again.resolve("aaaa") == CID
+    assert again.resolve("web1") is None  # two containers had that name
+    again.close()
+
+
+def log_query_of(root: Path, container_id: str) -> bytes:
+    lines = b"".join(p.read_bytes() for p in sorted((root / container_id).glob("*.jsonl")))
+    return b"[" + b",".join(line for line in lines.split(b"\n") if line) + b"]"
+
+
+def test_a_torn_last_line_is_skipped_then_cut_before_the_next_append(tmp_path: Path) -> None:
+    log = reopened(tmp_path)
+    record(log, event(100.0), event(101.0))
+    log.close()
+    [path] = (tmp_path / CID).glob("*.jsonl")
+    with path.open("ab") as file:
+        file.write(b'{"time":102.0,"id":"' + CID.encode() + b'","na')  # killed mid-write
+    again = reopened(tmp_path)
+    assert [e["time"] for e in again.events(CID)] == [100.0, 101.0]
+    record(again, event(103.0))
+    again.close()
+    assert path.read_bytes().count(b"\n") == 3
+    assert [e["time"] for e in reopened(tmp_path).events(CID)] == [100.0, 101.0, 103.0]
+
+
+def test_at_most_a_thousand_events_per_container_by_whole_files(tmp_path: Path) -> None:
+    log = reopened(tmp_path)
+    total = MAX_PER_CONTAINER + EVENTS_PER_FILE // 2
+    record(log, *(event(1000.0 + i) for i in range(total)))
+    kept = log.events(CID)
+    assert MAX_PER_CONTAINER - EVENTS_PER_FILE < len(kept) <= MAX_PER_CONTAINER
+    assert kept[-1]["time"] == 1000.0 + total - 1  # the newest are kept
+    on_disk = sum(p.read_bytes().count(b"\n") for p in (tmp_path / CID).glob("*.jsonl"))
+    assert on_disk == len(kept)
+    log.close()
+    assert len(reopened(tmp_path).events(CID)) == len(kept)
+
+
+def test_files_older_than_thirty_days_are_deleted(tmp_path: Path) -> None:
+    now = 2_000_000_000.0
+    log = reopened(tmp_path, now)
+    old = now - RETENTION_S - 3 * 86400
+    record(log, event(old), event(old + 1), event(now - 10), event(now - 5, container_id=OTHER))
+    expired = log.maintain()
+    assert [e["time"] for e in log.events(CID)] == [now - 10]
+    assert len(expired) == 1 and expired[0].parent.name == CID
+    log.close()
+    later = reopened(tmp_path, now + RETENTION_S)  # everything has expired by then
+    assert later.last_time() is None
+    assert not (tmp_path / CID).exists() and not (tmp_path / OTHER).exists()
+
+
+def test_engine_times_are_read_to_the_nanosecond() -> None:
+    assert _rfc3339_nanos("2026-11-30T23:42:32.879607146Z") == 1796082152879607146
+    assert _rfc3339_nanos("2026-11-30T23:42:32Z") == 1796082152000000000
+    assert _rfc3339_nanos("0001-01-01T00:00:00Z") is None
+    assert _rfc3339_nanos("yesterday") is None
+
+
+def test_the_webhook_queue_survives_a_restart_and_forgets_what_was_delivered(
+    tmp_path: Path,
+) -> None:
+    outbox = WebhookOutbox(tmp_path, "http://127.0.0.1:9/hook", "s3cret")
+    outbox.open()
+    for i in range(3):
+        outbox.add(event(100.0 + i))()
+    head = outbox._pending[0]
+    outbox.close()
+
+    again = WebhookOutbox(tmp_path, "http://127.0.0.1:9/hook", "s3cret")
+    again.open()
+    assert [p.body for p in again._pending] == [orjson.dumps(event(100.0 + i)) for i in range(3)]
+    assert again._pending[0].seq == head.seq
+    again._done(again._pending.popleft().seq)()  # the first was delivered
+    again.add(event(200.0))()
+    with (tmp_path / "queue-000000000001.jsonl").open("ab") as file:
+        file.write(b'{"seq":9,"que')  # a torn line is skipped
+    again.close()
+
+    third = WebhookOutbox(tmp_path, "http://127.0.0.1:9/hook", "s3cret")
+    third.open()
+    assert [orjson.loads(p.body)["time"] for p in third._pending] == [101.0, 102.0, 200.0]
+    assert third._next_seq == 5
+    third.close()
+
+
+def test_the_signature_is_the_readmes_hmac_over_the_exact_body() -> None:
+    body = orjson.dumps(event(100.0))
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert sign(body, "s3cret") == expected
+    assert sign(body + b" ", "s3cret") != expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"webhook_url": "ftp://panel.example/hook", "webhook_secret": "x"}, "webhook_url"),
+        ({"webhook_url": "https:///nohost", "webhook_secret": "x"}, "webhook_url"),
+        ({"webhook_url": "https://panel.example/hook"}, "webhook_secret"),
+        ({"webhook_timeout": "0"}, "webhook_timeout"),
+    ],
+)
+def test_webhook_settings_are_checked(environ: dict[str, str], problem: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ, env_file=None)
+    assert raised.value.name == problem
+
+
+def test_a_webhook_url_with_a_secret_is_accepted() -> None:
+    settings = load_settings(
+        {"webhook_url": "https://panel.example/hook", "webhook_secret": "s3cret"}, env_file=None
+    )
+    assert (settings.webhook_url, settings.webhook_secret) == (
+        "https://panel.example/hook",
+        "s3cret",
+    )
+
+
+class _NoReplay:
+    """The engine's event replay, here with nothing in it (its 256-event buffer moved on)."""
+
+    async def stream(self, **_: Any) -> AsyncIterator[dict[str, Any]]:
+        replayed: list[dict[str, Any]] = []
+        for event in replayed:
+            yield event
+
+
+class _Engine:
+    events = _NoReplay()
+
+
+class _Mirror:
+    fresh = True
+
+    def __init__(self, infos: list[dict[str, Any]]) -> None:
+        self.infos = infos
+
+    def all(self) -> list[dict[str, Any]]:
+        return self.infos
+
+
+def inspect_of(container_id: str, finished: str, exit_code: int, oom: bool) -> dict[str, Any]:
+    return {
+        "Id": container_id,
+        "Name": "/web1",
+        "Config": {"Labels": {"dockerlink": "v1.0.0"}},
+        "State": {"FinishedAt": finished, "ExitCode": exit_code, "OOMKilled": oom},
+    }
+
+
+async def test_a_death_only_inspect_shows_is_recorded_once_and_not_called_a_crash(
+    tmp_path: Path,
+) -> None:
+    """When the engine's replay no longer has the ``die`` (over 256 events ago, or the engine
+    restarted), the death is recorded from ``State.FinishedAt``: once, crash unknown (null) unless
+    an OOM kill proves it. A container not seen dying after the last record gets nothing."""
+    log = reopened(tmp_path, now=1_800_000_000.0)
+    record(log, event(1_796_082_100.0), event(1_796_082_100.0, "start", OTHER))
+    infos = [
+        inspect_of(CID, "2026-11-30T23:42:32.879607146Z", 3, False),  # 1796082152.88: unseen
+        inspect_of(OTHER, "2026-11-30T23:42:34.427452896Z", 137, True),
+        inspect_of("c" * 64, "0001-01-01T00:00:00Z", 0, False),  # never ran
+        inspect_of("d" * 64, "2026-11-30T23:30:00Z", 0, False),  # before anything recorded
+    ]
+    engine: Any = _Engine()
+    mirror: Any = _Mirror(infos)
+    lifecycle = LifecycleEvents(engine, log, mirror=mirror)
+    try:
+        for _ in range(2):  # a second catch-up finds nothing new
+            await lifecycle.catch_up()
+        died = log.events(CID)[-1]
+        assert [e["type"] for e in log.events(CID)] == ["start", "die"]
+        assert died["time"] == 1796082152879607146 / 1e9  # FinishedAt
+        assert (died["exit_code"], died["oom_killed"], died["crash"], died["source"]) == (
+            3,
+            False,
+            None,
+            "inspect",
+        )
+        oom = log.events(OTHER)[-1]
+        assert (oom["type"], oom["oom_killed"], oom["crash"]) == ("die", True, True)
+        assert "c" * 64 not in log and "d" * 64 not in log
+        assert lifecycle.crashes.values == {(OTHER, "web1"): 1.0}
+        assert lifecycle.oom_kills.values == {(OTHER, "web1"): 1.0}
+        # The engine's own die for that death, if it shows up later, is not recorded again.
+        await lifecycle.handle(
+            {
+                "Type": "container",
+                "Action": "die",
+                "Actor": {"ID": CID, "Attributes": {"dockerlink": "v1.0.0", "exitCode": "3"}},
+                "timeNano": 1796082152964359753,
+            }
+        )
+        assert [e["type"] for e in log.events(CID)] == ["start", "die"]
+    finally:
+        await asyncio.to_thread(lifecycle.close)
