@@ -23,6 +23,7 @@ __all__ = [
     "PreconditionFailed",
     "Unauthorized",
     "WrongState",
+    "dropped_note",
     "engine_error_answer",
 ]
 
@@ -121,7 +122,13 @@ def _output_so_far(exc: docker_api.DockerError) -> str:
     if not isinstance(exc, docker_api.ExecTimeout):
         return ""
     text = " ".join(exc.output.decode("utf-8", "replace").split())
-    return f"; output so far: {text}" if text else "; it printed nothing"
+    dropped = f"; {dropped_note(exc.dropped)}" if exc.dropped else ""
+    return (f"; output so far: {text}" if text else "; it printed nothing") + dropped
+
+
+def dropped_note(dropped: int) -> str:
+    """How an answer says that output past ``git_output_limit`` was read and dropped."""
+    return f"[{dropped} more bytes of output dropped (git_output_limit)]"
 
 
 def _first_letter_lower(message: str) -> str:

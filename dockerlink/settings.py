@@ -73,6 +73,8 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # Containers and the host: bounds on what a tenant's container can make dockerlink hold.
+    git_output_limit: int = 1 << 20
 
     @property
     def auth_enabled(self) -> bool:
@@ -225,6 +227,24 @@ def _log_size(name: str, raw: str) -> str:
     return size
 
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _size_bytes(low: int, high: int) -> Callable[[str, str], int]:
+    """A size in bytes: ``1048576``, ``512k``, ``1m``, ``1MiB`` (k, m, g: powers of 1024)."""
+
+    def parse(name: str, raw: str) -> int:
+        match = re.fullmatch(r"([0-9]{1,12})\s*(?:([kmg])(?:i?b)?|b?)", raw.strip().lower())
+        if match is None:
+            raise SettingsError(name, f"{raw!r} is not a size like 1MiB, 512k or 1048576")
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2) or ""]
+        if not low <= value <= high:
+            raise SettingsError(name, f"{raw.strip()} is outside {low}..{high} bytes")
+        return value
+
+    return parse
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -264,6 +284,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "git_output_limit": _size_bytes(4 << 10, 1 << 30),
 }
 
 
