@@ -124,9 +124,15 @@ class GitService:
         return output_text(await self._run(ref, path, ["log", "-1"], writes=False))
 
     async def current_branch(self, ref: str, path: str | None) -> str:
-        return output_text(
-            await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"], writes=False)
+        """The branch HEAD names, even before its first commit (where ``rev-parse`` fails);
+        ``HEAD`` when detached, as ``git rev-parse --abbrev-ref HEAD`` says it."""
+        # symbolic-ref exits 1 (with -q, silently) when HEAD is detached, 128 on real errors.
+        result = await self._run(
+            ref, path, ["symbolic-ref", "-q", "--short", "HEAD"], writes=False, accept_exit=(0, 1)
         )
+        if result.exit_code == 1:
+            result = await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"], writes=False)
+        return output_text(result)
 
     async def branches(self, ref: str, path: str | None, *, fetch: bool) -> list[str]:
         listing = ["branch", "-a", BRANCH_FORMAT]
@@ -142,9 +148,16 @@ class GitService:
         return output_text(await self._run(ref, path, ["checkout", branch, "--"]))
 
     async def _run(
-        self, ref: str, path: str | None, *commands: Sequence[str], writes: bool = True
+        self,
+        ref: str,
+        path: str | None,
+        *commands: Sequence[str],
+        writes: bool = True,
+        accept_exit: tuple[int, ...] = (0,),
     ) -> ExecResult:
         """Run git commands one after the other; the first that fails answers 412.
+
+        A command fails when its exit code is not in ``accept_exit``.
 
         Commands that may write (pull, init, fetch, checkout) hold the container's lock; reads
         (log, rev-parse, branch listing) don't wait behind them, since git reads are safe to run
@@ -155,12 +168,16 @@ class GitService:
         # in a container that stopped meanwhile is refused (409) or not found (404) by it.
         if not writes:
             container = await self.hosting.managed(ref, mirrored=True)
-            return await self._run_in(container, path, commands)
+            return await self._run_in(container, path, commands, accept_exit)
         async with self.hosting.acting_on(ref, mirrored=True) as container:
-            return await self._run_in(container, path, commands)
+            return await self._run_in(container, path, commands, accept_exit)
 
     async def _run_in(
-        self, container: ManagedContainer, path: str | None, commands: Sequence[Sequence[str]]
+        self,
+        container: ManagedContainer,
+        path: str | None,
+        commands: Sequence[Sequence[str]],
+        accept_exit: tuple[int, ...],
     ) -> ExecResult:
         if not container.running:
             await self._refuse_unless_running(container.id)
@@ -173,7 +190,7 @@ class GitService:
             except docker_api.Conflict:
                 await self._refuse_unless_running(container.id)
                 raise  # running, but the engine refused (paused...): its own reason
-            if result.exit_code != 0:
+            if result.exit_code not in accept_exit:
                 text = output_text(result).strip()
                 raise PreconditionFailed(
                     text or f"git {args[0]} failed with exit code {result.exit_code}"

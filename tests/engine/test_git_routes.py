@@ -192,6 +192,34 @@ async def test_head_and_branch_show_the_last_commit_and_current_branch(
     assert branch.text == "feature/ünï\n"
 
 
+async def test_current_branch_before_the_first_commit_is_the_unborn_branch(
+    git_api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """A fresh ``git init`` answers the branch the first commit will create, not an error."""
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
+    not_yet = await git_api.get("/v1/git/branch", params={"id": cid})
+    assert not_yet.status_code == 412
+    assert not_yet.text.startswith("fatal: not a git repository")
+
+    assert (await git_api.put("/v1/git", params={"id": cid})).status_code == 204
+    branch = await git_api.get("/v1/git/branch", params={"id": cid})
+    assert branch.status_code == 200, branch.text
+    assert branch.headers["content-type"] == TEXT
+    assert branch.text == "main\n"  # admin's init.defaultBranch
+    await sh(docker, cid, f"git -C {REPO} symbolic-ref HEAD refs/heads/trunk")
+    assert (await git_api.get("/v1/git/branch", params={"id": cid})).text == "trunk\n"
+
+    # After commits, a detached HEAD still answers HEAD, as git rev-parse --abbrev-ref says.
+    await sh(docker, cid, f"cd {REPO} && git commit -q --allow-empty -m one")
+    assert (await git_api.get("/v1/git/branch", params={"id": cid})).text == "trunk\n"
+    await sh(docker, cid, f"git -C {REPO} checkout -q --detach")
+    detached = await git_api.get("/v1/git/branch", params={"id": cid})
+    assert (detached.status_code, detached.text) == (200, "HEAD\n")
+
+
 async def test_branches_lists_local_and_remote_tracking_names_cleanly(
     git_api: httpx.AsyncClient,
     docker: DockerClient,
