@@ -186,6 +186,8 @@ def openapi_document() -> dict[str, Any]:
                                             "type": "integer",
                                             "minimum": 1,
                                             "maximum": 65535,
+                                            "description": "at least min_host_port (default "
+                                            "1024); its block may not hold dockerlink's port",
                                         },
                                         **_LIMITS,
                                         "ports": {

@@ -206,7 +206,15 @@ def _commands(body: Mapping[str, Any]) -> tuple[str, ...]:
     return commands
 
 
-def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateRequest:
+def parse_create(
+    body: Mapping[str, Any],
+    *,
+    port_area_size: int,
+    min_host_port: int = 1,
+    own_port: int | None = None,
+) -> CreateRequest:
+    """A create request; ``host_port_root`` at least ``min_host_port``, and its block of
+    ``port_area_size`` ports clear of ``own_port`` (dockerlink's listen port)."""
     _check_fields(
         body, {"name", "host_port_root", "memory", "cpulimit", "ports", "image", "commands"}
     )
@@ -225,6 +233,13 @@ def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateReque
         raise BadRequest(
             f"host_port_root must be at most {65536 - port_area_size} "
             f"(its block of {port_area_size} ports must end by 65535)"
+        )
+    if root < min_host_port:
+        raise BadRequest(f"host_port_root must be at least {min_host_port} (min_host_port)")
+    if own_port is not None and root <= own_port < root + port_area_size:
+        raise BadRequest(
+            f"host_port_root {root}: its block {root}-{root + port_area_size - 1} "
+            f"holds dockerlink's own port {own_port}"
         )
     return CreateRequest(
         name=name,

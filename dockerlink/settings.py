@@ -75,6 +75,7 @@ class Settings:
     metrics_public: bool = False
     # Containers and the host: bounds on what a tenant's container can make dockerlink hold.
     git_output_limit: int = 1 << 20
+    min_host_port: int = 1024
 
     @property
     def auth_enabled(self) -> bool:
@@ -285,6 +286,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
     "git_output_limit": _size_bytes(4 << 10, 1 << 30),
+    "min_host_port": _integer(1, 65535),
 }
 
 

@@ -152,6 +152,28 @@ def test_create_request_refusals_name_the_field(change: dict[str, Any], field: s
     assert field in caught.value.message
 
 
+def test_create_host_port_root_respects_min_host_port_and_dockerlink_port() -> None:
+    from dockerlink.errors import BadRequest
+
+    def refusal(root: int, **rules: int) -> str:
+        with pytest.raises(BadRequest) as caught:
+            parse_create({**GOOD, "host_port_root": root}, port_area_size=5000, **rules)
+        return caught.value.message
+
+    assert refusal(1023, min_host_port=1024) == (
+        "host_port_root must be at least 1024 (min_host_port)"
+    )
+    assert parse_create({**GOOD, "host_port_root": 1024}, port_area_size=5000, min_host_port=1024)
+    # The block is host_port_root .. host_port_root + port_area_size - 1.
+    for root in (7200, 2201, 5000):
+        block = f"{root}-{root + 4999}"
+        assert refusal(root, own_port=7200) == (
+            f"host_port_root {root}: its block {block} holds dockerlink's own port 7200"
+        )
+    for root in (2200, 7201):
+        assert parse_create({**GOOD, "host_port_root": root}, port_area_size=5000, own_port=7200)
+
+
 def test_start_command_template() -> None:
     template = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
     assert (
