@@ -192,6 +192,7 @@ def openapi_document() -> dict[str, Any]:
                                         **_LIMITS,
                                         "ports": {
                                             "type": "array",
+                                            "maxItems": 64,
                                             "items": {
                                                 "type": "string",
                                                 "pattern": "^[0-9]{1,5}/(tcp|udp)$",

@@ -33,6 +33,8 @@ GIB = 1 << 30
 MIN_MEMORY_BYTES = 6 << 20
 MAX_MEMORY_BYTES = (1 << 63) - 1
 MAX_COMMANDS_BYTES = 64 * 1024
+#: Most entries in a create's ``ports`` (each is a port binding the engine sets up).
+MAX_PORTS = 64
 ALWAYS_PUBLISHED = ("22/tcp", "80/tcp", "443/tcp")
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -169,6 +171,8 @@ def _ports(body: Mapping[str, Any], port_area_size: int) -> tuple[PortSpec, ...]
         return tuple(sorted(specs))
     if not isinstance(raw, list):
         raise BadRequest(f'ports must be a list of "<port>/<tcp|udp>", not {_json_type(raw)}')
+    if len(raw) > MAX_PORTS:
+        raise BadRequest(f"ports has {len(raw)} entries, more than {MAX_PORTS}")
     for item in raw:
         match = _PORT.fullmatch(item) if isinstance(item, str) else None
         if match is None:

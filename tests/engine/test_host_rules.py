@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from docker_api import DockerClient
-from tests.conftest import free_port_root
+from dockerlink.requests import GIB
+from tests.conftest import create_container, free_port_root
 
 
 async def refused_create(
@@ -57,3 +58,43 @@ async def test_a_block_holding_dockerlinks_own_port_is_refused(
     assert text == (
         f"host_port_root {root}: its block {root}-{root + 4999} holds dockerlink's own port {own}\n"
     )
+
+
+async def test_more_than_64_ports_is_refused_and_64_are_published(
+    api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    ports = [f"{port}/tcp" for port in range(1000, 1065)]
+    text = await refused_create(api, docker, cleanup, unique_name("ports"), ports=ports)
+    assert text == "ports has 65 entries, more than 64\n"
+
+    container_id = await create_container(
+        api, docker, cleanup, unique_name("ports"), ports=ports[:64]
+    )
+    bindings = (await docker.containers.inspect(container_id))["HostConfig"]["PortBindings"]
+    assert len(bindings) == 64 + 3  # with 22, 80 and 443/tcp
+
+
+async def test_memory_above_the_engines_total_is_refused_on_create_and_resize(
+    api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    total = (await docker.info())["MemTotal"]
+    above = total / GIB + 0.5
+    text = await refused_create(api, docker, cleanup, unique_name("mem"), memory=above)
+    assert text == f"memory {above:g} GiB is more than the engine's {total / GIB:.2f} GiB\n"
+
+    container_id = await create_container(api, docker, cleanup, unique_name("mem"))
+    before = (await docker.containers.inspect(container_id))["HostConfig"]
+    answer = await api.patch("/v1/container", params={"id": container_id}, json={"memory": above})
+    assert answer.status_code == 400, answer.text
+    assert answer.text.startswith(f"memory {above:g} GiB is more than the engine's ")
+    after = (await docker.containers.inspect(container_id))["HostConfig"]
+    assert (after["Memory"], after["MemorySwap"]) == (before["Memory"], before["MemorySwap"])
+    # Up to the total is fine.
+    answer = await api.patch("/v1/container", params={"id": container_id}, json={"memory": 0.5})
+    assert answer.status_code == 200, answer.text

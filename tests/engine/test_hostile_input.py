@@ -206,8 +206,23 @@ def host_rule_requests(own_port: int) -> list[tuple[str, str, str, Any, bytes | 
     bodies = [
         ("host_port_root below min_host_port", create_body(host_port_root=1000)),
         ("block holding dockerlink's port", create_body(host_port_root=own_block_root)),
+        ("65 ports", create_body(ports=[f"{port}/tcp" for port in range(1000, 1065)])),
+        # Well below what the parser refuses as too large, far above any host's memory.
+        ("memory above the engine's", create_body(memory=1_000_000)),
     ]
-    return [(f"create: {label}", "PUT", "/v1/container", {}, body) for label, body in bodies]
+    requests: list[tuple[str, str, str, Any, bytes | None]] = [
+        (f"create: {label}", "PUT", "/v1/container", {}, body) for label, body in bodies
+    ]
+    requests.append(
+        (
+            "patch: memory above the engine's",
+            "PATCH",
+            "/v1/container",
+            {"id": NAME_PLACEHOLDER},
+            b'{"memory": 1000000}',
+        )
+    )
+    return requests
 
 
 async def engine_state(docker: DockerClient, target: str) -> Any:

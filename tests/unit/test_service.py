@@ -366,3 +366,13 @@ async def test_unknown_ids_listing_goes_under_error() -> None:
         "error": {"a1": "no such container: a1", "b2": "no such container: b2"},
         "success": {},
     }
+
+
+def test_create_takes_at_most_64_ports() -> None:
+    from dockerlink.errors import BadRequest
+
+    ports = [f"{port}/udp" for port in range(1, 66)]
+    assert len(parse_create({**GOOD, "ports": ports[:64]}, port_area_size=5000).ports) == 67
+    with pytest.raises(BadRequest) as caught:
+        parse_create({**GOOD, "ports": ports}, port_area_size=5000)
+    assert caught.value.message == "ports has 65 entries, more than 64"
