@@ -380,7 +380,8 @@ class Hosting:
         }
 
     def _safe_defaults(self) -> dict[str, Any]:
-        """Limits that keep one customer from hurting the host: processes, privileges, logs."""
+        """Limits that keep one customer from hurting the host: processes, privileges, logs,
+        capabilities."""
         settings = self.settings
         defaults: dict[str, Any] = {
             "PidsLimit": settings.pids_limit or -1,
@@ -394,6 +395,8 @@ class Hosting:
         }
         if settings.no_new_privileges:
             defaults["SecurityOpt"] = ["no-new-privileges:true"]
+        if settings.cap_drop:
+            defaults["CapDrop"] = list(settings.cap_drop)
         return defaults
 
     async def _check_cpus(self, cpus: float) -> None:

@@ -76,6 +76,8 @@ class Settings:
     # Containers and the host: bounds on what a tenant's container can make dockerlink hold.
     git_output_limit: int = 1 << 20
     min_host_port: int = 1024
+    # Capabilities removed from every new container (NET_RAW: no raw sockets, no ARP/IP spoofing).
+    cap_drop: tuple[str, ...] = ("NET_RAW",)
 
     @property
     def auth_enabled(self) -> bool:
@@ -246,6 +248,69 @@ def _size_bytes(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
+#: Linux's capabilities (capabilities(7)), as the engine names them without ``CAP_``.
+CAPABILITIES = frozenset(
+    [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        "ALL",
+    ]
+)
+
+
+def _capabilities(name: str, raw: str) -> tuple[str, ...]:
+    """Linux capability names, comma-separated, with or without ``CAP_`` (or ``ALL``)."""
+    names: list[str] = []
+    for part in raw.split(","):
+        cap = part.strip().upper().removeprefix("CAP_")
+        if not cap:
+            continue
+        if cap not in CAPABILITIES:
+            raise SettingsError(name, f"{part.strip()!r} is not a capability name like NET_RAW")
+        if cap not in names:
+            names.append(cap)
+    return tuple(names)
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -287,6 +352,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "metrics_public": _boolean,
     "git_output_limit": _size_bytes(4 << 10, 1 << 30),
     "min_host_port": _integer(1, 65535),
+    "cap_drop": _capabilities,
 }
 
 
