@@ -21,20 +21,22 @@ from sanic.response import BaseHTTPResponse
 import docker_api
 from docker_api import DockerClient
 
+from .browsers import browser_refusal
 from .context import AppContext
 from .engine import EngineProbe, engine_client
-from .errors import HTTPError, Unauthorized, engine_error_answer
+from .errors import Forbidden, HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
-from .metrics import UNMATCHED_ROUTE
+from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
+from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
-from .stats.sources import cgroup_source_for
+from .stats.sources import cgroup_source_choice
 
 __all__ = ["create_app"]
 
@@ -47,6 +49,11 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: Routes that answer without a token: liveness, the API description (no secrets in it), and
 #: the dashboard page (it holds no data: its own API calls carry the token).
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/"})
+#: Public pages that browsers load from other sites' links, exempt from the rule on requests
+#: a browser makes for another site (besides the public paths): the terminal page, and the SSH
+#: bridge that customers' browsers reach through nginx from the panel's pages.
+_BROWSER_RULE_EXEMPT = frozenset({"/terminal"})
+_BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/",)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -76,6 +83,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    app.blueprint(logs_routes.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
@@ -102,14 +110,18 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         assert app.ctx.hosting is not None
         # Reads every stored history once.
         history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
+        cgroups, no_cgroups_reason = cgroup_source_choice(
+            settings.stats_source, settings.docker_sock
+        )
         sampler = Sampler(
             app.ctx.docker,
             history,
             interval_s=settings.sample_interval,
             call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
             mirror=app.ctx.mirror,
-            cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
+            cgroups=cgroups,
             api_fallback=settings.stats_source != "cgroup",
+            no_cgroups_reason=no_cgroups_reason,
         )
         app.ctx.history, app.ctx.sampler = history, sampler
         app.ctx.hosting.delete_hooks.append(sampler.forget)
@@ -125,7 +137,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     @app.after_server_stop
     async def close_history(app: DockerlinkApp) -> None:
         if app.ctx.history is not None:
-            app.ctx.history.close()
+            # The writer finishes what is queued: that waits on the disk, so not on the loop.
+            await asyncio.to_thread(app.ctx.history.close)
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
 
@@ -139,6 +152,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
             and not _token_ok(request, settings.api_token)
         ):
             raise Unauthorized()
+        if settings.api_token is None and not _browser_rule_exempt(request.path, public_paths):
+            refusal = browser_refusal(
+                request.headers.get("host", ""),
+                request.headers.get("origin"),
+                request.headers.get("sec-fetch-site"),
+                settings,
+            )
+            if refusal is not None:
+                raise Forbidden(refusal)
         return None
 
     async def decorate(request: Request, response: BaseHTTPResponse) -> None:
@@ -159,7 +181,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         _log_request(request, response, duration_s)
         if duration_s is not None:
             app.ctx.metrics.observe_request(
-                request.method, _route_label(request), response.status, duration_s
+                method_label(request.method), _route_label(request), response.status, duration_s
             )
 
     return app
@@ -187,12 +209,24 @@ def _background_task(
                 await task
 
 
+def _browser_rule_exempt(path: str, public_paths: frozenset[str] | set[str]) -> bool:
+    return (
+        path in public_paths
+        or path in _BROWSER_RULE_EXEMPT
+        or path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES)
+    )
+
+
 def _token_ok(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    try:
+        given_bytes = given.strip().encode()
+    except UnicodeEncodeError:  # the header's bytes were not UTF-8
+        return False
+    return hmac.compare_digest(given_bytes, token.strip().encode())
 
 
 def _request_id(request: Request) -> str:
@@ -240,14 +274,14 @@ def _log_request(request: Request, response: BaseHTTPResponse, duration_s: float
     request_log.info(
         "[%s] %s %s %s %s ms",
         request_id,
-        request.method,
+        method_label(request.method),
         path,
         response.status,
         "-" if duration_ms is None else f"{duration_ms:g}",
         extra={
             "request_id": request_id,
             "fields": {
-                "method": request.method,
+                "method": method_label(request.method),
                 "path": path,
                 "status": response.status,
                 "duration_ms": duration_ms,
@@ -272,7 +306,7 @@ class _ErrorHandler(ErrorHandler):
             log.warning(
                 "[%s] %s %s: engine error %s: %s%s",
                 _request_id(request),
-                request.method,
+                method_label(request.method),
                 request.path,
                 type(exception).__name__,
                 exception.message,
@@ -283,7 +317,10 @@ class _ErrorHandler(ErrorHandler):
             headers = {str(k): str(v) for k, v in (exception.headers or {}).items()}
             return text_response(exception.status_code, _sanic_message(exception), headers)
         log.exception(
-            "[%s] %s %s: unexpected error", _request_id(request), request.method, request.path
+            "[%s] %s %s: unexpected error",
+            _request_id(request),
+            method_label(request.method),
+            request.path,
         )
         return text_response(500, "internal error")
 
