@@ -65,15 +65,17 @@ class UnsupportedEngineVersion(DockerError):
 
 
 class ExecTimeout(DockerError):
-    """An exec did not finish within its deadline; ``output`` holds what it printed until then.
+    """An exec did not finish within its deadline; ``output`` holds what it printed until then
+    (up to the run's ``max_output_bytes``; ``dropped`` counts the bytes past it).
 
     The process may still be running inside the container: the engine has no call to stop an
     exec, only the container.
     """
 
-    def __init__(self, message: str, output: bytes) -> None:
+    def __init__(self, message: str, output: bytes, *, dropped: int = 0) -> None:
         super().__init__(message)
         self.output = output
+        self.dropped = dropped
 
 
 class APIError(DockerError):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._util import as_dict, path_segment
@@ -25,14 +26,31 @@ EXIT_CODE_WAIT_S = 2.0
 class ExecResult:
     """A finished exec: its exit code and what it wrote.
 
-    ``output`` is stdout and stderr interleaved in the order the frames arrived; ``stdout`` and
-    ``stderr`` keep each stream whole and in order.
+    ``output`` is stdout and stderr interleaved in the order the frames arrived, kept once; with
+    ``max_output_bytes`` it is the first that many bytes and ``dropped`` counts the bytes read
+    after them and thrown away. :attr:`stdout` and :attr:`stderr` are cut out of ``output`` on
+    demand, each whole (up to the bound) and in order.
     """
 
     exit_code: int
     output: bytes
-    stdout: bytes
-    stderr: bytes
+    dropped: int = 0
+    #: Where ``output`` switches stream: offsets, starting with stdout (a switch at 0 when it
+    #: starts with stderr). Empty: all stdout.
+    switches: array[int] = field(default_factory=lambda: array("I"))
+
+    @property
+    def stdout(self) -> bytes:
+        return self._stream(0)
+
+    @property
+    def stderr(self) -> bytes:
+        return self._stream(1)
+
+    def _stream(self, parity: int) -> bytes:
+        bounds = [0, *self.switches, len(self.output)]
+        view = memoryview(self.output)
+        return b"".join(view[bounds[i] : bounds[i + 1]] for i in range(parity, len(bounds) - 1, 2))
 
     def text(self) -> str:
         """``output`` as text, invalid UTF-8 replaced."""
@@ -40,17 +58,31 @@ class ExecResult:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    """Output kept once, up to ``limit`` bytes; the rest counted and dropped."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
         self.output = bytearray()
-        self.stdout = bytearray()
-        self.stderr = bytearray()
+        self.switches = array("I")
+        self.dropped = 0
+        self._stderr = False
 
     def add(self, frame: Frame) -> None:
-        self.output += frame.data
-        if frame.stream is StreamType.STDERR:
-            self.stderr += frame.data
-        else:
-            self.stdout += frame.data
+        data = frame.data
+        room = len(data) if self.limit is None else max(self.limit - len(self.output), 0)
+        if room < len(data):
+            self.dropped += len(data) - room
+            data = data[:room]
+        if not data:
+            return
+        stderr = frame.stream is StreamType.STDERR
+        if stderr != self._stderr:
+            self.switches.append(len(self.output))
+            self._stderr = stderr
+        self.output += data
+
+    def result(self, exit_code: int) -> ExecResult:
+        return ExecResult(exit_code, bytes(self.output), self.dropped, self.switches)
 
 
 class Execs:
@@ -126,28 +158,33 @@ class Execs:
         user: str | None = None,
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
+        max_output_bytes: int | None = None,
     ) -> ExecResult:
         """Run a command to completion and return its exit code and output.
 
         ``timeout`` bounds the whole run; past it :class:`ExecTimeout` carries what was printed.
+        ``max_output_bytes`` bounds what is kept (None: everything): output past it is still
+        read, so the command runs to its end, but only counted (``dropped``).
         """
+        if max_output_bytes is not None and not 0 <= max_output_bytes < 1 << 32:
+            raise ValueError("max_output_bytes must be in 0..2**32-1")
         deadline = time.monotonic() + timeout
         exec_id = await self.create(
             container_id, cmd, user=user, workdir=workdir, env=env, timeout=timeout
         )
-        collected = _Collector()
+        collected = _Collector(max_output_bytes)
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
                 async for frame in self.start(exec_id):
                     collected.add(frame)
         except TimeoutError as exc:
             raise ExecTimeout(
-                f"{cmd[0]} did not finish within {timeout:g} s", bytes(collected.output)
+                f"{cmd[0]} did not finish within {timeout:g} s",
+                bytes(collected.output),
+                dropped=collected.dropped,
             ) from exc
         exit_code = await self._exit_code(exec_id, deadline)
-        return ExecResult(
-            exit_code, bytes(collected.output), bytes(collected.stdout), bytes(collected.stderr)
-        )
+        return collected.result(exit_code)
 
     async def _exit_code(self, exec_id: str, deadline: float) -> int:
         """The exit code, polling briefly: the streams may close just before it is recorded."""

@@ -36,6 +36,7 @@ __all__ = [
     "NotRunning",
     "NotRunningForExec",
     "WrongState",
+    "dropped_note",
 ]
 
 
@@ -106,3 +107,8 @@ class GitFailed(DomainError):
 
 class ActionFailed(DomainError):
     pass
+
+
+def dropped_note(dropped: int) -> str:
+    """How an answer says that output past ``git_output_limit`` was read and dropped."""
+    return f"[{dropped} more bytes of output dropped (git_output_limit)]"

@@ -119,7 +119,8 @@ def _output_so_far(exc: docker_api.DockerError) -> str:
     if not isinstance(exc, docker_api.ExecTimeout):
         return ""
     text = " ".join(exc.output.decode("utf-8", "replace").split())
-    return f"; output so far: {text}" if text else "; it printed nothing"
+    dropped = f"; {domain.dropped_note(exc.dropped)}" if exc.dropped else ""
+    return (f"; output so far: {text}" if text else "; it printed nothing") + dropped
 
 
 def _first_letter_lower(message: str) -> str:

@@ -4,7 +4,9 @@ Each operation runs git with ``docker exec`` as ``exec_user`` in a directory of 
 dockerlink container, under the container's lock (git in one repository is not safe to run twice
 at once), within ``git_timeout`` for the whole operation. A non-zero exit answers 412 with git's
 output; a timeout lets :class:`docker_api.ExecTimeout` through to the error table (504, with what
-git printed) after killing what the timed-out git left running.
+git printed) after killing what the timed-out git left running. Every exec keeps at most
+``git_output_limit`` bytes of output (the tenant controls hooks, aliases and commit messages, so
+the size is theirs to choose); what is dropped past it is reported at the end of the answer.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from typing import Any
 import docker_api
 from docker_api import ExecResult
 
-from .domain_errors import GitFailed, NotRunningForExec
+from .domain_errors import GitFailed, NotRunningForExec, dropped_note
 from .hosting import Hosting, ManagedContainer
 
-__all__ = ["GIT_ENV", "GitService", "branch_names", "default_workdir", "git_command"]
+__all__ = [
+    "GIT_ENV",
+    "GitService",
+    "branch_names",
+    "default_workdir",
+    "git_command",
+    "output_text",
+]
 
 log = logging.getLogger("dockerlink.git")
 
@@ -88,6 +97,15 @@ def branch_names(listing: str) -> list[str]:
     return list(names)
 
 
+def output_text(result: ExecResult) -> str:
+    """What git printed, as text, ending with a line saying how much was dropped, if any."""
+    text = result.text()
+    if not result.dropped:
+        return text
+    separator = "" if not text or text.endswith("\n") else "\n"
+    return f"{text}{separator}{dropped_note(result.dropped)}\n"
+
+
 class GitService:
     """The six git operations on one container's repository."""
 
@@ -97,33 +115,49 @@ class GitService:
         self.settings = hosting.settings
 
     async def pull(self, ref: str, path: str | None) -> str:
-        return (await self._run(ref, path, ["pull"])).text()
+        return output_text(await self._run(ref, path, ["pull"]))
 
     async def init(self, ref: str, path: str | None) -> None:
         await self._run(ref, path, ["init"])
 
     async def head(self, ref: str, path: str | None) -> str:
-        return (await self._run(ref, path, ["log", "-1"], writes=False)).text()
+        return output_text(await self._run(ref, path, ["log", "-1"], writes=False))
 
     async def current_branch(self, ref: str, path: str | None) -> str:
-        return (
-            await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"], writes=False)
-        ).text()
+        """The branch HEAD names, even before its first commit (where ``rev-parse`` fails);
+        ``HEAD`` when detached, as ``git rev-parse --abbrev-ref HEAD`` says it."""
+        # symbolic-ref exits 1 (with -q, silently) when HEAD is detached, 128 on real errors.
+        result = await self._run(
+            ref, path, ["symbolic-ref", "-q", "--short", "HEAD"], writes=False, accept_exit=(0, 1)
+        )
+        if result.exit_code == 1:
+            result = await self._run(ref, path, ["rev-parse", "--abbrev-ref", "HEAD"], writes=False)
+        return output_text(result)
 
     async def branches(self, ref: str, path: str | None, *, fetch: bool) -> list[str]:
         listing = ["branch", "-a", BRANCH_FORMAT]
         commands = [["fetch", "--all", "--prune"], listing] if fetch else [listing]
         result = await self._run(ref, path, *commands, writes=fetch)
-        return branch_names(result.stdout.decode("utf-8", "replace"))
+        listing_text = result.stdout.decode("utf-8", "replace")
+        if result.dropped:  # cut at git_output_limit: the last line may be half a name
+            listing_text = listing_text.rpartition("\n")[0]
+        return branch_names(listing_text)
 
     async def checkout(self, ref: str, path: str | None, branch: str) -> str:
         # "<branch> --": whatever the name, git reads it as a branch, never as an option or path.
-        return (await self._run(ref, path, ["checkout", branch, "--"])).text()
+        return output_text(await self._run(ref, path, ["checkout", branch, "--"]))
 
     async def _run(
-        self, ref: str, path: str | None, *commands: Sequence[str], writes: bool = True
+        self,
+        ref: str,
+        path: str | None,
+        *commands: Sequence[str],
+        writes: bool = True,
+        accept_exit: tuple[int, ...] = (0,),
     ) -> ExecResult:
         """Run git commands one after the other; the first that fails answers 412.
+
+        A command fails when its exit code is not in ``accept_exit``.
 
         Commands that may write (pull, init, fetch, checkout) hold the container's lock; reads
         (log, rev-parse, branch listing) don't wait behind them, since git reads are safe to run
@@ -134,12 +168,16 @@ class GitService:
         # in a container that stopped meanwhile is refused (409) or not found (404) by it.
         if not writes:
             container = await self.hosting.managed(ref, mirrored=True)
-            return await self._run_in(container, path, commands)
+            return await self._run_in(container, path, commands, accept_exit)
         async with self.hosting.acting_on(ref, mirrored=True) as container:
-            return await self._run_in(container, path, commands)
+            return await self._run_in(container, path, commands, accept_exit)
 
     async def _run_in(
-        self, container: ManagedContainer, path: str | None, commands: Sequence[Sequence[str]]
+        self,
+        container: ManagedContainer,
+        path: str | None,
+        commands: Sequence[Sequence[str]],
+        accept_exit: tuple[int, ...],
     ) -> ExecResult:
         if not container.running:
             await self._refuse_unless_running(container.id)
@@ -152,11 +190,9 @@ class GitService:
             except docker_api.Conflict:
                 await self._refuse_unless_running(container.id)
                 raise  # running, but the engine refused (paused...): its own reason
-            if result.exit_code != 0:
-                text = result.text().strip()
-                raise GitFailed(
-                    text or f"git {args[0]} failed with exit code {result.exit_code}"
-                )
+            if result.exit_code not in accept_exit:
+                text = output_text(result).strip()
+                raise GitFailed(text or f"git {args[0]} failed with exit code {result.exit_code}")
         assert result is not None, "no git command to run"
         return result
 
@@ -177,13 +213,16 @@ class GitService:
                 user=self.settings.exec_user,
                 workdir="/",
                 env={**GIT_ENV, RUN_MARKER: run_id},
+                max_output_bytes=self.settings.git_output_limit,
             )
         except docker_api.ExecTimeout as exc:
             await self._kill_run(container_id, f"{RUN_MARKER}={run_id}")
             # Named after the whole budget, not the remainder this command was given.
             limit = self.settings.git_timeout
             raise docker_api.ExecTimeout(
-                f"git {args[0]} did not finish within {limit:g} s (git_timeout)", exc.output
+                f"git {args[0]} did not finish within {limit:g} s (git_timeout)",
+                exc.output,
+                dropped=exc.dropped,
             ) from exc
 
     async def _kill_run(self, container_id: str, marker: str) -> None:
@@ -199,6 +238,7 @@ class GitService:
                 timeout=self.settings.docker_timeout,
                 user=self.settings.exec_user,
                 workdir="/",
+                max_output_bytes=self.settings.git_output_limit,
             )
         except docker_api.DockerError as exc:
             log.warning("could not stop a timed-out git in %s: %s", container_id[:12], exc.message)

@@ -150,6 +150,7 @@ class Hosting:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._create_lock = asyncio.Lock()
         self._engine_cpus: int | None = None
+        self._engine_memory: int | None = None
         #: Called with a container's id once it is removed (the sampler drops its history).
         self.delete_hooks = list(delete_hooks)
         #: The operator's lifecycle hooks (hook_on_create...), run after each action.
@@ -216,9 +217,23 @@ class Hosting:
 
     async def engine_cpus(self) -> int:
         if self._engine_cpus is None:
-            info = await self.docker.info()
-            self._engine_cpus = int(info.get("NCPU") or 1)
+            await self._read_engine_info()
+        assert self._engine_cpus is not None
         return self._engine_cpus
+
+    async def engine_memory(self) -> int:
+        """The engine host's total memory in bytes (``/info`` ``MemTotal``; 0 when unknown)."""
+        if self._engine_memory is None:
+            await self._read_engine_info()
+        assert self._engine_memory is not None
+        return self._engine_memory
+
+    async def _read_engine_info(self) -> None:
+        """Read the host's CPU count and memory once: neither changes while the engine runs."""
+        info = await self.docker.info()
+        self._engine_cpus = int(info.get("NCPU") or 1)
+        memory = info.get("MemTotal")
+        self._engine_memory = memory if isinstance(memory, int) and memory > 0 else 0
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -322,6 +337,7 @@ class Hosting:
         if image is None:
             raise InvalidRequest("image is required (no base_image is configured)")
         await self._check_cpus(request.cpus)
+        await self._check_memory(request.memory_bytes)
         body = self._create_body(request, image)
         async with self._create_lock:  # the port-block check and the create are one step
             await self._check_port_block(request.host_port_root)
@@ -360,7 +376,8 @@ class Hosting:
         }
 
     def _safe_defaults(self) -> dict[str, Any]:
-        """Limits that keep one customer from hurting the host: processes, privileges, logs."""
+        """Limits that keep one customer from hurting the host: processes, privileges, logs,
+        capabilities."""
         settings = self.settings
         defaults: dict[str, Any] = {
             "PidsLimit": settings.pids_limit or -1,
@@ -374,12 +391,22 @@ class Hosting:
         }
         if settings.no_new_privileges:
             defaults["SecurityOpt"] = ["no-new-privileges:true"]
+        if settings.cap_drop:
+            defaults["CapDrop"] = list(settings.cap_drop)
         return defaults
 
     async def _check_cpus(self, cpus: float) -> None:
         engine_cpus = await self.engine_cpus()
         if cpus > engine_cpus:
             raise InvalidRequest(f"cpulimit {cpus:g} is more than the engine's {engine_cpus} CPUs")
+
+    async def _check_memory(self, memory_bytes: int) -> None:
+        engine_memory = await self.engine_memory()
+        if engine_memory and memory_bytes > engine_memory:
+            raise InvalidRequest(
+                f"memory {memory_bytes / GIB:g} GiB is more than the engine's "
+                f"{engine_memory / GIB:.2f} GiB"
+            )
 
     async def _check_port_block(self, root: int) -> None:
         size = self.settings.port_area_size
@@ -409,6 +436,8 @@ class Hosting:
     async def update_limits(self, ref: str, request: LimitsRequest) -> list[str]:
         if request.cpus is not None:
             await self._check_cpus(request.cpus)
+        if request.memory_bytes is not None:
+            await self._check_memory(request.memory_bytes)
         async with self.acting_on(ref) as container:
             resources: dict[str, Any] = {}
             if request.memory_bytes is not None:

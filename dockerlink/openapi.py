@@ -215,10 +215,17 @@ def openapi_document() -> dict[str, Any]:
                                 "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
                                 "maxLength": 128,
                             },
-                            "host_port_root": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "host_port_root": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 65535,
+                                "description": "at least min_host_port (default "
+                                "1024); its block may not hold dockerlink's port",
+                            },
                             **_LIMITS,
                             "ports": {
                                 "type": "array",
+                                "maxItems": 64,
                                 "items": {"type": "string", "pattern": "^[0-9]{1,5}/(tcp|udp)$"},
                             },
                             "image": {"type": "string"},

@@ -35,6 +35,8 @@ __all__ = [
 MIN_MEMORY_BYTES = 6 << 20
 MAX_MEMORY_BYTES = (1 << 63) - 1
 MAX_COMMANDS_BYTES = 64 * 1024
+#: Most entries in a create's ``ports`` (each is a port binding the engine sets up).
+MAX_PORTS = 64
 ALWAYS_PUBLISHED = ("22/tcp", "80/tcp", "443/tcp")
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -200,6 +202,8 @@ def _ports(body: Mapping[str, Any], port_area_size: int) -> tuple[PortSpec, ...]
         return tuple(sorted(specs))
     if not isinstance(raw, list):
         raise BadRequest(f'ports must be a list of "<port>/<tcp|udp>", not {_json_type(raw)}')
+    if len(raw) > MAX_PORTS:
+        raise BadRequest(f"ports has {len(raw)} entries, more than {MAX_PORTS}")
     for item in raw:
         match = _PORT.fullmatch(item) if isinstance(item, str) else None
         if match is None:
@@ -247,7 +251,15 @@ def _restart(body: Mapping[str, Any]) -> str | None:
     return value
 
 
-def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateRequest:
+def parse_create(
+    body: Mapping[str, Any],
+    *,
+    port_area_size: int,
+    min_host_port: int = 1,
+    own_port: int | None = None,
+) -> CreateRequest:
+    """A create request; ``host_port_root`` at least ``min_host_port``, and its block of
+    ``port_area_size`` ports clear of ``own_port`` (dockerlink's listen port)."""
     _check_fields(
         body,
         {"name", "host_port_root", "memory", "cpulimit", "ports", "image", "commands", "restart"},
@@ -267,6 +279,13 @@ def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateReque
         raise BadRequest(
             f"host_port_root must be at most {65536 - port_area_size} "
             f"(its block of {port_area_size} ports must end by 65535)"
+        )
+    if root < min_host_port:
+        raise BadRequest(f"host_port_root must be at least {min_host_port} (min_host_port)")
+    if own_port is not None and root <= own_port < root + port_area_size:
+        raise BadRequest(
+            f"host_port_root {root}: its block {root}-{root + port_area_size - 1} "
+            f"holds dockerlink's own port {own_port}"
         )
     return CreateRequest(
         name=name,

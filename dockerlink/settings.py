@@ -75,6 +75,11 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # Containers and the host: bounds on what a tenant's container can make dockerlink hold.
+    git_output_limit: int = 1 << 20
+    min_host_port: int = 1024
+    # Capabilities removed from every new container (NET_RAW: no raw sockets, no ARP/IP spoofing).
+    cap_drop: tuple[str, ...] = ("NET_RAW",)
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
     # Lifecycle events: every event POSTed, signed, to webhook_url (retried, queued on disk).
@@ -287,6 +292,87 @@ def _log_size(name: str, raw: str) -> str:
     return size
 
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _size_bytes(low: int, high: int) -> Callable[[str, str], int]:
+    """A size in bytes: ``1048576``, ``512k``, ``1m``, ``1MiB`` (k, m, g: powers of 1024)."""
+
+    def parse(name: str, raw: str) -> int:
+        match = re.fullmatch(r"([0-9]{1,12})\s*(?:([kmg])(?:i?b)?|b?)", raw.strip().lower())
+        if match is None:
+            raise SettingsError(name, f"{raw!r} is not a size like 1MiB, 512k or 1048576")
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2) or ""]
+        if not low <= value <= high:
+            raise SettingsError(name, f"{raw.strip()} is outside {low}..{high} bytes")
+        return value
+
+    return parse
+
+
+#: Linux's capabilities (capabilities(7)), as the engine names them without ``CAP_``.
+CAPABILITIES = frozenset(
+    [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        "ALL",
+    ]
+)
+
+
+def _capabilities(name: str, raw: str) -> tuple[str, ...]:
+    """Linux capability names, comma-separated, with or without ``CAP_`` (or ``ALL``)."""
+    names: list[str] = []
+    for part in raw.split(","):
+        cap = part.strip().upper().removeprefix("CAP_")
+        if not cap:
+            continue
+        if cap not in CAPABILITIES:
+            raise SettingsError(name, f"{part.strip()!r} is not a capability name like NET_RAW")
+        if cap not in names:
+            names.append(cap)
+    return tuple(names)
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -326,6 +412,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "git_output_limit": _size_bytes(4 << 10, 1 << 30),
+    "min_host_port": _integer(1, 65535),
+    "cap_drop": _capabilities,
     "allowed_hosts": _host_names,
     "webhook_url": _webhook_url,
     "webhook_secret": _optional_text,

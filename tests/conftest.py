@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -93,10 +94,21 @@ async def cleanup(docker: DockerClient) -> AsyncIterator[list[str]]:
             await docker.containers.remove(ref, force=True, volumes=True)
 
 
+#: Where test servers listen: below the host port blocks tests create (20000 and up), since
+#: dockerlink refuses a block that holds its own listen port.
+LISTEN_PORTS = range(10000, 20000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback TCP port from :data:`LISTEN_PORTS`."""
+    for port in random.sample(LISTEN_PORTS, 500):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {LISTEN_PORTS}")
 
 
 @pytest.fixture

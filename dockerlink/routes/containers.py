@@ -38,7 +38,12 @@ async def list_containers(request: Request) -> HTTPResponse:
 @bp.put("")
 async def create_container(request: Request) -> HTTPResponse:
     settings = context_of(request).settings
-    create = parse_create(parse_json_object(request.body), port_area_size=settings.port_area_size)
+    create = parse_create(
+        parse_json_object(request.body),
+        port_area_size=settings.port_area_size,
+        min_host_port=settings.min_host_port,
+        own_port=settings.port,
+    )
     return json_response(await hosting_of(request).create(create))
 
 

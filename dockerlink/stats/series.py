@@ -18,7 +18,6 @@ from ..units import GIB, KIB_PER_GIB
 __all__ = ["FIELDS", "Bucket", "Sample", "Series", "join_entries", "render_entries", "render_json"]
 
 
-
 class Sample(NamedTuple):
     """One point of a container's history (a named tuple: cheap to make, compare and store).
 

@@ -8,6 +8,7 @@ Repositories, commits and remotes are set up inside the container with ``docker 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -191,6 +192,34 @@ async def test_head_and_branch_show_the_last_commit_and_current_branch(
     assert branch.text == "feature/ünï\n"
 
 
+async def test_current_branch_before_the_first_commit_is_the_unborn_branch(
+    git_api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """A fresh ``git init`` answers the branch the first commit will create, not an error."""
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
+    not_yet = await git_api.get("/v1/git/branch", params={"id": cid})
+    assert not_yet.status_code == 412
+    assert not_yet.text.startswith("fatal: not a git repository")
+
+    assert (await git_api.put("/v1/git", params={"id": cid})).status_code == 204
+    branch = await git_api.get("/v1/git/branch", params={"id": cid})
+    assert branch.status_code == 200, branch.text
+    assert branch.headers["content-type"] == TEXT
+    assert branch.text == "main\n"  # admin's init.defaultBranch
+    await sh(docker, cid, f"git -C {REPO} symbolic-ref HEAD refs/heads/trunk")
+    assert (await git_api.get("/v1/git/branch", params={"id": cid})).text == "trunk\n"
+
+    # After commits, a detached HEAD still answers HEAD, as git rev-parse --abbrev-ref says.
+    await sh(docker, cid, f"cd {REPO} && git commit -q --allow-empty -m one")
+    assert (await git_api.get("/v1/git/branch", params={"id": cid})).text == "trunk\n"
+    await sh(docker, cid, f"git -C {REPO} checkout -q --detach")
+    detached = await git_api.get("/v1/git/branch", params={"id": cid})
+    assert (detached.status_code, detached.text) == (200, "HEAD\n")
+
+
 async def test_branches_lists_local_and_remote_tracking_names_cleanly(
     git_api: httpx.AsyncClient,
     docker: DockerClient,
@@ -363,14 +392,9 @@ async def test_exec_keeps_each_stream_whole_and_in_order_over_many_frames(
     assert len(result.output) == len(expected_out) + len(expected_err)
 
 
-async def test_route_returns_large_output_whole_and_in_order(
-    git_api: httpx.AsyncClient,
-    docker: DockerClient,
-    cleanup: list[str],
-    unique_name: Callable[[str], str],
-) -> None:
-    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
-    count = 120_000
+async def large_output_repo(docker: DockerClient, cid: str, count: int = 120_000) -> None:
+    """A commit message of ``count`` lines (> 1 MiB) and a post-checkout hook that prints
+    60,000 lines on stdout and on stderr (> 1 MiB in all); branch ``other`` to check out."""
     await sh(
         docker,
         cid,
@@ -388,6 +412,25 @@ EOF
         chmod +x .git/hooks/post-checkout
         """,
     )
+
+
+async def test_route_returns_large_output_whole_and_in_order(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """With git_output_limit raised above it, output of more than 1 MiB comes back whole."""
+    async with serve(replace(git_settings, git_output_limit=8 << 20)) as git_api:
+        await _large_output_whole_and_in_order(git_api, docker, cleanup, unique_name("git"))
+
+
+async def _large_output_whole_and_in_order(
+    git_api: httpx.AsyncClient, docker: DockerClient, cleanup: list[str], name: str
+) -> None:
+    cid = await create_container(git_api, docker, cleanup, name)
+    count = 120_000
+    await large_output_repo(docker, cid, count)
 
     # stdout: a commit message of more than 1 MiB.
     head = await git_api.get("/v1/git/head", params={"id": cid})
@@ -409,6 +452,68 @@ EOF
     ]
     assert "Switched to branch 'other'" in lines
     assert len(lines) == 120_001
+
+
+async def test_route_cuts_output_at_git_output_limit_and_says_how_much_was_dropped(
+    git_api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """With the default git_output_limit (1 MiB), the answer is git's first MiB and a line
+    saying how many bytes were read and dropped."""
+    limit = Settings().git_output_limit
+    assert limit == 1 << 20
+    cid = await create_container(git_api, docker, cleanup, unique_name("git"))
+    await large_output_repo(docker, cid)
+    full = (await sh(docker, cid, f"git -C {REPO} --no-pager log -1")).encode()
+    assert len(full) > limit
+
+    head = await git_api.get("/v1/git/head", params={"id": cid})
+    assert head.status_code == 200, head.text[:200]
+    dropped = f"[{len(full) - limit} more bytes of output dropped (git_output_limit)]\n"
+    assert head.content == full[:limit] + b"\n" + dropped.encode()
+
+    # Both streams of a hook, over the limit together: cut too, and the checkout still done.
+    answer = await git_api.post("/v1/git/branch", params={"id": cid, "branch": "other"})
+    assert answer.status_code == 200, answer.text[:200]
+    hook_lines = [f"hook-{kind}-{i}\n" for i in range(1, 60_001) for kind in ("out", "err")]
+    printed = sum(len(line) for line in hook_lines) + len("Switched to branch 'other'\n")
+    note = f"[{printed - limit} more bytes of output dropped (git_output_limit)]\n".encode()
+    assert answer.content.endswith(note)
+    assert len(answer.content) - len(note) in {limit, limit + 1}  # + "\n" unless cut at one
+    assert (await head_of(docker, cid))[1] == "other"
+
+
+async def test_timed_out_git_output_is_cut_at_git_output_limit(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """The 504 of a hanging git keeps at most git_output_limit of what it printed."""
+    limit = 64 << 10
+    async with serve(replace(git_settings, git_timeout=3, git_output_limit=limit)) as api:
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
+        await repo_with_commits(docker, cid)
+        await sh(docker, cid, f"git -C {REPO} remote add origin {REMOTE}")
+        await sh(
+            docker,
+            cid,
+            f"git -C {REPO} config remote.origin.uploadpack "
+            "'head -c 262144 /dev/zero | tr \"\\0\" x >&2; exec sleep 4321 #'",
+        )
+        answer = await api.get("/v1/git", params={"id": cid})
+        assert answer.status_code == 504, answer.text[:200]
+        assert answer.text.startswith(
+            "git pull did not finish within 3 s (git_timeout); output so far: xxx"
+        )
+        match = re.search(
+            r"; \[(\d+) more bytes of output dropped \(git_output_limit\)\]$", answer.text
+        )
+        assert match is not None, answer.text[-200:]
+        assert int(match.group(1)) >= 262144 - limit
+        assert limit - 100 <= answer.text.count("x") <= limit
 
 
 # -- failures and refusals ------------------------------------------------------------------------

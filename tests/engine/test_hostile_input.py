@@ -208,6 +208,32 @@ def bad_requests() -> list[
     return requests
 
 
+def host_rule_requests(own_port: int) -> list[tuple[str, str, str, Any, bytes | None]]:
+    """Creates that would reach past the container onto the host (min_host_port, dockerlink's
+    own listen port ``own_port``...): well-formed, and still 400."""
+    own_block_root = min(own_port - 100, 65536 - 5000)
+    bodies = [
+        ("host_port_root below min_host_port", create_body(host_port_root=1000)),
+        ("block holding dockerlink's port", create_body(host_port_root=own_block_root)),
+        ("65 ports", create_body(ports=[f"{port}/tcp" for port in range(1000, 1065)])),
+        # Well below what the parser refuses as too large, far above any host's memory.
+        ("memory above the engine's", create_body(memory=1_000_000)),
+    ]
+    requests: list[tuple[str, str, str, Any, bytes | None]] = [
+        (f"create: {label}", "PUT", "/v1/container", {}, body) for label, body in bodies
+    ]
+    requests.append(
+        (
+            "patch: memory above the engine's",
+            "PATCH",
+            "/v1/container",
+            {"id": NAME_PLACEHOLDER},
+            b'{"memory": 1000000}',
+        )
+    )
+    return requests
+
+
 async def engine_state(docker: DockerClient, target: str) -> Any:
     """Every container but other tests' (``dltest-*``, which may come and go meanwhile)."""
     containers = []
@@ -270,7 +296,8 @@ async def target(
 async def test_bad_requests_answer_4xx_and_change_nothing(
     api: httpx.AsyncClient, docker: DockerClient, target: str
 ) -> None:
-    table = bad_requests()
+    assert api.base_url.port is not None
+    table = bad_requests() + host_rule_requests(api.base_url.port)
     assert len(table) >= 100
     before = await engine_state(docker, target)
     repo_before = await repo_state(docker, target)

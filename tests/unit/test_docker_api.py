@@ -309,6 +309,32 @@ async def test_exec_run_collects_frames_and_exit_code() -> None:
     assert result.stderr == b"err1 "
 
 
+async def test_exec_run_keeps_output_up_to_max_output_bytes_and_counts_the_rest() -> None:
+    """Output past ``max_output_bytes`` is read to the end (the exit code still comes) but only
+    counted; what is kept is the first bytes, each stream cut out of it in order."""
+    frames = [(2, b"e1"), (1, b"o1o1"), (2, b"e2"), (1, b"o2o2o2"), (2, b"e3")]
+    body = b"".join(frame(kind, data) for kind, data in frames)
+    docker = fake_engine(
+        {
+            ("POST", "/containers/c1/exec"): lambda r: httpx.Response(201, json={"Id": "e1"}),
+            ("POST", "/exec/e1/start"): lambda r: httpx.Response(200, content=streamed(body)),
+            ("GET", "/exec/e1/json"): lambda r: httpx.Response(
+                200, json={"Running": False, "ExitCode": 0}
+            ),
+        }
+    )
+    result = await docker.execs.run("c1", ["git", "log"], timeout=5, max_output_bytes=11)
+    assert result.output == b"e1o1o1e2o2o"
+    assert result.dropped == 5
+    assert result.stdout == b"o1o1o2o"
+    assert result.stderr == b"e1e2"
+    whole = await docker.execs.run("c1", ["git", "log"], timeout=5)
+    assert (whole.output, whole.dropped) == (b"e1o1o1e2o2o2o2e3", 0)
+    assert (whole.stdout, whole.stderr) == (b"o1o1o2o2o2", b"e1e2e3")
+    with pytest.raises(ValueError, match="max_output_bytes"):
+        await docker.execs.run("c1", ["git", "log"], timeout=5, max_output_bytes=-1)
+
+
 async def test_exec_timeout_carries_partial_output() -> None:
     async def handle(request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -321,14 +347,16 @@ async def test_exec_timeout_carries_partial_output() -> None:
 
         async def slow_body() -> AsyncIterator[bytes]:
             yield frame(1, b"Fetching origin\n")
+            yield frame(2, b"more than kept\n")
             await asyncio.sleep(30)
 
         return httpx.Response(200, content=slow_body())
 
     docker = DockerClient("/x.sock", timeout=5, transport=httpx.MockTransport(handle))
     with pytest.raises(docker_api.ExecTimeout) as caught:
-        await docker.execs.run("c1", ["git", "pull"], timeout=0.3)
-    assert caught.value.output == b"Fetching origin\n"
+        await docker.execs.run("c1", ["git", "pull"], timeout=0.3, max_output_bytes=20)
+    assert caught.value.output == b"Fetching origin\nmore"
+    assert caught.value.dropped == 11
 
 
 async def test_event_watch_reconnects_and_announces_it() -> None:

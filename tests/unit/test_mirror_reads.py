@@ -75,7 +75,7 @@ class FakeDocker:
         self.calls.append("exec")
         if self.exec_error is not None:
             raise self.exec_error
-        return ExecResult(0, b"commit abc\n", b"commit abc\n", b"")
+        return ExecResult(0, b"commit abc\n")
 
 
 def hosting_with(mirror: FakeMirror, docker: FakeDocker) -> Hosting:

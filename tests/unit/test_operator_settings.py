@@ -179,3 +179,30 @@ def test_env_example_documents_every_setting_and_loads() -> None:
     for field in fields(Settings):
         assert f"\n{field.name}=" in text or f"\n#{field.name}=" in text, field.name
     load_settings({}, env_file=example)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1MiB", 1 << 20), ("512k", 512 << 10), ("2m", 2 << 20), ("65536", 65536), ("1 GiB", 1 << 30)],
+)
+def test_git_output_limit_takes_sizes(raw: str, expected: int) -> None:
+    assert load_settings({}, env_file=None).git_output_limit == 1 << 20
+    assert load_settings({"git_output_limit": raw}, env_file=None).git_output_limit == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "1k", "2g", "-1", "1.5m", "lots", ""])
+def test_git_output_limit_refuses_what_is_not_a_sane_size(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"git_output_limit": raw}, env_file=None)
+    assert caught.value.name == "git_output_limit"
+
+
+def test_cap_drop_is_a_list_of_capability_names() -> None:
+    assert load_settings({}, env_file=None).cap_drop == ("NET_RAW",)
+    assert load_settings({"cap_drop": ""}, env_file=None).cap_drop == ()
+    both = load_settings({"cap_drop": "cap_net_raw, SYS_CHROOT,NET_RAW"}, env_file=None)
+    assert both.cap_drop == ("NET_RAW", "SYS_CHROOT")
+    for raw in ("NET RAW", "NET_RAWR", "net_raw;ls"):
+        with pytest.raises(SettingsError) as caught:
+            load_settings({"cap_drop": raw}, env_file=None)
+        assert caught.value.name == "cap_drop"

@@ -160,6 +160,28 @@ def test_create_request_refusals_name_the_field(change: dict[str, Any], field: s
     assert field in caught.value.message
 
 
+def test_create_host_port_root_respects_min_host_port_and_dockerlink_port() -> None:
+    from dockerlink.errors import BadRequest
+
+    def refusal(root: int, **rules: int) -> str:
+        with pytest.raises(BadRequest) as caught:
+            parse_create({**GOOD, "host_port_root": root}, port_area_size=5000, **rules)
+        return caught.value.message
+
+    assert refusal(1023, min_host_port=1024) == (
+        "host_port_root must be at least 1024 (min_host_port)"
+    )
+    assert parse_create({**GOOD, "host_port_root": 1024}, port_area_size=5000, min_host_port=1024)
+    # The block is host_port_root .. host_port_root + port_area_size - 1.
+    for root in (7200, 2201, 5000):
+        block = f"{root}-{root + 4999}"
+        assert refusal(root, own_port=7200) == (
+            f"host_port_root {root}: its block {block} holds dockerlink's own port 7200"
+        )
+    for root in (2200, 7201):
+        assert parse_create({**GOOD, "host_port_root": root}, port_area_size=5000, own_port=7200)
+
+
 def test_start_command_template() -> None:
     template = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
     assert (
@@ -379,3 +401,13 @@ async def test_unknown_ids_listing_goes_under_error() -> None:
         "error": {"a1": "no such container: a1", "b2": "no such container: b2"},
         "success": {},
     }
+
+
+def test_create_takes_at_most_64_ports() -> None:
+    from dockerlink.errors import BadRequest
+
+    ports = [f"{port}/udp" for port in range(1, 66)]
+    assert len(parse_create({**GOOD, "ports": ports[:64]}, port_area_size=5000).ports) == 67
+    with pytest.raises(BadRequest) as caught:
+        parse_create({**GOOD, "ports": ports}, port_area_size=5000)
+    assert caught.value.message == "ports has 65 entries, more than 64"
