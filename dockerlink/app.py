@@ -30,7 +30,7 @@ from .logs import cause_note, request_id_var
 from .metrics import UNMATCHED_ROUTE
 from .mirror import ContainerMirror
 from .responses import text_response
-from .routes import containers, git, observability, system
+from .routes import containers, git, observability, ssh, system
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
@@ -76,6 +76,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    if settings.ssh_bridge:
+        app.blueprint(ssh.socket_bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
@@ -136,6 +138,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         if (
             settings.api_token is not None
             and request.path not in public_paths
+            and not request.path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
             and not _token_ok(request, settings.api_token)
         ):
             raise Unauthorized()

@@ -10,6 +10,7 @@ from sanic import Request
 
 from .metrics import ServiceMetrics
 from .settings import Settings
+from .ssh_bridge import SSHBridge
 
 if TYPE_CHECKING:
     from docker_api import DockerClient
@@ -31,6 +32,8 @@ class AppContext:
     history: HistoryStore | None = None
     sampler: Sampler | None = None
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    #: The SSH bridge (/v1/ssh/...), with its in-memory count of failed logins per container.
+    ssh: SSHBridge = field(default_factory=SSHBridge)
 
 
 def context_of(request: Request) -> AppContext:

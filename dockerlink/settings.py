@@ -73,6 +73,10 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # The panels' shell tab: /v1/ssh/<name>/wetty and its socket (public; see ssh_bridge.py),
+    # and the origins whose pages may show it in a frame ("*": any; empty: none).
+    ssh_bridge: bool = True
+    ssh_frame_ancestors: tuple[str, ...] = ("*",)
 
     @property
     def auth_enabled(self) -> bool:
@@ -264,6 +268,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "ssh_bridge": _boolean,
+    "ssh_frame_ancestors": _origins,
 }
 
 
