@@ -392,5 +392,45 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_ssh_paths(),
+        },
+    }
+
+
+#: The SSH bridge's container name, in the path.
+_SSH_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "the container's name (not an id)",
+    "schema": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", "maxLength": 128},
+}
+_SSH_LOOKUP_ERRORS = {
+    "400": _error("the name is not a container name"),
+    "404": _error("no such container, or ssh_bridge is off"),
+    "412": _error("the container was not created by dockerlink, or does not publish its SSH port"),
+    "503": _COMMON_ERRORS["503"],
+}
+
+
+def _ssh_paths() -> dict[str, Any]:
+    """The panels' shell tab (public: the container's own sshd authenticates)."""
+    return {
+        "/v1/ssh/{name}/socket": {
+            "get": {
+                "summary": "WebSocket: a terminal logged in to the container's sshd (no auth)",
+                "description": "Prompts 'login as: ' and 'password: ' in the terminal, then "
+                "bridges an SSH session to 127.0.0.1:<host_port_root + 22>. Binary frames carry "
+                'raw bytes both ways; a text frame {"type": "resize", "cols": C, "rows": R} '
+                "resizes. After 5 failed logins in 5 minutes, the container's logins are "
+                "refused for 5 minutes (close code 1008).",
+                "security": [],
+                "parameters": [_SSH_NAME],
+                "responses": {
+                    "101": {"description": "switched to the WebSocket protocol"},
+                    **_SSH_LOOKUP_ERRORS,
+                    "409": _error("container is not running"),
+                },
+            }
         },
     }
