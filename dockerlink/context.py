@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .hosting import Hosting
     from .mirror import ContainerMirror
     from .stats import HistoryStore, Sampler
+    from .terminal import TerminalSessions
 
 
 @dataclass
@@ -31,6 +32,7 @@ class AppContext:
     history: HistoryStore | None = None
     sampler: Sampler | None = None
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    terminals: TerminalSessions | None = None
 
 
 def context_of(request: Request) -> AppContext:
