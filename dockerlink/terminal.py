@@ -257,9 +257,9 @@ class TerminalSessions:
             if session.exec_id is not None:
                 await self._end_processes(session)
         finally:
+            self.open.discard(session)
             if session.stream is not None:
                 await session.stream.aclose()
-            self.open.discard(session)
 
     async def end_all(self) -> None:
         """End every open session (dockerlink is stopping)."""
