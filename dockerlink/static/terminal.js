@@ -55,6 +55,7 @@
   }
 
   function sendSize() {
+    body.dataset.size = `${term.cols}x${term.rows}`;
     send(JSON.stringify({ type: "resize", cols: term.cols, rows: term.rows }));
   }
 
