@@ -33,6 +33,7 @@ from .errors import (
 )
 from .events import Reconnected
 from .execs import ExecResult
+from .hijack import HijackedStream
 from .streams import Frame, FrameDecoder, StreamType
 from .tls import TLSConfig
 
@@ -52,6 +53,7 @@ __all__ = [
     "ExecTimeout",
     "Frame",
     "FrameDecoder",
+    "HijackedStream",
     "NotFound",
     "NotModified",
     "Reconnected",

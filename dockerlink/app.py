@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hmac
 import logging
@@ -32,9 +34,11 @@ from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, ssh, system
 from .routes import stats as stats_routes
+from .routes import terminal as terminal_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
 from .stats.sources import cgroup_source_for
+from .terminal import TerminalSessions
 
 __all__ = ["create_app"]
 
@@ -47,6 +51,11 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: Routes that answer without a token: liveness, the API description (no secrets in it), and
 #: the dashboard page (it holds no data: its own API calls carry the token).
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/"})
+#: The terminal page and the files it loads hold no data either (its socket needs the token).
+_PUBLIC_TERMINAL_PATHS = frozenset({"/terminal"})
+_PUBLIC_PREFIXES = ("/static/",)
+#: Largest WebSocket message accepted (a paste into the terminal is one message).
+WEBSOCKET_MAX_SIZE = 1024 * 1024
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -70,12 +79,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.config.MOTD = False
     app.config.NOISY_EXCEPTIONS = False
+    app.config.WEBSOCKET_MAX_SIZE = WEBSOCKET_MAX_SIZE
 
     app.blueprint(containers.bp)
     app.blueprint(stats_routes.bp)
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    app.blueprint(terminal_routes.socket_bp)
+    app.blueprint(terminal_routes.page_bp)
     if settings.ssh_bridge:
         app.blueprint(ssh.socket_bp)
 
@@ -129,7 +141,18 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         if app.ctx.history is not None:
             app.ctx.history.close()
 
+    @app.before_server_start
+    async def open_terminals(app: DockerlinkApp) -> None:
+        assert app.ctx.docker is not None
+        app.ctx.terminals = TerminalSessions(app.ctx.docker, settings)
+
+    @app.before_server_stop
+    async def end_terminals(app: DockerlinkApp) -> None:
+        if app.ctx.terminals is not None:
+            await app.ctx.terminals.end_all()
+
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
+    public_paths |= _PUBLIC_TERMINAL_PATHS
 
     async def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)
@@ -138,6 +161,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         if (
             settings.api_token is not None
             and request.path not in public_paths
+            and not request.path.startswith(_PUBLIC_PREFIXES)
             and not request.path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
             and not _token_ok(request, settings.api_token)
         ):
@@ -193,9 +217,30 @@ def _background_task(
 def _token_ok(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+    offered = _subprotocol_token(request)
+    return offered is not None and hmac.compare_digest(offered, token.encode())
+
+
+def _subprotocol_token(request: Request) -> bytes | None:
+    """A WebSocket upgrade's ``bearer.<token as base64url, no padding>`` subprotocol.
+
+    Browsers cannot set headers on a WebSocket, so they offer the token this way (as
+    Kubernetes' API server accepts it). dockerlink never selects this subprotocol, so the
+    token is not echoed back.
+    """
+    if request.headers.get("upgrade", "").lower() != "websocket":
+        return None
+    for offered in request.headers.get("sec-websocket-protocol", "").split(","):
+        name = offered.strip()
+        if name.startswith("bearer."):
+            encoded = name[len("bearer.") :]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).strip()
+            except (ValueError, binascii.Error):
+                return None
+    return None
 
 
 def _request_id(request: Request) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .hosting import Hosting
     from .mirror import ContainerMirror
     from .stats import HistoryStore, Sampler
+    from .terminal import TerminalSessions
 
 
 @dataclass
@@ -32,6 +33,7 @@ class AppContext:
     history: HistoryStore | None = None
     sampler: Sampler | None = None
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    terminals: TerminalSessions | None = None
     #: The SSH bridge (/v1/ssh/...), with its in-memory count of failed logins per container.
     ssh: SSHBridge = field(default_factory=SSHBridge)
 

@@ -21,6 +21,7 @@ __all__ = [
     "NotDockerlink",
     "NotFound",
     "PreconditionFailed",
+    "TooManyRequests",
     "Unauthorized",
     "WrongState",
     "engine_error_answer",
@@ -71,6 +72,10 @@ class NotDockerlink(PreconditionFailed):
     def __init__(self, too_old: bool = False) -> None:
         message = "this docker has not been created with dockerlink"
         super().__init__(message + (" or is too old" if too_old else ""))
+
+
+class TooManyRequests(HTTPError):
+    status_code = 429
 
 
 class ActionFailed(HTTPError):

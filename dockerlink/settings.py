@@ -73,6 +73,9 @@ class Settings:
     hook_timeout: float = 30.0
     # Observability: GET /metrics without a token (the dashboard at / is always public).
     metrics_public: bool = False
+    # Terminal (GET /v1/container/terminal): open sessions at most, seconds without input.
+    terminal_max_sessions: int = 32
+    terminal_idle_timeout: float = 900.0
     # The panels' shell tab: /v1/ssh/<name>/wetty and its socket (public; see ssh_bridge.py),
     # and the origins whose pages may show it in a frame ("*": any; empty: none).
     ssh_bridge: bool = True
@@ -268,6 +271,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_on_stop": _hook,
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
+    "terminal_max_sessions": _integer(1, 10_000),
+    "terminal_idle_timeout": _seconds(1, 7 * 86400),
     "ssh_bridge": _boolean,
     "ssh_frame_ancestors": _origins,
 }
