@@ -90,6 +90,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(terminal_routes.page_bp)
     if settings.ssh_bridge:
         app.blueprint(ssh.socket_bp)
+        app.blueprint(ssh.page_bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:

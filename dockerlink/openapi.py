@@ -415,7 +415,36 @@ _SSH_LOOKUP_ERRORS = {
 
 def _ssh_paths() -> dict[str, Any]:
     """The panels' shell tab (public: the container's own sshd authenticates)."""
+    html = {"text/html": {"schema": {"type": "string"}}}
     return {
+        "/v1/ssh/{name}/wetty": {
+            "get": {
+                "summary": "the terminal page of the panels' shell tab (no auth)",
+                "description": "The page connects to ./socket and loads its files from "
+                "./static/, so it works at https://ssh.<name>.<domain>/wetty behind nginx. "
+                "Its frame-ancestors come from ssh_frame_ancestors.",
+                "security": [],
+                "parameters": [_SSH_NAME],
+                "responses": {
+                    "200": {"description": "the terminal page", "content": html},
+                    **_SSH_LOOKUP_ERRORS,
+                },
+            }
+        },
+        "/v1/ssh/{name}/static/{path}": {
+            "get": {
+                "summary": "the terminal page's files: xterm.js, its CSS, the page's script",
+                "security": [],
+                "parameters": [
+                    {**_SSH_NAME, "schema": {"type": "string"}},
+                    {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "the file", "content": {"*/*": {}}},
+                    "404": _error("no such file, or ssh_bridge is off"),
+                },
+            }
+        },
         "/v1/ssh/{name}/socket": {
             "get": {
                 "summary": "WebSocket: a terminal logged in to the container's sshd (no auth)",

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import contextlib
 
-from sanic import Blueprint, Request
+from sanic import Blueprint, HTTPResponse, Request
 from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
 from ..context import context_of
-from ..errors import Conflict
+from ..errors import Conflict, NotFound
 from ..hosting import ManagedContainer
 from ..requests import parse_container_ref
 from ..ssh_bridge import Resize, SSHTarget, parse_terminal_message, ssh_target
+from ..terminal import SUBPROTOCOL
+from ..terminal_page import asset_response, page_response
 from ._common import hosting_of
 
 #: Every route under it is public (app.py lets it through without a token).
 PREFIX = "/v1/ssh/"
-#: The subprotocol the terminal page offers (no token goes with it here).
-SUBPROTOCOL = "dockerlink.terminal"
 
 #: The socket alone: its request middleware gives the answers due before the upgrade.
 socket_bp = Blueprint("ssh_socket", strict_slashes=False)
+page_bp = Blueprint("ssh_page", strict_slashes=False)
 
 
 async def container_named(request: Request, name: str) -> ManagedContainer:
@@ -75,3 +76,30 @@ async def socket(request: Request, ws: WebsocketImplProtocol, name: str) -> None
 
 
 socket_bp.add_websocket_route(socket, "/v1/ssh/<name>/socket", subprotocols=[SUBPROTOCOL])
+
+
+@page_bp.get("/v1/ssh/<name>/wetty")
+async def wetty(request: Request, name: str) -> HTTPResponse:
+    """The terminal page (the same as /terminal's), for the panels' iframe.
+
+    Its URLs are relative (``socket``, ``static/...``), so it works at
+    ``https://ssh.<name>.<domain>/wetty`` behind nginx as well as here.
+    """
+    container = await container_named(request, name)
+    ancestors = context_of(request).settings.ssh_frame_ancestors
+    return page_response(
+        title=f"{container.name.lstrip('/')} · shell",
+        socket="socket",
+        token_required=False,
+        assets="static/",
+        frame_ancestors=" ".join(ancestors) or "'none'",
+    )
+
+
+@page_bp.get("/v1/ssh/<name>/static/<path:path>")
+async def static_file(request: Request, name: str, path: str) -> HTTPResponse:
+    """The page's files (the same as /static/...), where the page finds them behind nginx."""
+    response = asset_response(path)
+    if response is None:
+        raise NotFound("not found")
+    return response
