@@ -305,9 +305,7 @@ class SSHBridge:
     ) -> None:
         self.guard = guard or LoginGuard()
         self._connect = connect
-        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def serve(self, terminal: Terminal, target: SSHTarget) -> None:
         """Until the shell ends, the browser goes away, or logins are refused."""
