@@ -62,7 +62,8 @@ def _check_challenge(webroot: Path, host: str, address: str) -> None:
         (folder / token).unlink()
     if response.status != 200 or body != token:
         raise SystemExit(
-            f"fake certbot: the challenge for {host} was not served ({response.status})"
+            f"fake certbot: the challenge for {host} was not served: "
+            f"{response.status} {body[:80]!r}"
         )
 
 
