@@ -295,7 +295,8 @@ async def test_auth_on_every_route_but_health(caplog: pytest.LogCaptureFixture) 
         url = "/" + path.rstrip("/")
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             _, response = await client.request(method, url, headers=headers)
-            if url in {"/health", "/openapi.json", "/"}:  # public by design (/ is the dashboard)
+            # public by design: / is the dashboard, /terminal and /static/ the terminal page
+            if url in {"/health", "/openapi.json", "/", "/terminal", "/static/<path:path>"}:
                 assert response.status_code != 401
                 continue
             assert response.status_code == 401, (method, url, headers)
