@@ -118,7 +118,8 @@ async def open_session(url: str) -> ClientConnection:
 
 async def run(args: argparse.Namespace, workdir: Path) -> Results:
     results = Results()
-    async with DockerClient(args.engine_sock, timeout=60) as docker:
+    # (a long timeout: removing a container that ran 50 shells keeps the engine busy a while)
+    async with DockerClient(args.engine_sock, timeout=300) as docker:
         results.machine = await machine(docker)
         await remove_bench_containers(docker)
         server: Server | None = None
@@ -179,8 +180,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
             per_session.passed = per_session.ours < 200
             results.add(per_session)
         finally:
-            for ws in sessions:
-                await ws.close()
+            await asyncio.gather(*(ws.close() for ws in sessions), return_exceptions=True)
             if server is not None:
                 server.stop()
             log("removing the benchmark's container")
