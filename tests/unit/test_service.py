@@ -39,7 +39,7 @@ def test_settings_defaults_match_the_spec() -> None:
     assert settings.docker_sock == "/var/run/docker.sock"
     assert settings.port_area_size == 5000
     assert settings.base_image is None
-    assert (settings.host, settings.port) == ("127.0.0.1", 7200)
+    assert (settings.host, settings.port) == ("127.0.0.1,::1", 7200)
     assert settings.api_token is None
     assert settings.data_dir == Path("./data")
     assert settings.sample_interval == 15
