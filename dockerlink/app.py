@@ -152,6 +152,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     @app.before_server_stop
     async def end_terminals(app: DockerlinkApp) -> None:
+        # Here, while the engine client is still open (it closes after the server stops): the
+        # sessions' own endings race with that close once their connections are dropped.
         if app.ctx.terminals is not None:
             await app.ctx.terminals.end_all()
 
