@@ -23,13 +23,14 @@ from sanic.response import BaseHTTPResponse
 import docker_api
 from docker_api import DockerClient
 
+from .browsers import browser_refusal
 from .context import AppContext
 from .engine import EngineProbe, engine_client
-from .errors import HTTPError, Unauthorized, engine_error_answer
+from .errors import Forbidden, HTTPError, Unauthorized, engine_error_answer
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, request_id_var
-from .metrics import UNMATCHED_ROUTE
+from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, ssh, system
@@ -56,6 +57,11 @@ _PUBLIC_TERMINAL_PATHS = frozenset({"/terminal"})
 _PUBLIC_PREFIXES = ("/static/",)
 #: Largest WebSocket message accepted (a paste into the terminal is one message).
 WEBSOCKET_MAX_SIZE = 1024 * 1024
+#: Public pages that browsers load from other sites' links, exempt from the rule on requests
+#: a browser makes for another site (besides the public paths): the terminal page and its
+#: files, and the SSH bridge that customers' browsers reach through nginx from the panel's pages.
+_BROWSER_RULE_EXEMPT = frozenset({"/terminal"})
+_BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/", *_PUBLIC_PREFIXES)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -149,6 +155,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     @app.before_server_stop
     async def end_terminals(app: DockerlinkApp) -> None:
+        # Here, while the engine client is still open (it closes after the server stops): the
+        # sessions' own endings race with that close once their connections are dropped.
         if app.ctx.terminals is not None:
             await app.ctx.terminals.end_all()
 
@@ -167,6 +175,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
             and not _token_ok(request, settings.api_token)
         ):
             raise Unauthorized()
+        if settings.api_token is None and not _browser_rule_exempt(request.path, public_paths):
+            refusal = browser_refusal(
+                request.headers.get("host", ""),
+                request.headers.get("origin"),
+                request.headers.get("sec-fetch-site"),
+                settings,
+            )
+            if refusal is not None:
+                raise Forbidden(refusal)
         return None
 
     async def decorate(request: Request, response: BaseHTTPResponse) -> None:
@@ -187,7 +204,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         _log_request(request, response, duration_s)
         if duration_s is not None:
             app.ctx.metrics.observe_request(
-                request.method, _route_label(request), response.status, duration_s
+                method_label(request.method), _route_label(request), response.status, duration_s
             )
 
     return app
@@ -215,13 +232,25 @@ def _background_task(
                 await task
 
 
+def _browser_rule_exempt(path: str, public_paths: frozenset[str] | set[str]) -> bool:
+    return (
+        path in public_paths
+        or path in _BROWSER_RULE_EXEMPT
+        or path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES)
+    )
+
+
 def _token_ok(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() == "bearer":
-        return hmac.compare_digest(given.strip().encode(), token.encode())
+        try:
+            given_bytes = given.strip().encode()
+        except UnicodeEncodeError:  # the header's bytes were not UTF-8
+            return False
+        return hmac.compare_digest(given_bytes, token.strip().encode())
     offered = _subprotocol_token(request)
-    return offered is not None and hmac.compare_digest(offered, token.encode())
+    return offered is not None and hmac.compare_digest(offered, token.strip().encode())
 
 
 def _subprotocol_token(request: Request) -> bytes | None:
@@ -289,14 +318,14 @@ def _log_request(request: Request, response: BaseHTTPResponse, duration_s: float
     request_log.info(
         "[%s] %s %s %s %s ms",
         request_id,
-        request.method,
+        method_label(request.method),
         path,
         response.status,
         "-" if duration_ms is None else f"{duration_ms:g}",
         extra={
             "request_id": request_id,
             "fields": {
-                "method": request.method,
+                "method": method_label(request.method),
                 "path": path,
                 "status": response.status,
                 "duration_ms": duration_ms,
@@ -321,7 +350,7 @@ class _ErrorHandler(ErrorHandler):
             log.warning(
                 "[%s] %s %s: engine error %s: %s%s",
                 _request_id(request),
-                request.method,
+                method_label(request.method),
                 request.path,
                 type(exception).__name__,
                 exception.message,
@@ -332,7 +361,10 @@ class _ErrorHandler(ErrorHandler):
             headers = {str(k): str(v) for k, v in (exception.headers or {}).items()}
             return text_response(exception.status_code, _sanic_message(exception), headers)
         log.exception(
-            "[%s] %s %s: unexpected error", _request_id(request), request.method, request.path
+            "[%s] %s %s: unexpected error",
+            _request_id(request),
+            method_label(request.method),
+            request.path,
         )
         return text_response(500, "internal error")
 

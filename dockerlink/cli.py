@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import tempfile
@@ -84,19 +85,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     from .app import create_app  # Sanic is only needed to serve
+    from .listen import ListenError, bind_listeners, url_of
     from .logs import configure_logging
 
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
     secrets = [settings.api_token] if settings.api_token else []
     configure_logging(settings.log_level, settings.log_format, secrets)
-    app.run(
-        host=settings.host,
-        port=settings.port,
-        single_process=True,
-        access_log=False,  # dockerlink logs each request itself (dockerlink.request)
-        motd=False,
+    try:
+        sockets = bind_listeners(settings.hosts, settings.port)
+    except ListenError as exc:
+        print(f"dockerlink: {exc.strerror}", file=sys.stderr)
+        return EXIT_PROBLEM
+    logging.getLogger("dockerlink").info(
+        "listening on %s", ", ".join(url_of(sock.getsockname()) for sock in sockets)
     )
+    # One server per address, all in this process and its one event loop.
+    for sock in sockets:
+        app.prepare(
+            sock=sock,
+            single_process=True,
+            access_log=False,  # dockerlink logs each request itself (dockerlink.request)
+            motd=False,
+        )
+    type(app).serve_single(primary=app)
     return EXIT_OK
 
 

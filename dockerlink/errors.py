@@ -16,6 +16,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "EngineUnavailable",
+    "Forbidden",
     "GatewayTimeout",
     "HTTPError",
     "NotDockerlink",
@@ -48,6 +49,10 @@ class Unauthorized(HTTPError):
 
     def __init__(self) -> None:
         super().__init__("unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(HTTPError):
+    status_code = 403
 
 
 class NotFound(HTTPError):

@@ -45,6 +45,7 @@ __all__ = [
     "Exposition",
     "Histogram",
     "ServiceMetrics",
+    "method_label",
     "render_metrics",
 ]
 
@@ -58,6 +59,13 @@ TICK_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 #: The longest a scrape waits for the engine (ping, and a listing when the mirror is stale).
 SCRAPE_ENGINE_TIMEOUT_S = 5.0
 UNMATCHED_ROUTE = "unmatched"
+#: The methods recorded and logged as themselves. The HTTP server accepts any token as a method
+#: (kilobytes long, control characters included): every other one is ``other``, so that a client
+#: can neither grow the label sets without bound nor forge a log line.
+STANDARD_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+OTHER_METHOD = "other"
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -141,11 +149,17 @@ class ServiceMetrics:
         )
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
+        method = method_label(method)
         self.http_requests.inc(method, route, str(status))
         self.http_duration.observe(duration_s, method, route)
 
     def observe_tick(self, duration_s: float) -> None:
         self.sampler_tick.observe(duration_s)
+
+
+def method_label(method: str) -> str:
+    """``method`` if it is a standard HTTP method, else ``other``."""
+    return method if method in STANDARD_METHODS else OTHER_METHOD
 
 
 # -- the text format -------------------------------------------------------------------------

@@ -25,6 +25,10 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 _COMMON_ERRORS = {
     "400": _error("a parameter or the body is invalid; the message names it"),
     "401": _error("missing or wrong bearer token"),
+    "403": _error(
+        "no token is set and the request is a browser's for another site (Host, Origin or "
+        "Sec-Fetch-Site); see allowed_hosts and cors_origins"
+    ),
     "503": _error("the Docker engine is unreachable or timed out"),
 }
 _CONTAINER_ERRORS = {
@@ -342,6 +346,7 @@ def openapi_document() -> dict[str, Any]:
                             }
                         ),
                         "401": _COMMON_ERRORS["401"],
+                        "403": _COMMON_ERRORS["403"],
                     },
                 }
             },
@@ -377,6 +382,65 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "401": _COMMON_ERRORS["401"],
+                        "403": _COMMON_ERRORS["403"],
+                    },
+                }
+            },
+            "/v1/container/terminal": {
+                "get": {
+                    "summary": "a shell in the container (WebSocket; see the README)",
+                    "description": "Upgrades to a WebSocket (subprotocol dockerlink.terminal; "
+                    "the token may come as the subprotocol bearer.<base64url>): an interactive "
+                    "login shell as exec_user with a TTY. Binary frames carry raw bytes both "
+                    'ways; a text frame {"type": "resize", "cols": C, "rows": R} resizes. '
+                    "The answers below come before the upgrade.",
+                    "parameters": [_ID],
+                    "responses": {
+                        "101": {"description": "switching to the WebSocket"},
+                        **_CONTAINER_ERRORS,
+                        "409": _error("container is not running"),
+                        "426": _error("the request is not a WebSocket upgrade"),
+                        "429": _error("terminal_max_sessions sessions are open"),
+                    },
+                }
+            },
+            "/terminal": {
+                "get": {
+                    "summary": "the terminal page (no auth: it asks for the token itself)",
+                    "security": [],
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": {
+                            "description": "an HTML page loading only dockerlink's own files",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        },
+                        "400": _COMMON_ERRORS["400"],
+                    },
+                }
+            },
+            "/static/{path}": {
+                "get": {
+                    "summary": "the terminal page's files (no auth)",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": "path",
+                            "in": "path",
+                            "required": True,
+                            "description": "terminal.js, vendor/xterm.js, vendor/addon-fit.js "
+                            "or vendor/xterm.css",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the file",
+                            "content": {
+                                "text/javascript": {"schema": {"type": "string"}},
+                                "text/css": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "404": _error("not one of the page's files"),
                     },
                 }
             },

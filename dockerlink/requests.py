@@ -79,6 +79,14 @@ def _reject_constant(token: str) -> Any:
     raise BadRequest(f"invalid JSON body: {token} is not a JSON number")
 
 
+def _whole_json_number(token: str) -> int:
+    try:
+        return int(token)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits())
+        digits = len(token.lstrip("-"))
+        raise BadRequest(f"invalid JSON body: a number with {digits} digits is too long") from None
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
@@ -98,7 +106,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest("invalid JSON body: not valid UTF-8") from None
     try:
         value = json.loads(
-            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_int=_whole_json_number,
         )
     except json.JSONDecodeError as exc:
         raise BadRequest(

@@ -41,7 +41,8 @@ class Settings:
     docker_sock: str = "/var/run/docker.sock"
     port_area_size: int = 5000
     base_image: str | None = None
-    host: str = "127.0.0.1"
+    # Comma-separated listen addresses (see ``hosts``).
+    host: str = "127.0.0.1,::1"
     port: int = 7200
     api_token: str | None = None
     allow_unauthenticated: bool = False
@@ -80,6 +81,13 @@ class Settings:
     # and the origins whose pages may show it in a frame ("*": any; empty: none).
     ssh_bridge: bool = True
     ssh_frame_ancestors: tuple[str, ...] = ("*",)
+    # Extra Host names accepted without a token (browsers acting for other sites are refused).
+    allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The listen addresses (or names) in ``host``, without IPv6 brackets."""
+        return tuple(_listen_address(part) for part in self.host.split(",") if part.strip())
 
     @property
     def auth_enabled(self) -> bool:
@@ -92,6 +100,27 @@ def _text(name: str, raw: str) -> str:
 
 def _optional_text(name: str, raw: str) -> str | None:
     return raw or None
+
+
+def _listen_address(part: str) -> str:
+    value = part.strip()
+    return value[1:-1] if value.startswith("[") and value.endswith("]") else value
+
+
+def _hosts(name: str, raw: str) -> str:
+    """A comma-separated list of addresses or names, kept as ``127.0.0.1,::1``."""
+    parts = [_listen_address(part) for part in raw.split(",")]
+    if not any(parts):
+        raise SettingsError(name, "is empty")
+    for part in parts:
+        if not part or any(c.isspace() or c in "/[]" for c in part):
+            raise SettingsError(name, f"{raw.strip()!r} is not a comma-separated list of addresses")
+    return ",".join(parts)
+
+
+def _token(name: str, raw: str) -> str | None:
+    """Surrounding whitespace (a stray space or CR in ``.env``) is not part of the token."""
+    return raw.strip() or None
 
 
 def _integer(low: int, high: int) -> Callable[[str, str], int]:
@@ -204,6 +233,28 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _host_names(name: str, raw: str) -> tuple[str, ...]:
+    """Host names or addresses, without port (any port is accepted), lower case."""
+    names = []
+    for part in raw.split(","):
+        value = part.strip().lower().removesuffix(".")
+        if not value:
+            continue
+        bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        try:
+            names.append(str(ipaddress.ip_address(bare)))
+            continue
+        except ValueError:
+            pass
+        if len(value) > 253 or not _HOST_NAME.fullmatch(value):
+            raise SettingsError(name, f"{part.strip()!r} is not a host name or address (no port)")
+        names.append(value)
+    return tuple(names)
+
+
 def _path(name: str, raw: str) -> Path:
     if not raw.strip():
         raise SettingsError(name, "is empty")
@@ -244,9 +295,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     # Every block holds ports 22, 80 and 443, which are always published.
     "port_area_size": _integer(444, 65535),
     "base_image": _optional_text,
-    "host": _text,
+    "host": _hosts,
     "port": _integer(1, 65535),
-    "api_token": _optional_text,
+    "api_token": _token,
     "allow_unauthenticated": _boolean,
     "cors_origins": _origins,
     "data_dir": _path,
@@ -275,6 +326,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "terminal_idle_timeout": _seconds(1, 7 * 86400),
     "ssh_bridge": _boolean,
     "ssh_frame_ancestors": _origins,
+    "allowed_hosts": _host_names,
 }
 
 
@@ -307,16 +359,13 @@ def load_settings(
 
 def check(settings: Settings) -> None:
     """Rules that involve more than one setting."""
-    if not settings.host.strip():
+    if not settings.hosts:
         raise SettingsError("host", "is empty")
-    if (
-        not is_loopback(settings.host)
-        and settings.api_token is None
-        and not settings.allow_unauthenticated
-    ):
+    public = [host for host in settings.hosts if not is_loopback(host)]
+    if public and settings.api_token is None and not settings.allow_unauthenticated:
         raise SettingsError(
             "api_token",
-            f"refusing to listen on {settings.host} without a token: set api_token, "
+            f"refusing to listen on {public[0]} without a token: set api_token, "
             "or allow_unauthenticated=true to accept anyone who can reach the port",
         )
     if settings.api_token is not None and len(settings.api_token) < 16:

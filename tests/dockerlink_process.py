@@ -39,7 +39,7 @@ class DockerlinkProcess:
             key: value for key, value in os.environ.items() if not key.startswith("DOCKERLINK_")
         }
         self.env.update({f"DOCKERLINK_{name.upper()}": value for name, value in settings.items()})
-        self.env["DOCKERLINK_HOST"] = "127.0.0.1"
+        self.env.setdefault("DOCKERLINK_HOST", "127.0.0.1")  # unless settings name a host list
         self.env["DOCKERLINK_PORT"] = str(self.port)
         self.process: subprocess.Popen[bytes] | None = None
 

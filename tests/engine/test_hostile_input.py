@@ -8,16 +8,20 @@ engine's containers (state, limits, labels, volumes) and the target's git reposi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
 from docker_api import DockerClient
+from dockerlink.settings import Settings
 
-from ..conftest import free_port_root
+from ..conftest import TEST_TOKEN, free_port_root, serve
 
 GOOD_CREATE = {
     "name": "dltest-hostile-ok",
@@ -51,6 +55,9 @@ def bad_create_bodies() -> list[tuple[str, bytes]]:
             raw = raw.replace(f'"{field}": 1', f'"{field}": {token}')
             cases.append((f"{field}={token}", raw.encode()))
         cases.append((f"{field} huge", create_body(**{field: 10**400})))
+        # More digits than Python converts to an int (4300).
+        long_number = json.dumps({**GOOD_CREATE, field: 123456789}).replace("123456789", "7" * 5000)
+        cases.append((f"{field} 5000 digits", long_number.encode()))
     cases += [
         ("host_port_root fraction", create_body(host_port_root=30000.5)),
         ("host_port_root past 65535", create_body(host_port_root=65000)),
@@ -144,6 +151,8 @@ def bad_requests() -> list[
         ("list", b"[]"),
         ("invalid UTF-8", b'{"memory": 1, "\xc3\x28": 1}'),
         ("duplicate keys", b'{"memory": 1, "memory": 2}'),
+        ("memory 5000 digits", b'{"memory": ' + b"1" * 5000 + b"}"),
+        ("cpulimit 5000 digits", b'{"cpulimit": -' + b"1" * 5000 + b"}"),
     ):
         requests.append((f"patch: {label}", "PATCH", "/v1/container", target, body))
     for ref in ("", "../etc", "a/b", "x" * 200, "\x00", "ü", "-rf", "a b", "web1?x=1", "%2e%2e"):
@@ -295,3 +304,144 @@ async def test_bad_requests_answer_4xx_and_change_nothing(
     # The one well-formed name in the table was never used.
     assert await docker.containers.list(all=True, filters={"name": ["^/dltest-hostile-ok$"]}) == []
     assert await repo_state(docker, target) == repo_before
+
+
+# -- on the wire: invented methods, header bytes, browsers acting for another site ---------------
+
+#: Headers a browser sends when a page of another site makes it call dockerlink (no token set).
+FOREIGN_BROWSERS = {
+    "foreign Host (DNS rebinding)": {"Host": "rebound.example:7200"},
+    "foreign Origin": {"Origin": "https://evil.example"},
+    "Origin null": {"Origin": "null"},
+    "Sec-Fetch-Site cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "Sec-Fetch-Site same-site": {"Sec-Fetch-Site": "same-site"},
+}
+INVENTED_METHODS = [
+    b"STOP",
+    b"PUT2",
+    b"D\x01LETE",
+    b"POST\rINFO dockerlink.request: [forged] POST /v1/forged 204",
+    b"M" * 4000,
+]
+BAD_HEADER_BYTES = [
+    b"Authorization: Bearer \xff\xfe",
+    b"Origin: http://\xff\xfe",
+    b"Host: \xff\xfe:7200",
+    b"X-Request-Id: \xc3\x28",
+    b"Sec-Fetch-Site: cross-\xff",
+    b"Content-Type: application/json; charset=\xff",
+]
+
+
+def writes(target: str) -> list[tuple[str, str, dict[str, str], bytes | None]]:
+    """Requests that would change something (or read everything) if they were served."""
+    limits = json.dumps({"memory": 0.5, "cpulimit": 1}).encode()
+    return [
+        ("POST", f"/v1/container/stop?id={target}&t=0", {}, None),
+        ("POST", f"/v1/container/restart?id={target}&t=0", {}, None),
+        ("DELETE", f"/v1/container?id={target}&deletevolume=true", {}, None),
+        ("PATCH", f"/v1/container?id={target}", {"Content-Type": "application/json"}, limits),
+        ("PUT", "/v1/container", {"Content-Type": "application/json"}, create_body()),
+        ("POST", f"/v1/git/branch?id={target}&branch=evil", {}, None),
+        ("GET", "/v1/container", {}, None),
+    ]
+
+
+async def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """``request`` (a whole HTTP/1.1 request) on a fresh connection: status, headers, body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+    return int(status_line.split()[1]), headers, body
+
+
+def wire_request(method: bytes, target: str, headers: list[bytes], body: bytes | None) -> bytes:
+    lines = [method + b" " + target.encode() + b" HTTP/1.1", *headers, b"Connection: close"]
+    if not any(h.lower().startswith(b"host:") for h in headers):
+        lines.append(b"Host: 127.0.0.1")
+    if body is not None:
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
+
+
+def one_line_4xx(status: int, content_type: str | None, text: bytes) -> bool:
+    return (
+        400 <= status < 500
+        and content_type == "text/plain; charset=utf-8"
+        and len(text) > 1
+        and text.endswith(b"\n")
+        and text.count(b"\n") == 1
+    )
+
+
+async def test_wire_and_browser_requests_answer_4xx_and_change_nothing(
+    api: httpx.AsyncClient, docker: DockerClient, target: str, engine_settings: Settings
+) -> None:
+    before = await engine_state(docker, target)
+    repo_before = await repo_state(docker, target)
+    port = api.base_url.port
+    assert port is not None
+    failures = []
+    for label, headers in FOREIGN_BROWSERS.items():
+        for method, path, extra, body in writes(target):
+            response = await api.request(method, path, headers={**extra, **headers}, content=body)
+            ok = one_line_4xx(
+                response.status_code, response.headers.get("content-type"), response.content
+            )
+            if response.status_code != 403 or not ok:
+                failures.append(
+                    f"{label} {method} {path}: {response.status_code} {response.text!r}"
+                )
+    for invented in INVENTED_METHODS:
+        for _, path, extra, body in writes(target):
+            header_lines = [f"{k}: {v}".encode() for k, v in extra.items()]
+            status, answer_headers, text = await raw_request(
+                port, wire_request(invented, path, header_lines, body)
+            )
+            if not one_line_4xx(status, answer_headers.get("content-type"), text):
+                failures.append(f"method {invented[:20]!r} {path}: {status} {text!r}")
+    for header in BAD_HEADER_BYTES:
+        # A grace period of -1 is refused: only the header's bytes could make this go wrong.
+        request = wire_request(b"POST", f"/v1/container/stop?id={target}&t=-1", [header], None)
+        status, answer_headers, text = await raw_request(port, request)
+        if not one_line_4xx(status, answer_headers.get("content-type"), text):
+            failures.append(f"header {header!r}: {status} {text!r}")
+    # With a token, bytes that are not UTF-8 in Authorization are a wrong token.
+    guarded_settings = replace(
+        engine_settings,
+        api_token=TEST_TOKEN,
+        data_dir=engine_settings.data_dir.with_name("guarded"),
+    )
+    async with serve(guarded_settings) as guarded:
+        guarded_port = guarded.base_url.port
+        assert guarded_port is not None
+        wrong_tokens = [
+            BAD_HEADER_BYTES[0],
+            b"Authorization: Bearer " + TEST_TOKEN.encode() + b"\xff",
+        ]
+        for header in wrong_tokens:
+            request = wire_request(b"POST", f"/v1/container/stop?id={target}&t=0", [header], None)
+            status, answer_headers, text = await raw_request(guarded_port, request)
+            if status != 401 or not one_line_4xx(status, answer_headers.get("content-type"), text):
+                failures.append(f"token header {header!r}: {status} {text!r}")
+    assert failures == []
+    assert await engine_state(docker, target) == before
+    assert await repo_state(docker, target) == repo_before
+    metrics = (await api.get("/metrics")).text
+    assert set(re.findall(r'method="([^"]*)"', metrics)) <= {
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
+        "other",
+    }

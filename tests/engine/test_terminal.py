@@ -198,7 +198,8 @@ async def test_a_flood_read_slowly_keeps_dockerlink_memory_bounded(
     cleanup: list[str],
     unique_name: Callable[[str], str],
 ) -> None:
-    """``yes`` prints far faster than the client reads: dockerlink must hold it back."""
+    """``yes`` prints far faster than the client reads: dockerlink must hold it back. Then
+    dockerlink is stopped with the session open: what the session ran ends too."""
     process = DockerlinkProcess(
         tmp_path,
         {
@@ -238,6 +239,12 @@ async def test_a_flood_read_slowly_keeps_dockerlink_memory_bounded(
                     message = await ws.recv()
                     assert isinstance(message, bytes)
                     screen.output = screen.output[-4096:] + message
+            # dockerlink stopping (SIGTERM) with the session open ends what it ran
+            await screen.type("sleep 1007 & echo bg-$((4+4))\n")
+            await screen.expect("bg-8")
+            assert await leftovers(docker, container)
+            assert await asyncio.to_thread(process.stop) == 0
+        await none_left(docker, container)
     finally:
         process.stop()
 

@@ -15,10 +15,10 @@ METHODS = {"get", "put", "post", "patch", "delete"}
 
 
 def registered_routes() -> set[tuple[str, str]]:
+    """Sanic's ``<name>`` and ``<name:type>`` path parameters as OpenAPI's ``{name}``."""
     app = create_app(Settings(docker_sock="/fake.sock"))
     return {
-        # Sanic's <name:str> is OpenAPI's {name}
-        (re.sub(r"<(\w+)(:[^>]*)?>", r"{\1}", "/" + route.path.rstrip("/")), method.lower())
+        ("/" + re.sub(r"<(\w+)(?::[^>]*)?>", r"{\1}", route.path.rstrip("/")), method.lower())
         for route in app.router.routes
         for method in route.methods
         if method.lower() in METHODS

@@ -39,7 +39,7 @@ def test_settings_defaults_match_the_spec() -> None:
     assert settings.docker_sock == "/var/run/docker.sock"
     assert settings.port_area_size == 5000
     assert settings.base_image is None
-    assert (settings.host, settings.port) == ("127.0.0.1", 7200)
+    assert (settings.host, settings.port) == ("127.0.0.1,::1", 7200)
     assert settings.api_token is None
     assert settings.data_dir == Path("./data")
     assert settings.sample_interval == 15
@@ -295,9 +295,11 @@ async def test_auth_on_every_route_but_health(caplog: pytest.LogCaptureFixture) 
         url = "/" + path.rstrip("/")
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             _, response = await client.request(method, url, headers=headers)
-            # public by design: / is the dashboard; /v1/ssh/ is the SSH bridge, for browsers
-            # that have no token (the container's sshd authenticates)
-            if url in {"/health", "/openapi.json", "/"} or url.startswith("/v1/ssh/"):
+            # public by design: / is the dashboard, /terminal and /static/ the terminal page;
+            # /v1/ssh/ is the SSH bridge, for browsers that have no token (the container's
+            # sshd authenticates)
+            public = {"/health", "/openapi.json", "/", "/terminal", "/static/<path:path>"}
+            if url in public or url.startswith("/v1/ssh/"):
                 assert response.status_code != 401
                 continue
             assert response.status_code == 401, (method, url, headers)

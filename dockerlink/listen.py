@@ -1,0 +1,107 @@
+"""The listening sockets for the ``host`` list, bound before the server starts.
+
+``host`` is a comma-separated list (default ``127.0.0.1,::1``: ``localhost`` resolves to ``::1``
+first for many clients). Each address gets its own socket; an IPv6 socket is IPv6-only when the
+list also holds IPv4 addresses, so ``0.0.0.0,::`` binds both. On a host without IPv6, ``::1``
+cannot be bound: that is logged and the other addresses are served. Any other address that
+cannot be bound stops start-up with :class:`ListenError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import Sequence
+
+__all__ = ["ListenError", "bind_listeners", "url_of"]
+
+log = logging.getLogger("dockerlink")
+
+BACKLOG = 1024
+#: What binding an IPv6 address fails with when the host has no IPv6 (or no ``::1``).
+_NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+
+
+class ListenError(OSError):
+    """An address of ``host`` cannot be listened on; the message names it."""
+
+
+def bind_listeners(hosts: Sequence[str], port: int) -> list[socket.socket]:
+    """One listening socket per address of ``hosts`` (names resolved), all on ``port``."""
+    has_ipv4 = any(
+        family == socket.AF_INET for host in hosts for family, _ in _addresses(host, port)
+    )
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for host in hosts:
+            for family, address in _addresses(host, port):
+                if (family, address[0]) in seen:
+                    continue
+                seen.add((family, address[0]))
+                try:
+                    sockets.append(_bind(family, address, v6only=has_ipv4))
+                except OSError as exc:
+                    if _ipv6_loopback(family, address[0]) and exc.errno in _NO_IPV6:
+                        log.warning(
+                            "not listening on %s: this host has no IPv6 loopback (%s)",
+                            url_of(address),
+                            exc.strerror or exc,
+                        )
+                        continue
+                    raise ListenError(
+                        exc.errno, f"cannot listen on {url_of(address)}: {exc.strerror or exc}"
+                    ) from None
+        if not sockets:
+            raise ListenError(errno.EADDRNOTAVAIL, f"no address of {','.join(hosts)} can be bound")
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def url_of(address: tuple[object, ...]) -> str:
+    """``http://127.0.0.1:7200`` or ``http://[::1]:7200`` for a socket address."""
+    host, port = str(address[0]), address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _addresses(host: str, port: int) -> list[tuple[int, tuple[object, ...]]]:
+    try:
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+        )
+    except socket.gaierror as exc:
+        raise ListenError(errno.EADDRNOTAVAIL, f"cannot listen on {host}: {exc.strerror}") from None
+    addresses: list[tuple[int, tuple[object, ...]]] = []
+    for family, _, _, _, address in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, address) not in addresses:
+            addresses.append((family, address))
+    return addresses
+
+
+def _bind(family: int, address: tuple[object, ...], *, v6only: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        sock.bind(address)
+        sock.listen(BACKLOG)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _ipv6_loopback(family: int, host: object) -> bool:
+    if family != socket.AF_INET6:
+        return False
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False

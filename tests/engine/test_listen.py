@@ -1,0 +1,58 @@
+"""A real ``dockerlink serve`` on its default ``host`` list answers on both loopback addresses,
+as a panel whose runtime tries ``::1`` first for ``localhost`` needs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dockerlink.settings import Settings
+
+from ..conftest import free_port
+from ..dockerlink_process import DockerlinkProcess, dockerlink_command
+from ..unit.test_listen import ipv6_loopback
+
+
+async def test_the_default_hosts_answer_on_ipv4_and_ipv6_loopback(
+    engine_sock: str, tmp_path: Path
+) -> None:
+    if not ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback: ::1 cannot be bound, so not tested")
+    default_hosts = Settings().host
+    assert default_hosts == "127.0.0.1,::1"
+    server = DockerlinkProcess(
+        tmp_path,
+        {"docker_sock": engine_sock, "data_dir": str(tmp_path / "data"), "host": default_hosts},
+    )
+    server.start()
+    try:
+        await server.until_healthy()
+        for base in (f"http://[::1]:{server.port}", f"http://127.0.0.1:{server.port}"):
+            async with httpx.AsyncClient(base_url=base, timeout=10) as panel:
+                # The panels' layout lists containers on every page.
+                listing = await panel.get("/v1/container")
+                assert listing.status_code == 200, (base, listing.text)
+                assert set(listing.json()) == {"success", "error"}
+        assert (
+            f"listening on http://127.0.0.1:{server.port}, http://[::1]:{server.port}"
+            in server.log_text()
+        )
+    finally:
+        assert server.stop() == 0, server.log_tail()
+
+
+def test_a_public_address_anywhere_in_the_list_needs_a_token(tmp_path: Path) -> None:
+    process = DockerlinkProcess(
+        tmp_path, {"host": "127.0.0.1,::1,0.0.0.0", "port": str(free_port())}
+    )
+    result = subprocess.run(
+        dockerlink_command(), env=process.env, cwd=tmp_path, capture_output=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        "dockerlink: invalid setting api_token: refusing to listen on 0.0.0.0 without a token: "
+        "set api_token, or allow_unauthenticated=true to accept anyone who can reach the port"
+    ]

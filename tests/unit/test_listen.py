@@ -1,0 +1,119 @@
+"""``host`` as a list: the setting, the rule on public addresses, and binding every address."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import dockerlink.listen
+from dockerlink.listen import ListenError, bind_listeners
+from dockerlink.settings import SettingsError, load_settings
+
+from ..conftest import free_port
+
+TOKEN = "unit-test-token-0123456789"
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(
+    not ipv6_loopback(), reason="this machine has no IPv6 loopback: ::1 cannot be bound"
+)
+
+
+@pytest.fixture
+def bound() -> Iterator[list[socket.socket]]:
+    sockets: list[socket.socket] = []
+    yield sockets
+    for sock in sockets:
+        sock.close()
+
+
+def test_host_defaults_to_both_loopback_addresses() -> None:
+    settings = load_settings({}, env_file=None)
+    assert settings.host == "127.0.0.1,::1"
+    assert settings.hosts == ("127.0.0.1", "::1")
+
+
+def test_host_lists_are_normalised() -> None:
+    settings = load_settings({"host": " 127.0.0.1 , [::1],localhost"}, env_file=None)
+    assert settings.host == "127.0.0.1,::1,localhost"
+    assert settings.hosts == ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.mark.parametrize("raw", ["", " , ", "127.0.0.1,,::1", "127.0.0.1 ::1", "http://x"])
+def test_a_malformed_host_list_names_the_setting(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"host": raw}, env_file=None)
+    assert caught.value.name == "host"
+
+
+@pytest.mark.parametrize(
+    "raw", ["127.0.0.1,0.0.0.0", "::1,::", "[::1],10.1.2.3", "::1,example.com"]
+)
+def test_every_address_in_the_list_needs_a_token_unless_loopback(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"host": raw}, env_file=None)
+    assert caught.value.name == "api_token"
+    assert f"refusing to listen on {raw.split(',')[1].strip('[]')} without a token" in str(
+        caught.value
+    )
+    assert load_settings({"host": raw, "api_token": TOKEN}, env_file=None).hosts
+    assert load_settings({"host": raw, "allow_unauthenticated": "true"}, env_file=None).hosts
+
+
+def connects(family: int, address: tuple[str, int]) -> bool:
+    with socket.socket(family) as client:
+        client.settimeout(5)
+        return client.connect_ex(address) == 0
+
+
+@needs_ipv6
+def test_both_loopback_addresses_are_bound_on_one_port(bound: list[socket.socket]) -> None:
+    port = free_port()
+    bound += bind_listeners(("127.0.0.1", "::1"), port)
+    assert [sock.getsockname()[:2] for sock in bound] == [("127.0.0.1", port), ("::1", port)]
+    assert connects(socket.AF_INET, ("127.0.0.1", port))
+    assert connects(socket.AF_INET6, ("::1", port))
+
+
+def test_without_ipv6_the_other_addresses_are_served(
+    bound: list[socket.socket], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a host without IPv6 answers when ::1 is bound (simulated: this one may have it)."""
+    real_bind = dockerlink.listen._bind
+
+    def no_ipv6(family: int, address: tuple[object, ...], *, v6only: bool) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        return real_bind(family, address, v6only=v6only)
+
+    monkeypatch.setattr(dockerlink.listen, "_bind", no_ipv6)
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="dockerlink"):
+        bound += bind_listeners(("127.0.0.1", "::1"), port)
+    assert [sock.getsockname()[:2] for sock in bound] == [("127.0.0.1", port)]
+    assert f"not listening on http://[::1]:{port}: this host has no IPv6 loopback" in caplog.text
+    with pytest.raises(ListenError, match=r"no address of ::1 can be bound"):
+        bind_listeners(("::1",), free_port())
+
+
+def test_an_address_that_cannot_be_bound_stops_start_up(bound: list[socket.socket]) -> None:
+    port = free_port()
+    # 192.0.2.1 (TEST-NET-1) is no address of this host.
+    with pytest.raises(ListenError, match=rf"cannot listen on http://192\.0\.2\.1:{port}: "):
+        bind_listeners(("127.0.0.1", "192.0.2.1"), port)
+    bound += bind_listeners(("127.0.0.1",), port)  # the first socket was closed again
+    with pytest.raises(ListenError, match=rf"cannot listen on http://127\.0\.0\.1:{port}: "):
+        bind_listeners(("127.0.0.1",), port)  # in use
