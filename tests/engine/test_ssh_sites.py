@@ -140,7 +140,7 @@ async def test_the_shell_tab_over_https_logs_in_as_admin(
     ) as api:
         container_id = await create_and_start(api, docker, cleanup, name)
         info = await docker.containers.inspect(container_id)
-        await wait_for(lambda: ssh_answers(int(info["Config"]["Labels"]["ports"]) + 22), timeout=30)
+        await wait_for(lambda: ssh_answers(int(info["Config"]["Labels"]["ports"]) + 22), timeout=45)
         ssh_host = f"ssh.{name}.{DOMAIN}"
         # plain HTTP sends browsers to HTTPS
         plain = httpx.get(
