@@ -159,6 +159,40 @@ async def test_a_wrong_password_then_the_right_one_gives_admin_a_shell(
         assert await screen.closed() == 1000  # the shell ended
 
 
+async def admin_processes(docker: DockerClient, container: str) -> list[str]:
+    """Processes of admin in the container (the SSH session's shell and what it runs)."""
+    result = await docker.execs.run(container, ["ps", "-o", "pid,user,args"], timeout=10)
+    return [line for line in result.text().splitlines()[1:] if line.split()[1] == "admin"]
+
+
+async def test_the_ssh_session_ends_when_the_browser_goes_away(
+    token_api: httpx.AsyncClient,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    name = unique_name("ssh")
+    info = await ssh_container(token_api, docker, cleanup, name)
+    container = info["Id"]
+    assert await admin_processes(docker, container) == []
+    async with terminal(token_api, name) as screen:
+        await screen.expect("login as: ")
+        await screen.type(f"admin\r{PASSWORD}\r")
+        await screen.type("echo started-$((40+2)); sleep 2001\r")
+        await screen.expect("started-42")
+
+        async def running() -> bool:
+            return any("sleep 2001" in line for line in await admin_processes(docker, container))
+
+        await wait_for(running, timeout=10)
+    # the socket is closed: dockerlink closes the SSH connection, sshd ends the session
+
+    async def gone() -> bool:
+        return await admin_processes(docker, container) == []
+
+    await wait_for(gone, timeout=10, interval=0.2)
+
+
 async def test_five_failures_lock_the_container_out_without_trying_ssh(
     token_api: httpx.AsyncClient,
     docker: DockerClient,

@@ -12,6 +12,8 @@ from collections import deque
 import asyncssh
 import pytest
 
+from dockerlink.errors import PreconditionFailed
+from dockerlink.hosting import ManagedContainer
 from dockerlink.ssh_bridge import (
     LineEditor,
     LoginGuard,
@@ -19,6 +21,7 @@ from dockerlink.ssh_bridge import (
     SSHBridge,
     SSHTarget,
     parse_terminal_message,
+    ssh_target,
 )
 
 from .clock import Clock
@@ -185,3 +188,30 @@ async def test_an_unreachable_sshd_is_not_a_failed_login() -> None:
     )
     assert guard.refused_for(TARGET.container_id) == 0
     assert guard._records == {}
+
+
+def container(root: str, host_port: str | None) -> ManagedContainer:
+    bindings = {"22/tcp": [{"HostIp": "", "HostPort": host_port}]} if host_port else {}
+    return ManagedContainer(
+        {
+            "Id": "f" * 64,
+            "Name": "/web1",
+            "Config": {"Labels": {"dockerlink": "v1.0.0", "ports": root}},
+            "HostConfig": {"PortBindings": bindings},
+        }
+    )
+
+
+def test_the_target_is_the_published_port_22_of_the_block() -> None:
+    assert ssh_target(container("10000", "10022")) == SSHTarget("f" * 64, "web1", 10022)
+
+
+@pytest.mark.parametrize(
+    ("root", "host_port"),
+    [("10000", "10023"), ("10000", None), ("", "10022"), ("65530", "65552")],
+)
+def test_no_target_unless_port_22_is_published_at_root_plus_22(
+    root: str, host_port: str | None
+) -> None:
+    with pytest.raises(PreconditionFailed, match="does not publish its SSH port"):
+        ssh_target(container(root, host_port))
