@@ -49,6 +49,7 @@ from .hosting import ManagedContainer, host_port_root, labels_of
 __all__ = [
     "FAILURE_WINDOW_S",
     "LOCKOUT_S",
+    "LOGIN_TIMEOUT_S",
     "MAX_FAILURES",
     "SSH_CONNECT_TIMEOUT_S",
     "LineEditor",
@@ -70,6 +71,8 @@ LOCKOUT_S = 300.0
 SSH_CONNECT_TIMEOUT_S = 15.0
 #: Closing the SSH connection once either side has ended.
 SSH_CLOSE_TIMEOUT_S = 5.0
+#: The login dialogue (prompts and attempts) must end with a shell within this time.
+LOGIN_TIMEOUT_S = 300.0
 #: Longest user name or password taken at the prompts (more is ignored).
 MAX_LINE_BYTES = 256
 #: Most bytes of shell output sent in one WebSocket frame.
@@ -301,31 +304,51 @@ class SSHBridge:
     """Runs one browser terminal: the login dialogue, then the SSH session."""
 
     def __init__(
-        self, guard: LoginGuard | None = None, connect: SSHConnect = asyncssh_connect
+        self,
+        guard: LoginGuard | None = None,
+        connect: SSHConnect = asyncssh_connect,
+        *,
+        login_timeout_s: float = LOGIN_TIMEOUT_S,
     ) -> None:
         self.guard = guard or LoginGuard()
         self._connect = connect
+        self._login_timeout_s = login_timeout_s
         self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def serve(self, terminal: Terminal, target: SSHTarget) -> None:
         """Until the shell ends, the browser goes away, or logins are refused."""
         editor = LineEditor(terminal)
+        try:
+            async with asyncio.timeout(self._login_timeout_s):
+                connection = await self._dialogue(terminal, target, editor)
+        except TimeoutError:
+            await terminal.write(b"\r\nNo login within the time allowed.\r\n")
+            return await terminal.close(CLOSE_NORMAL, "login timed out")
+        if connection is not None:
+            await self._session(terminal, connection, editor)
+
+    async def _dialogue(
+        self, terminal: Terminal, target: SSHTarget, editor: LineEditor
+    ) -> asyncssh.SSHClientConnection | None:
+        """Prompts until a login succeeds (the connection), or None when it is over."""
         while True:
             if await self._refused(terminal, target):
-                return
+                return None
             await terminal.write(b"login as: ")
             username = await editor.read_line(echo=True)
             if username is None:
-                return await terminal.close(CLOSE_NORMAL, "")
+                await terminal.close(CLOSE_NORMAL, "")
+                return None
             if not username.strip():
                 continue
             await terminal.write(b"password: ")
             password = await editor.read_line(echo=False)
             if password is None:
-                return await terminal.close(CLOSE_NORMAL, "")
+                await terminal.close(CLOSE_NORMAL, "")
+                return None
             connection = await self._login(terminal, target, username, password)
             if connection is not None:
-                return await self._session(terminal, connection, editor)
+                return connection
 
     async def _refused(self, terminal: Terminal, target: SSHTarget) -> bool:
         wait_s = self.guard.refused_for(target.container_id)

@@ -215,3 +215,22 @@ def test_no_target_unless_port_22_is_published_at_root_plus_22(
 ) -> None:
     with pytest.raises(PreconditionFailed, match="does not publish its SSH port"):
         ssh_target(container(root, host_port))
+
+
+class SilentTerminal(FakeTerminal):
+    """A browser that opens the socket and never types."""
+
+    async def read(self) -> bytes | Resize | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_login_that_never_comes_times_out() -> None:
+    ssh = RefusingSSH()
+    terminal = SilentTerminal()
+    await SSHBridge(LoginGuard(clock=Clock()), connect=ssh, login_timeout_s=0.05).serve(
+        terminal, TARGET
+    )
+    assert terminal.text == "login as: \r\nNo login within the time allowed.\r\n"
+    assert terminal.closed == 1000
+    assert ssh.attempts == []
