@@ -83,6 +83,8 @@ class Settings:
     ssh_frame_ancestors: tuple[str, ...] = ("*",)
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
+    # Restart policy: the most restarts the engine makes of an "on-failure" container.
+    restart_max_retries: int = 5
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -327,6 +329,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ssh_bridge": _boolean,
     "ssh_frame_ancestors": _origins,
     "allowed_hosts": _host_names,
+    "restart_max_retries": _integer(1, 1000),
 }
 
 
