@@ -251,17 +251,18 @@ async def test_ssh_bridge_false_answers_404_for_the_page_and_the_socket(
     name = unique_name("ssh")
     async with serve(replace(engine_settings, api_token=TEST_TOKEN)) as api:
         await create_container(api, docker, cleanup, name)
-        page = await api.get(f"/v1/ssh/{name}/wetty", headers={})  # no token needed
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=20) as browser:
+            page = await browser.get(f"/v1/ssh/{name}/wetty")  # no token
+            script = await browser.get(f"/v1/ssh/{name}/static/vendor/xterm.js")
         assert page.status_code == 200
         assert 'data-socket="socket"' in page.text  # relative: works behind nginx too
         assert 'src="static/vendor/xterm.js"' in page.text
         assert "frame-ancestors *" in page.headers["content-security-policy"]  # the panels
         assert "x-frame-options" not in page.headers
-        script = await api.get(f"/v1/ssh/{name}/static/vendor/xterm.js", headers={})
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")
     async with serve(replace(engine_settings, api_token=TEST_TOKEN, ssh_bridge=False)) as api:
         assert await refused(api, name) == (404, "not found\n")
         for path in ("wetty", "static/vendor/xterm.js"):
-            response = await api.get(f"/v1/ssh/{name}/{path}", headers={})
+            response = await api.get(f"/v1/ssh/{name}/{path}")
             assert (response.status_code, response.text) == (404, "not found\n")
