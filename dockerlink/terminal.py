@@ -101,6 +101,8 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_ENGINE_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
+#: How long a failed write waits for the output to end (the shell exited) before it counts.
+EXIT_GRACE_S = 1.0
 #: Largest terminal a resize may ask for.
 MAX_TERMINAL_SIDE = 4096
 
@@ -232,6 +234,10 @@ class TerminalSessions:
         given = asyncio.create_task(self._input(session, socket), name="terminal.in")
         try:
             done, _ = await asyncio.wait({output, given}, return_when=asyncio.FIRST_COMPLETED)
+            if output not in done and isinstance(given.exception(), docker_api.DockerError):
+                # Typing into a shell that just exited fails first: let its output end.
+                done, _ = await asyncio.wait({output}, timeout=EXIT_GRACE_S)
+                done = done or {given}
         finally:
             for task in (output, given):
                 task.cancel()
