@@ -201,6 +201,7 @@ class TerminalSessions:
     async def serve(self, container_id: str, socket: TerminalSocket) -> None:
         """A whole session on an upgraded socket: start, bridge, close the socket, end."""
         session: Session | None = None
+        reason = "connection lost"
         try:
             try:
                 session = await self.start(container_id)
@@ -209,12 +210,16 @@ class TerminalSessions:
             except docker_api.DockerError as exc:
                 code, reason = CLOSE_ENGINE_ERROR, _reason(engine_error_answer(exc)[1])
             else:
+                log.info(
+                    "terminal session opened in %s (%d open)", container_id[:12], len(self.open)
+                )
                 code, reason = await self.bridge(session, socket)
             with contextlib.suppress(Exception):
                 await socket.close(code, reason)
         finally:
             if session is not None:
                 await self._end_surely(session)
+            log.info("terminal session in %s ended: %s", container_id[:12], reason)
 
     async def _end_surely(self, session: Session) -> None:
         """End the session in a task of its own: Sanic cancels a WebSocket's handler as soon
