@@ -34,11 +34,12 @@ from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
+from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .routes import terminal as terminal_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
-from .stats.sources import cgroup_source_for
+from .stats.sources import cgroup_source_choice
 from .terminal import TerminalSessions
 
 __all__ = ["create_app"]
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(observability.bp)
     app.blueprint(terminal_routes.socket_bp)
     app.blueprint(terminal_routes.page_bp)
+    app.blueprint(logs_routes.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
@@ -120,14 +122,18 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         assert app.ctx.hosting is not None
         # Reads every stored history once.
         history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
+        cgroups, no_cgroups_reason = cgroup_source_choice(
+            settings.stats_source, settings.docker_sock
+        )
         sampler = Sampler(
             app.ctx.docker,
             history,
             interval_s=settings.sample_interval,
             call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
             mirror=app.ctx.mirror,
-            cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
+            cgroups=cgroups,
             api_fallback=settings.stats_source != "cgroup",
+            no_cgroups_reason=no_cgroups_reason,
         )
         app.ctx.history, app.ctx.sampler = history, sampler
         app.ctx.hosting.delete_hooks.append(sampler.forget)
@@ -143,7 +149,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     @app.after_server_stop
     async def close_history(app: DockerlinkApp) -> None:
         if app.ctx.history is not None:
-            app.ctx.history.close()
+            # The writer finishes what is queued: that waits on the disk, so not on the loop.
+            await asyncio.to_thread(app.ctx.history.close)
 
     @app.before_server_start
     async def open_terminals(app: DockerlinkApp) -> None:

@@ -79,6 +79,8 @@ class Settings:
     terminal_idle_timeout: float = 900.0
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
+    # Restart policy: the most restarts the engine makes of an "on-failure" container.
+    restart_max_retries: int = 5
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -321,6 +323,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "terminal_max_sessions": _integer(1, 10_000),
     "terminal_idle_timeout": _seconds(1, 7 * 86400),
     "allowed_hosts": _host_names,
+    "restart_max_retries": _integer(1, 1000),
 }
 
 
