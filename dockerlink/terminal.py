@@ -159,6 +159,8 @@ class Session:
     exec_id: str | None = None
     stream: HijackedStream | None = None
     ended: bool = False
+    #: Why it ended, for the log line.
+    reason: str = "connection lost"
 
 
 class TerminalSessions:
@@ -201,7 +203,6 @@ class TerminalSessions:
     async def serve(self, container_id: str, socket: TerminalSocket) -> None:
         """A whole session on an upgraded socket: start, bridge, close the socket, end."""
         session: Session | None = None
-        reason = "connection lost"
         try:
             try:
                 session = await self.start(container_id)
@@ -214,12 +215,14 @@ class TerminalSessions:
                     "terminal session opened in %s (%d open)", container_id[:12], len(self.open)
                 )
                 code, reason = await self.bridge(session, socket)
+                session.reason = reason
+            if session is None:
+                log.info("terminal session in %s refused: %s", container_id[:12], reason)
             with contextlib.suppress(Exception):
                 await socket.close(code, reason)
         finally:
             if session is not None:
                 await self._end_surely(session)
-            log.info("terminal session in %s ended: %s", container_id[:12], reason)
 
     async def _end_surely(self, session: Session) -> None:
         """End the session in a task of its own: Sanic cancels a WebSocket's handler as soon
@@ -271,6 +274,7 @@ class TerminalSessions:
             self.open.discard(session)
             if session.stream is not None:
                 await session.stream.aclose()
+            log.info("terminal session in %s ended: %s", session.container_id[:12], session.reason)
 
     async def end_all(self) -> None:
         """End every open session (dockerlink is stopping)."""
@@ -348,9 +352,10 @@ class TerminalSessions:
             return
         if result.exit_code != 0:
             log.warning(
-                "could not end terminal processes in %s: %s",
+                "could not end terminal processes in %s: exit code %d: %s",
                 session.container_id[:12],
-                result.text().strip(),
+                result.exit_code,
+                result.text().strip() or "no output",
             )
 
 
