@@ -132,7 +132,13 @@ async def open_hijacked(
         if writer is not None:
             writer.close()
         raise EngineTimeout(f"no answer from the engine within {timeout:g} s") from exc
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
+    except (
+        OSError,
+        ssl.SSLError,
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        ValueError,
+    ) as exc:
         if writer is not None:
             writer.close()
         raise EngineUnreachable(f"connection to {address} failed: {exc}") from exc

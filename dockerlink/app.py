@@ -93,9 +93,9 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
-    app.blueprint(logs_routes.bp)
     app.blueprint(terminal_routes.socket_bp)
     app.blueprint(terminal_routes.page_bp)
+    app.blueprint(logs_routes.bp)
     if settings.ssh_bridge:
         app.blueprint(ssh.socket_bp)
         app.blueprint(ssh.page_bp)

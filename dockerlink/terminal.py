@@ -101,6 +101,8 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_ENGINE_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
+#: How long a failed write waits for the output to end (the shell exited) before it counts.
+EXIT_GRACE_S = 1.0
 #: Largest terminal a resize may ask for.
 MAX_TERMINAL_SIDE = 4096
 
@@ -157,6 +159,8 @@ class Session:
     exec_id: str | None = None
     stream: HijackedStream | None = None
     ended: bool = False
+    #: Why it ended, for the log line.
+    reason: str = "connection lost"
 
 
 class TerminalSessions:
@@ -207,7 +211,13 @@ class TerminalSessions:
             except docker_api.DockerError as exc:
                 code, reason = CLOSE_ENGINE_ERROR, _reason(engine_error_answer(exc)[1])
             else:
+                log.info(
+                    "terminal session opened in %s (%d open)", container_id[:12], len(self.open)
+                )
                 code, reason = await self.bridge(session, socket)
+                session.reason = reason
+            if session is None:
+                log.info("terminal session in %s refused: %s", container_id[:12], reason)
             with contextlib.suppress(Exception):
                 await socket.close(code, reason)
         finally:
@@ -232,6 +242,10 @@ class TerminalSessions:
         given = asyncio.create_task(self._input(session, socket), name="terminal.in")
         try:
             done, _ = await asyncio.wait({output, given}, return_when=asyncio.FIRST_COMPLETED)
+            if output not in done and isinstance(given.exception(), docker_api.DockerError):
+                # Typing into a shell that just exited fails first: let its output end.
+                done, _ = await asyncio.wait({output}, timeout=EXIT_GRACE_S)
+                done = done or {given}
         finally:
             for task in (output, given):
                 task.cancel()
@@ -260,6 +274,7 @@ class TerminalSessions:
             self.open.discard(session)
             if session.stream is not None:
                 await session.stream.aclose()
+            log.info("terminal session in %s ended: %s", session.container_id[:12], session.reason)
 
     async def end_all(self) -> None:
         """End every open session (dockerlink is stopping)."""
@@ -337,9 +352,10 @@ class TerminalSessions:
             return
         if result.exit_code != 0:
             log.warning(
-                "could not end terminal processes in %s: %s",
+                "could not end terminal processes in %s: exit code %d: %s",
                 session.container_id[:12],
-                result.text().strip(),
+                result.exit_code,
+                result.text().strip() or "no output",
             )
 
 

@@ -20,6 +20,7 @@ import asyncio
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +38,24 @@ from bench_peers import (
     percentile,
     remove_bench_containers,
 )
+from bench_stats import free_port
 from websockets.asyncio.client import ClientConnection, connect
 
 from docker_api import DockerClient, DockerError, HijackedStream
 
 KIB = 1024
+#: A bare Sanic WebSocket echo, run as its own process: what the WebSocket hop alone costs.
+ECHO_SERVER = """
+import sys
+from sanic import Sanic
+app = Sanic("echo")
+app.config.MOTD = False
+@app.websocket("/echo")
+async def echo(request, ws):
+    while True:
+        await ws.send(await ws.recv())
+app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False)
+"""
 SHELL = ["/bin/sh", "-i"]
 #: ^U: clear the line typed so far (so that echoes never wrap).
 KILL_LINE = b"\x15"
@@ -103,6 +117,42 @@ async def drain_raw(stream: HijackedStream) -> None:
             return
 
 
+async def echo_round_trips(workdir: Path, count: int) -> list[float]:
+    """One byte through a bare Sanic WebSocket echo and back, ``count`` times."""
+    script = workdir / "echo_server.py"
+    script.write_text(ECHO_SERVER)
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ws = await connect(f"ws://127.0.0.1:{port}/echo", compression=None)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.returncode is not None:
+                    raise RuntimeError("the echo server did not start") from None
+                await asyncio.sleep(0.2)
+        times = []
+        async with ws:
+            for _ in range(count):
+                started = time.perf_counter()
+                await ws.send(b"x")
+                await ws.recv()
+                times.append(time.perf_counter() - started)
+        return times
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 30)
+
+
 def rss_bytes(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     found = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -158,6 +208,17 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
                     percentile(ours, 0.99) * 1e3,
                     percentile(direct, 0.99) * 1e3,
                     "direct TTY exec attach",
+                )
+            )
+
+            echo = await echo_round_trips(workdir, args.keystrokes)
+            results.add(
+                Row(
+                    "WebSocket echo alone, no shell (Sanic) p50",
+                    "ms",
+                    statistics.median(echo) * 1e3,
+                    None,
+                    "",
                 )
             )
 

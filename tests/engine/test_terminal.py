@@ -98,7 +98,7 @@ async def test_the_shell_echoes_resizes_and_closes_1000_when_it_exits(
         await screen.type("exit 3\n")
         code, reason = await screen.until_closed()
     assert (code, reason) == (1000, "shell exited with code 3")
-    await wait_for(lambda: not app.ctx.terminals.open, timeout=5)
+    await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
 
 
 async def test_answers_before_the_upgrade(
@@ -150,7 +150,7 @@ async def test_answers_before_the_upgrade(
             assert status == 429
             assert "terminal_max_sessions" in text
         # the slot is free again once the first session has ended
-        await wait_for(lambda: not app.ctx.terminals.open, timeout=5)
+        await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
         async with open_terminal(base, running, TEST_TOKEN) as ws:
             screen = Screen(ws)
             await screen.type("echo again-$((2*2))\n")
@@ -170,7 +170,7 @@ async def test_a_client_that_goes_away_leaves_no_process_behind(
         await start_leftovers(screen, docker, container)
         ws.transport.abort()  # no close frame: the connection just breaks
     await none_left(docker, container)
-    await wait_for(lambda: not app.ctx.terminals.open, timeout=5)
+    await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
 
 
 async def test_an_idle_session_is_closed_and_its_processes_end(

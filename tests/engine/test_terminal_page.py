@@ -61,7 +61,9 @@ async def test_the_terminal_page_opens_a_shell_that_follows_the_window(
         name = unique_name("page")
         await create_and_start(client, docker, cleanup, name)
         base = str(client.base_url).rstrip("/")
-        page = await browser.new_page(viewport={"width": 1000, "height": 600})
+        context = await browser.new_context(viewport={"width": 1000, "height": 600})
+        await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+        page = await context.new_page()
         problems: list[str] = []
         elsewhere: list[str] = []
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -121,6 +123,27 @@ async def test_the_terminal_page_opens_a_shell_that_follows_the_window(
         await page.screenshot(path=str(shot))
         assert png_size(shot) == (720, 420)
 
+        # Paste (Ctrl+Shift+V) types the clipboard into the shell; copy (select, then
+        # Ctrl+Shift+C) puts the selection on the clipboard.
+        await page.evaluate("navigator.clipboard.writeText('echo pasted-$((5+5))\\n')")
+        await page.keyboard.press("Control+Shift+V")
+        answer = page.locator(SCREEN).get_by_text("pasted-10", exact=True)
+        await answer.wait_for()
+        box = await answer.bounding_box()
+        assert box is not None
+        middle = box["y"] + box["height"] / 2
+        await page.mouse.move(box["x"] + 1, middle)
+        await page.mouse.down()
+        await page.mouse.move(box["x"] + box["width"] - 1, middle, steps=5)
+        await page.mouse.up()
+        await page.keyboard.press("Control+Shift+C")
+
+        async def copied() -> bool:
+            text = await page.evaluate("navigator.clipboard.readText()")
+            return str(text).strip() == "pasted-10"
+
+        await wait_for(copied, timeout=10)
+
         # The shell exits: the page says so.
         await page.keyboard.type("exit\n")
         await page.wait_for_selector("body[data-status=closed]")
@@ -128,3 +151,4 @@ async def test_the_terminal_page_opens_a_shell_that_follows_the_window(
         assert await page.is_visible("#reconnect")
         assert problems == []
         assert elsewhere == []
+        await context.close()

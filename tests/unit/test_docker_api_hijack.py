@@ -77,6 +77,16 @@ async def test_an_answer_that_is_not_http(tmp_path: Path) -> None:
             await docker.execs.attach("abc", tty=True)
 
 
+async def test_endless_headers_are_refused(tmp_path: Path) -> None:
+    sock = tmp_path / "engine.sock"
+    endless = fake_engine(
+        sock, lambda head: b"HTTP/1.1 101 UPGRADED\r\nX-Filler: " + b"a" * 200_000
+    )
+    async with endless, DockerClient(str(sock), timeout=2) as docker:
+        with pytest.raises(docker_api.EngineUnreachable):
+            await docker.execs.attach("abc", tty=True)
+
+
 async def test_an_engine_that_never_answers_times_out(tmp_path: Path) -> None:
     sock = tmp_path / "engine.sock"
     async with fake_engine(sock, lambda head: None), DockerClient(str(sock), timeout=5) as docker:

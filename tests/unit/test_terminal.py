@@ -3,6 +3,7 @@ subprotocol, the page (template, policy) and the files it may load."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from pathlib import Path
@@ -11,9 +12,10 @@ import httpx
 import pytest
 from sanic_testing.testing import SanicASGITestClient
 
+import docker_api
 from dockerlink.app import create_app
 from dockerlink.settings import Settings, SettingsError, load_settings
-from dockerlink.terminal import Resize, parse_resize
+from dockerlink.terminal import Resize, Session, TerminalSessions, parse_resize
 from dockerlink.terminal_page import ASSETS
 
 from .fakes import fake_engine_client
@@ -110,3 +112,62 @@ async def test_the_page_is_public_and_loads_only_its_own_files(tmp_path: Path) -
     assert (bad.status_code, bad.text) == (400, "id is required\n")
     _, open_page = await serving(tmp_path / "open", token=None).get("/terminal?id=web1")
     assert 'data-token="none"' in open_page.text
+
+
+# -- the bridge, with a scripted socket and stream (orders a real engine cannot force) ----------
+
+
+class ScriptedSocket:
+    """Hands out ``messages``, then waits (an idle client); records what it was sent."""
+
+    def __init__(self, *messages: str | bytes) -> None:
+        self.messages = list(messages)
+        self.sent: list[str | bytes] = []
+
+    async def recv(self, timeout: float | None = None) -> str | bytes | None:
+        if self.messages:
+            return self.messages.pop(0)
+        await asyncio.sleep(3600)
+        return None
+
+    async def send(self, message: str | bytes) -> None:
+        self.sent.append(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        return None
+
+
+class ExitingShell:
+    """Prints ``bye`` and ends its output a little later; input fails once it has exited."""
+
+    def __init__(self) -> None:
+        self.chunks = [b"bye\r\n", b""]
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        await asyncio.sleep(0.05)
+        return self.chunks.pop(0)
+
+    async def write(self, data: bytes, *, timeout: float | None = None) -> None:
+        raise docker_api.EngineUnreachable("connection to /fake.sock failed: Broken pipe")
+
+
+def sessions_with(exit_code: int) -> TerminalSessions:
+    def engine(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/exec/e1/json"), request.url
+        return httpx.Response(200, json={"Running": False, "ExitCode": exit_code})
+
+    return TerminalSessions(fake_engine_client(engine), Settings(docker_sock="/fake.sock"))
+
+
+async def test_a_keystroke_into_an_exiting_shell_still_closes_with_its_exit_code() -> None:
+    session = Session("c1", exec_id="e1", stream=ExitingShell())  # type: ignore[arg-type]
+    socket = ScriptedSocket(b"x")
+    assert await sessions_with(7).bridge(session, socket) == (1000, "shell exited with code 7")
+    assert socket.sent == [b"bye\r\n"]
+
+
+async def test_a_bad_resize_closes_with_1008() -> None:
+    session = Session("c1", exec_id="e1", stream=ExitingShell())  # type: ignore[arg-type]
+    socket = ScriptedSocket('{"type": "resize", "cols": 80, "rows": 0}')
+    code, reason = await sessions_with(0).bridge(session, socket)
+    assert (code, reason) == (1008, "resize: rows must be a whole number from 1 to 4096")
