@@ -20,6 +20,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from docker_api import DockerClient
 from dockerlink.settings import Settings
@@ -67,7 +68,9 @@ class Screen:
 @contextlib.asynccontextmanager
 async def terminal(api: httpx.AsyncClient, name: str) -> AsyncIterator[Screen]:
     url = str(api.base_url).replace("http://", "ws://") + f"/v1/ssh/{name}/socket"
-    async with connect(url, subprotocols=["dockerlink.terminal"], open_timeout=20) as ws:
+    async with connect(
+        url, subprotocols=[Subprotocol("dockerlink.terminal")], open_timeout=20
+    ) as ws:
         yield Screen(ws)
 
 

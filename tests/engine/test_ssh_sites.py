@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, ViewportSize, async_playwright
 
 from docker_api import DockerClient
 from dockerlink.settings import Settings
@@ -41,7 +41,7 @@ __all__ = ["nginx"]  # the fixture
 HOOK = REPO / "scripts" / "hooks" / "nginx-vhost"
 DOMAIN = "sites.dockerlink.test"
 SCREEN = ".xterm-rows"
-VIEWPORT = {"width": 900, "height": 480}
+VIEWPORT: ViewportSize = {"width": 900, "height": 480}
 
 
 def wildcard_certificate(folder: Path, names: list[str]) -> tuple[Path, Path]:
