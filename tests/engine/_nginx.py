@@ -8,9 +8,11 @@ HTTPS sites.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +89,9 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
         start_new_session=True,
     )
     try:
-        yield Nginx(port, free_port(), run_dir, run_dir / "sites", command)
+        started = Nginx(port, free_port(), run_dir, run_dir / "sites", command)
+        _wait_until_serving(started, process)
+        yield started
     finally:
         process.send_signal(signal.SIGQUIT)  # graceful: the master stops its workers
         try:
@@ -95,3 +99,17 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _wait_until_serving(nginx: Nginx, process: subprocess.Popen[bytes]) -> None:
+    """Its pid file is written and its default server answers (the hook's first
+    ``nginx -s reload`` needs the pid file); 15 s at most."""
+    deadline = time.monotonic() + 15
+    while True:
+        assert process.poll() is None, (nginx.run_dir / "stderr.log").read_text()
+        if (nginx.run_dir / "nginx.pid").exists():
+            with contextlib.suppress(httpx.TransportError):
+                if nginx.get("nothing.invalid").status_code == 404:
+                    return
+        assert time.monotonic() < deadline, "nginx did not start within 15 s"
+        time.sleep(0.05)
