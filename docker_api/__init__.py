@@ -34,6 +34,7 @@ from .errors import (
 )
 from .events import Reconnected
 from .execs import ExecResult
+from .hijack import HijackedStream
 from .streams import Frame, FrameDecoder, StreamType
 from .tls import TLSConfig
 
@@ -53,6 +54,7 @@ __all__ = [
     "ExecTimeout",
     "Frame",
     "FrameDecoder",
+    "HijackedStream",
     "NotFound",
     "NotModified",
     "Reconnected",

@@ -8,6 +8,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypedDict, Unpack
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -26,6 +27,7 @@ from .errors import (
 )
 from .events import Events
 from .execs import Execs
+from .hijack import HijackedStream, open_hijacked
 from .images import Images
 from .tls import TLSConfig
 
@@ -107,12 +109,14 @@ class DockerClient:
                 raise ValueError("tls applies to tcp:// addresses only")
             self.address = unix_socket_path(address)
             default_base_url = "http://docker"
+        self._custom_transport = transport is not None
         if transport is None:
             if tcp:
                 transport = httpx.AsyncHTTPTransport(verify=tls.ssl_context() if tls else True)
             else:
                 transport = httpx.AsyncHTTPTransport(uds=self.address)
         self._tls = tls is not None
+        self._tls_config = tls
         self.timeout = timeout
         #: Connections open to the engine at most; further calls wait for one to be free.
         self.max_connections = max_connections
@@ -342,6 +346,31 @@ class DockerClient:
             raise EngineTimeout("the engine stopped sending within the read timeout") from exc
         except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from exc
+
+    async def hijack(self, path: str, *, json: Any, timeout: float | None = None) -> HijackedStream:
+        """``POST path`` upgraded to a raw two-way stream (exec start, attach); see
+        :mod:`docker_api.hijack`. ``timeout`` bounds the answer, not the stream's life."""
+        if self._custom_transport:
+            raise DockerError("a hijacked stream needs the engine's own socket, not a transport")
+        version = await self.negotiate()
+        unix_path: str | None = None
+        host: str | None = None
+        port: int | None = None
+        if self.address.startswith("tcp://"):
+            parts = urlsplit(self.address)
+            host, port = parts.hostname, parts.port
+        else:
+            unix_path = self.address
+        return await open_hijacked(
+            unix_path=unix_path,
+            host=host,
+            port=port,
+            tls=self._tls_config.ssl_context() if self._tls_config else None,
+            address=self.address,
+            path=f"/v{version}{path}",
+            body=json,
+            timeout=self.timeout if timeout is None else timeout,
+        )
 
     def _unreachable(self, exc: Exception) -> EngineUnreachable:
         return EngineUnreachable(_describe_transport_error(exc, self.address, tls=self._tls))

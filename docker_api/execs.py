@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._util import as_dict, path_segment
 from .errors import DockerError, ExecTimeout
+from .hijack import HijackedStream
 from .streams import Frame, FrameDecoder, StreamType
 
 if TYPE_CHECKING:
@@ -98,14 +99,18 @@ class Execs:
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
         tty: bool = False,
+        stdin: bool = False,
         timeout: float | None = None,
     ) -> str:
-        """``POST /containers/{id}/exec``: the exec id; a stopped container raises Conflict."""
+        """``POST /containers/{id}/exec``: the exec id; a stopped container raises Conflict.
+
+        ``stdin`` attaches the process's stdin (write to it through :meth:`attach`).
+        """
         if not cmd:
             raise ValueError("an exec needs a command")
         body: dict[str, Any] = {
             "Cmd": list(cmd),
-            "AttachStdin": False,
+            "AttachStdin": stdin,
             "AttachStdout": True,
             "AttachStderr": True,
             "Tty": tty,
@@ -142,6 +147,34 @@ class Execs:
             async for chunk in self._client.iter_raw(response):
                 for frame in decoder.feed(chunk):
                     yield frame
+
+    async def attach(
+        self, exec_id: str, *, tty: bool, timeout: float | None = None
+    ) -> HijackedStream:
+        """Start an exec on a connection of its own and return it as a two-way stream.
+
+        Use it as ``async with await docker.execs.attach(...) as stream:``. ``timeout`` bounds
+        the start (not the stream, which lasts as long as the process keeps its output open).
+        Closing the stream does not end the process: with a TTY it keeps running.
+        """
+        return await self._client.hijack(
+            f"/exec/{path_segment(exec_id)}/start",
+            json={"Detach": False, "Tty": tty},
+            timeout=timeout,
+        )
+
+    async def resize(
+        self, exec_id: str, *, cols: int, rows: int, timeout: float | None = None
+    ) -> None:
+        """``POST /exec/{id}/resize``: the size of a running TTY exec's terminal."""
+        if cols < 1 or rows < 1:
+            raise ValueError("a terminal has at least one column and one row")
+        await self._client.request(
+            "POST",
+            f"/exec/{path_segment(exec_id)}/resize",
+            params={"h": rows, "w": cols},
+            timeout=timeout,
+        )
 
     async def inspect(self, exec_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """``GET /exec/{id}/json``: ``Running``, ``ExitCode`` (null while running), ``Pid``..."""

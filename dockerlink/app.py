@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hmac
 import logging
@@ -33,15 +35,17 @@ from .logs import cause_note, request_id_var
 from .mirror import ContainerMirror
 from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from .responses import text_response
-from .routes import containers, git, observability, system
+from .routes import containers, git, observability, ssh, system
 from .routes import events as event_routes
 from .routes import logs as logs_routes
 from .routes import stats as stats_routes
+from .routes import terminal as terminal_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
 from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_choice
 from .tasks import supervise
+from .terminal import TerminalSessions
 from .webhooks import open_outbox
 
 __all__ = ["create_app"]
@@ -55,11 +59,16 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: Routes that answer without a token: liveness, the API description (no secrets in it), and
 #: the dashboard page (it holds no data: its own API calls carry the token).
 _PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/"})
+#: The terminal page and the files it loads hold no data either (its socket needs the token).
+_PUBLIC_TERMINAL_PATHS = frozenset({"/terminal"})
+_PUBLIC_PREFIXES = ("/static/",)
+#: Largest WebSocket message accepted (a paste into the terminal is one message).
+WEBSOCKET_MAX_SIZE = 1024 * 1024
 #: Public pages that browsers load from other sites' links, exempt from the rule on requests
-#: a browser makes for another site (besides the public paths): the terminal page, and the SSH
-#: bridge that customers' browsers reach through nginx from the panel's pages.
+#: a browser makes for another site (besides the public paths): the terminal page and its
+#: files, and the SSH bridge that customers' browsers reach through nginx from the panel's pages.
 _BROWSER_RULE_EXEMPT = frozenset({"/terminal"})
-_BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/",)
+_BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/", *_PUBLIC_PREFIXES)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 
@@ -84,6 +93,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.config.MOTD = False
     app.config.NOISY_EXCEPTIONS = False
+    app.config.WEBSOCKET_MAX_SIZE = WEBSOCKET_MAX_SIZE
 
     app.blueprint(containers.bp)
     app.blueprint(stats_routes.bp)
@@ -91,7 +101,12 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
     app.blueprint(event_routes.bp)
+    app.blueprint(terminal_routes.socket_bp)
+    app.blueprint(terminal_routes.page_bp)
     app.blueprint(logs_routes.bp)
+    if settings.ssh_bridge:
+        app.blueprint(ssh.socket_bp)
+        app.blueprint(ssh.page_bp)
 
     @app.before_server_start
     async def open_services(app: DockerlinkApp) -> None:
@@ -113,7 +128,15 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
             if docker is None:
                 await app.ctx.docker.close()
 
+    @app.before_server_stop
+    async def end_terminals(app: DockerlinkApp) -> None:
+        # Here, while the engine client is still open (it closes after the server stops): the
+        # sessions' own endings race with that close once their connections are dropped.
+        if isinstance(app.ctx, AppContext):
+            await app.ctx.terminals.end_all()
+
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
+    public_paths |= _PUBLIC_TERMINAL_PATHS
 
     async def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)
@@ -122,6 +145,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         if (
             settings.api_token is not None
             and request.path not in public_paths
+            and not request.path.startswith(_PUBLIC_PREFIXES)
+            and not request.path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
             and not _token_ok(request, settings.api_token)
         ):
             raise Unauthorized()
@@ -191,6 +216,7 @@ async def _open_context(
         sampler=sampler,
         metrics=metrics,
         lifecycle=await _open_lifecycle(settings, client, mirror),
+        terminals=TerminalSessions(client, settings),
     )
 
 
@@ -252,13 +278,34 @@ async def _open_lifecycle(
 def _token_ok(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    try:
-        given_bytes = given.strip().encode()
-    except UnicodeEncodeError:  # the header's bytes were not UTF-8
-        return False
-    return hmac.compare_digest(given_bytes, token.strip().encode())
+    if scheme.lower() == "bearer":
+        try:
+            given_bytes = given.strip().encode()
+        except UnicodeEncodeError:  # the header's bytes were not UTF-8
+            return False
+        return hmac.compare_digest(given_bytes, token.strip().encode())
+    offered = _subprotocol_token(request)
+    return offered is not None and hmac.compare_digest(offered, token.strip().encode())
+
+
+def _subprotocol_token(request: Request) -> bytes | None:
+    """A WebSocket upgrade's ``bearer.<token as base64url, no padding>`` subprotocol.
+
+    Browsers cannot set headers on a WebSocket, so they offer the token this way (as
+    Kubernetes' API server accepts it). dockerlink never selects this subprotocol, so the
+    token is not echoed back.
+    """
+    if request.headers.get("upgrade", "").lower() != "websocket":
+        return None
+    for offered in request.headers.get("sec-websocket-protocol", "").split(","):
+        name = offered.strip()
+        if name.startswith("bearer."):
+            encoded = name[len("bearer.") :]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).strip()
+            except (ValueError, binascii.Error):
+                return None
+    return None
 
 
 def _request_id(request: Request) -> str:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from sanic import Request
 
+from .ssh_bridge import SSHBridge
+
 if TYPE_CHECKING:
     from docker_api import DockerClient
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from .prometheus import ServiceMetrics
     from .settings import Settings
     from .stats import HistoryStore, Sampler
+    from .terminal import TerminalSessions
 
 
 @dataclass
@@ -35,8 +38,11 @@ class AppContext:
     sampler: Sampler
     metrics: ServiceMetrics
     lifecycle: LifecycleEvents
+    terminals: TerminalSessions
     #: The background tasks, by name, from server start to server stop.
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    #: The SSH bridge (/v1/ssh/...), with its in-memory count of failed logins per container.
+    ssh: SSHBridge = field(default_factory=SSHBridge)
 
 
 def context_of(request: Request) -> AppContext:

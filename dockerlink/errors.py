@@ -21,8 +21,12 @@ __all__ = [
     "DOMAIN_ERROR_STATUS",
     "ENGINE_ERROR_STATUS",
     "BadRequest",
+    "Conflict",
     "Forbidden",
     "HTTPError",
+    "NotFound",
+    "PreconditionFailed",
+    "TooManyRequests",
     "Unauthorized",
     "domain_error_answer",
     "engine_error_answer",
@@ -79,6 +83,22 @@ DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
 def domain_error_answer(exc: domain.DomainError) -> tuple[int, str]:
     """The HTTP status and message for a domain error."""
     return _most_specific(DOMAIN_ERROR_STATUS, exc), exc.message
+
+
+class NotFound(HTTPError):
+    status_code = 404
+
+
+class Conflict(HTTPError):
+    status_code = 409
+
+
+class PreconditionFailed(HTTPError):
+    status_code = 412
+
+
+class TooManyRequests(HTTPError):
+    status_code = 429
 
 
 #: Engine error class -> (HTTP status, prefix for the engine's message). Looked up along the

@@ -170,15 +170,20 @@ class Hosting:
         except docker_api.NotFound:
             raise NoSuchContainer(ref) from None
 
-    async def managed(self, ref: str, *, mirrored: bool = False) -> ManagedContainer:
+    async def managed(
+        self, ref: str, *, mirrored: bool = False, name_only: bool = False
+    ) -> ManagedContainer:
         """Inspect a container and check dockerlink made it (412 otherwise, whatever its state).
 
         ``mirrored``: take the inspect from the mirror while it is fresh (no engine call), for
         actions that fail safely on their own if it is a few milliseconds behind the engine.
+        ``name_only``: ``ref`` must be the container's name (not an id or id prefix).
         """
         info = self._from_mirror(ref) if mirrored else None
         if info is None:
             info = await self.inspect(ref)
+        if name_only and str(info.get("Name", "")).lstrip("/") != ref:
+            raise NoSuchContainer(ref)
         label = labels_of(info).get(DOCKERLINK_LABEL)
         if label is None:
             raise NotManaged()

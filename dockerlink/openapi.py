@@ -447,6 +447,64 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/container/terminal": {
+                "get": {
+                    "summary": "a shell in the container (WebSocket; see the README)",
+                    "description": "Upgrades to a WebSocket (subprotocol dockerlink.terminal; "
+                    "the token may come as the subprotocol bearer.<base64url>): an interactive "
+                    "login shell as exec_user with a TTY. Binary frames carry raw bytes both "
+                    'ways; a text frame {"type": "resize", "cols": C, "rows": R} resizes. '
+                    "The answers below come before the upgrade.",
+                    "parameters": [_ID],
+                    "responses": {
+                        "101": {"description": "switching to the WebSocket"},
+                        **_CONTAINER_ERRORS,
+                        "409": _error("container is not running"),
+                        "426": _error("the request is not a WebSocket upgrade"),
+                        "429": _error("terminal_max_sessions sessions are open"),
+                    },
+                }
+            },
+            "/terminal": {
+                "get": {
+                    "summary": "the terminal page (no auth: it asks for the token itself)",
+                    "security": [],
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": {
+                            "description": "an HTML page loading only dockerlink's own files",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        },
+                        "400": _COMMON_ERRORS["400"],
+                    },
+                }
+            },
+            "/static/{path}": {
+                "get": {
+                    "summary": "the terminal page's files (no auth)",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": "path",
+                            "in": "path",
+                            "required": True,
+                            "description": "terminal.js, vendor/xterm.js, vendor/addon-fit.js "
+                            "or vendor/xterm.css",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the file",
+                            "content": {
+                                "text/javascript": {"schema": {"type": "string"}},
+                                "text/css": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "404": _error("not one of the page's files"),
+                    },
+                }
+            },
             "/": {
                 "get": {
                     "summary": "the dashboard page (no auth: it asks for the token itself)",
@@ -459,5 +517,74 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_ssh_paths(),
+        },
+    }
+
+
+#: The SSH bridge's container name, in the path.
+_SSH_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "the container's name (not an id)",
+    "schema": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", "maxLength": 128},
+}
+_SSH_LOOKUP_ERRORS = {
+    "400": _error("the name is not a container name"),
+    "404": _error("no such container, or ssh_bridge is off"),
+    "412": _error("the container was not created by dockerlink, or does not publish its SSH port"),
+    "503": _COMMON_ERRORS["503"],
+}
+
+
+def _ssh_paths() -> dict[str, Any]:
+    """The panels' shell tab (public: the container's own sshd authenticates)."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "/v1/ssh/{name}/wetty": {
+            "get": {
+                "summary": "the terminal page of the panels' shell tab (no auth)",
+                "description": "The page connects to ./socket and loads its files from "
+                "./static/, so it works at https://ssh.<name>.<domain>/wetty behind nginx. "
+                "Its frame-ancestors come from ssh_frame_ancestors.",
+                "security": [],
+                "parameters": [_SSH_NAME],
+                "responses": {
+                    "200": {"description": "the terminal page", "content": html},
+                    **_SSH_LOOKUP_ERRORS,
+                },
+            }
+        },
+        "/v1/ssh/{name}/static/{path}": {
+            "get": {
+                "summary": "the terminal page's files: xterm.js, its CSS, the page's script",
+                "security": [],
+                "parameters": [
+                    {**_SSH_NAME, "schema": {"type": "string"}},
+                    {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "the file", "content": {"*/*": {}}},
+                    "404": _error("no such file, or ssh_bridge is off"),
+                },
+            }
+        },
+        "/v1/ssh/{name}/socket": {
+            "get": {
+                "summary": "WebSocket: a terminal logged in to the container's sshd (no auth)",
+                "description": "Prompts 'login as: ' and 'password: ' in the terminal, then "
+                "bridges an SSH session to 127.0.0.1:<host_port_root + 22>. Binary frames carry "
+                'raw bytes both ways; a text frame {"type": "resize", "cols": C, "rows": R} '
+                "resizes. After 5 failed logins in 5 minutes, the container's logins are "
+                "refused for 5 minutes (close code 1008).",
+                "security": [],
+                "parameters": [_SSH_NAME],
+                "responses": {
+                    "101": {"description": "switched to the WebSocket protocol"},
+                    **_SSH_LOOKUP_ERRORS,
+                    "409": _error("container is not running"),
+                },
+            }
         },
     }

@@ -80,6 +80,13 @@ class Settings:
     min_host_port: int = 1024
     # Capabilities removed from every new container (NET_RAW: no raw sockets, no ARP/IP spoofing).
     cap_drop: tuple[str, ...] = ("NET_RAW",)
+    # Terminal (GET /v1/container/terminal): open sessions at most, seconds without input.
+    terminal_max_sessions: int = 32
+    terminal_idle_timeout: float = 900.0
+    # The panels' shell tab: /v1/ssh/<name>/wetty and its socket (public; see ssh_bridge.py),
+    # and the origins whose pages may show it in a frame ("*": any; empty: none).
+    ssh_bridge: bool = True
+    ssh_frame_ancestors: tuple[str, ...] = ("*",)
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
     # Lifecycle events: every event POSTed, signed, to webhook_url (retried, queued on disk).
@@ -415,6 +422,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "git_output_limit": _size_bytes(4 << 10, 1 << 30),
     "min_host_port": _integer(1, 65535),
     "cap_drop": _capabilities,
+    "terminal_max_sessions": _integer(1, 10_000),
+    "terminal_idle_timeout": _seconds(1, 7 * 86400),
+    "ssh_bridge": _boolean,
+    "ssh_frame_ancestors": _origins,
     "allowed_hosts": _host_names,
     "webhook_url": _webhook_url,
     "webhook_secret": _optional_text,

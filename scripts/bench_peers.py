@@ -281,7 +281,14 @@ def write_histories(data_dir: Path, workdir: Path, ids: list[str], days: int, en
 class Server:
     """``dockerlink serve`` in a subprocess, as an operator runs it."""
 
-    def __init__(self, sock: str, data_dir: Path, workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        sock: str,
+        data_dir: Path,
+        workdir: Path,
+        name: str,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = workdir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("DOCKERLINK_")}
@@ -293,6 +300,7 @@ class Server:
             DOCKERLINK_SAMPLE_INTERVAL=str(INTERVAL_S),
             DOCKERLINK_EXEC_USER="admin",
         )
+        env.update({f"DOCKERLINK_{k.upper()}": v for k, v in (settings or {}).items()})
         executable = Path(sys.executable).parent / "dockerlink"
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(

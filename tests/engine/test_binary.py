@@ -119,6 +119,13 @@ async def test_the_binary_serves_health_against_the_engine(
         dashboard = await client.get("/")  # package data (the page) is in the binary
         assert dashboard.status_code == 200
         assert "<title>dockerlink</title>" in dashboard.text
+        page = await client.get("/terminal", params={"id": "web1"})  # and the terminal's
+        assert page.status_code == 200
+        assert 'data-socket="v1/container/terminal?id=web1"' in page.text
+        for asset in ("terminal.js", "vendor/xterm.js", "vendor/addon-fit.js", "vendor/xterm.css"):
+            served_file = await client.get(f"/static/{asset}")
+            assert served_file.status_code == 200, asset
+            assert served_file.content == (REPO / "dockerlink" / "static" / asset).read_bytes()
     log = log_path.read_text()
     assert '"logger":"dockerlink.request"' in log
     assert '"path":"/health","status":200' in log

@@ -203,6 +203,8 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
             assert await row.get_attribute("data-state") == "running"
             text = await row.inner_text()
             assert all(limit in text for limit in limits), text
+            link = row.locator("a.terminal")  # running: a link to its terminal page
+            assert await link.get_attribute("href") == f"terminal?id={container_id}"
         cards = await charts_of(page)
         assert_drawn(cards, ids, 5)
         # The fetching container's network chart shows traffic, not a flat line at zero.

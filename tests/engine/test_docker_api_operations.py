@@ -236,3 +236,39 @@ async def test_engine_errors_become_types(
     await make(docker, cleanup, name)
     with pytest.raises(docker_api.Conflict):
         await docker.containers.create({"Image": TEST_IMAGE}, name=name)
+
+
+async def test_exec_attach_resize_and_half_close(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    """The hijacked stream: stdin in, output out, a resize seen by the TTY, EOF on stdin."""
+    container = await make(docker, cleanup, unique_name("attach"))
+    await docker.containers.start(container)
+    # without a TTY: cat echoes stdin in stdout frames, and ends at end of file
+    exec_id = await docker.execs.create(container, ["cat"], stdin=True)
+    async with await docker.execs.attach(exec_id, tty=False) as stream:
+        await stream.write(b"through cat\n")
+        await stream.close_stdin()
+        decoder = docker_api.FrameDecoder(tty=False)
+        frames: list[docker_api.Frame] = []
+        async with asyncio.timeout(10):
+            while chunk := await stream.read():
+                frames += decoder.feed(chunk)
+    assert [(f.stream, f.data) for f in frames] == [(StreamType.STDOUT, b"through cat\n")]
+    assert (await docker.execs.inspect(exec_id))["ExitCode"] == 0
+    # with a TTY: raw bytes, and the size set by resize
+    exec_id = await docker.execs.create(container, ["sh"], tty=True, stdin=True)
+    async with await docker.execs.attach(exec_id, tty=True) as stream:
+        await docker.execs.resize(exec_id, cols=91, rows=27)
+        await stream.write(b"stty size; exit\n")
+        output = b""
+        async with asyncio.timeout(10):
+            while chunk := await stream.read():
+                output += chunk
+    assert b"27 91\r\n" in output
+    with pytest.raises(docker_api.NotFound):
+        await docker.execs.attach("0" * 64, tty=True)
+    with pytest.raises(docker_api.NotFound):
+        await docker.execs.resize("0" * 64, cols=80, rows=24)
+    with pytest.raises(ValueError, match="at least one column"):
+        await docker.execs.resize(exec_id, cols=0, rows=24)

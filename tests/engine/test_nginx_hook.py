@@ -2,19 +2,15 @@
 
 After ``PUT /v1/container`` and a start, a request to nginx for ``<name>.<domain>`` reaches the
 web server inside the container (busybox httpd on port 80, published on host_port_root + 80);
-after delete the site is gone. nginx is started with its own prefix, config, pid and logs in a
-temp dir, and stopped by its own pid.
+after delete the site is gone. nginx is started by tests/engine/_nginx.py. HTTPS and the SSH
+site are in test_ssh_sites.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
-import signal
-import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -22,84 +18,18 @@ import pytest
 from docker_api import DockerClient
 from dockerlink.settings import Settings
 
-from ..conftest import REPO, create_body, engine_required, free_port, serve, wait_for
+from ..conftest import (
+    REPO,
+    create_body,
+    serve,
+    wait_for,
+)
+from ._nginx import Nginx, nginx
+
+__all__ = ["nginx"]  # the fixture
 
 HOOK = REPO / "scripts" / "hooks" / "nginx-vhost"
 DOMAIN = "sites.dockerlink.test"
-
-NGINX_CONF = """\
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log {run}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {run}/access.log;
-    client_body_temp_path {run}/body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    server {{
-        listen 127.0.0.1:{port} default_server;
-        return 404 "no such site\\n";
-    }}
-    include {run}/sites/*.conf;
-}}
-"""
-
-
-@dataclass(frozen=True)
-class Nginx:
-    port: int
-    run_dir: Path
-    sites: Path
-    command: list[str]  # nginx with our prefix, error log and config
-
-    def get(self, host: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}/", headers={"Host": host}, timeout=5)
-
-
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if binary is None:
-        message = "nginx is not installed (scripts/engine up installs Debian's nginx)"
-        if engine_required():
-            pytest.fail(message)
-        pytest.skip(message)
-    run_dir = tmp_path / "nginx"
-    (run_dir / "sites").mkdir(parents=True)
-    port = free_port()
-    (run_dir / "nginx.conf").write_text(NGINX_CONF.format(run=run_dir, port=port))
-    command = [
-        binary,
-        "-e",
-        str(run_dir / "error.log"),
-        "-p",
-        str(run_dir),
-        "-c",
-        str(run_dir / "nginx.conf"),
-    ]
-    checked = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [*command, "-g", "daemon off;"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=(run_dir / "stderr.log").open("wb"),
-        start_new_session=True,
-    )
-    try:
-        yield Nginx(port, run_dir, run_dir / "sites", command)
-    finally:
-        process.send_signal(signal.SIGQUIT)  # graceful: the master stops its workers
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .. import fake_certbot
 from ..conftest import REPO
 
 HOOK = REPO / "scripts" / "hooks" / "nginx-vhost"
@@ -52,7 +53,10 @@ def site_files(sites: Path) -> list[str]:
 def test_create_writes_a_site_for_name_dot_domain(sites: Path) -> None:
     result = run_hook(sites, "create", name="Web1")
     assert result.returncode == 0, result.stdout
-    assert result.stdout == "nginx-vhost: web1.sites.example -> http://127.0.0.1:10080\n"
+    assert result.stdout == (
+        "nginx-vhost: http://web1.sites.example -> http://127.0.0.1:10080\n"
+        "nginx-vhost: http://ssh.web1.sites.example -> http://127.0.0.1:7200/v1/ssh/Web1/\n"
+    )
     assert site_files(sites) == ["dockerlink-Web1.conf"]
     text = (sites / "dockerlink-Web1.conf").read_text()
     assert "    listen 80;\n" in text
@@ -119,8 +123,8 @@ def test_a_rejected_configuration_rolls_the_new_site_back(sites: Path, tmp_path:
     result = run_hook(sites, "create", DOCKERLINK_NGINX_TEST=str(check))
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (
-        "nginx-vhost: nginx rejected the configuration with the site for web1.sites.example, "
-        'rolled back: nginx: [emerg] unknown directive "oops"'
+        "nginx-vhost: nginx rejected the configuration with the sites for web1.sites.example "
+        'and ssh.web1.sites.example, rolled back: nginx: [emerg] unknown directive "oops"'
     )
     assert site_files(sites) == []
 
@@ -151,7 +155,9 @@ def test_delete_removes_the_site_and_is_idempotent(sites: Path) -> None:
     assert run_hook(sites, "create").returncode == 0
     removed = run_hook(sites, "delete")
     assert removed.returncode == 0
-    assert removed.stdout == "nginx-vhost: removed the site for web1.sites.example\n"
+    assert removed.stdout == (
+        "nginx-vhost: removed the sites for web1.sites.example and ssh.web1.sites.example\n"
+    )
     assert site_files(sites) == []
     again = run_hook(sites, "delete")
     assert again.returncode == 0
@@ -174,3 +180,194 @@ def test_other_events_need_nothing(sites: Path, event: str) -> None:
 
 def test_an_unknown_event_is_exit_2(sites: Path) -> None:
     assert run_hook(sites, "explode").returncode == 2
+
+
+# --- the SSH site and TLS ------------------------------------------------------------------
+
+
+def server_blocks(text: str) -> list[str]:
+    return ["server {" + block for block in text.split("server {")[1:]]
+
+
+def test_the_ssh_site_proxies_to_the_bridge_with_websocket_headers(sites: Path) -> None:
+    result = run_hook(sites, "create", DOCKERLINK_NGINX_DOCKERLINK="http://127.0.0.1:7300")
+    assert result.returncode == 0, result.stdout
+    web, ssh = server_blocks((sites / "dockerlink-web1.conf").read_text())
+    assert "server_name web1.sites.example;" in web
+    assert "proxy_read_timeout" not in web
+    assert "    server_name ssh.web1.sites.example;\n" in ssh
+    for line in (
+        "proxy_pass http://127.0.0.1:7300/v1/ssh/web1/;",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $http_connection;",
+        "proxy_read_timeout 1d;",
+        "proxy_buffering off;",
+    ):
+        assert f"        {line}\n" in ssh, line
+
+
+def test_the_ssh_site_can_be_left_out(sites: Path) -> None:
+    result = run_hook(sites, "create", DOCKERLINK_NGINX_SSH_SITE="off")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == "nginx-vhost: http://web1.sites.example -> http://127.0.0.1:10080\n"
+    assert "ssh." not in (sites / "dockerlink-web1.conf").read_text()
+
+
+def test_a_wildcard_certificate_serves_both_sites_over_https(sites: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "wild.pem", tmp_path / "wild.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    result = run_hook(
+        sites,
+        "create",
+        DOCKERLINK_NGINX_TLS="wildcard",
+        DOCKERLINK_NGINX_CERT=str(cert),
+        DOCKERLINK_NGINX_CERT_KEY=str(key),
+        DOCKERLINK_NGINX_TLS_LISTEN="127.0.0.1:8443 ssl",
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines() == [
+        "nginx-vhost: https://web1.sites.example -> http://127.0.0.1:10080",
+        "nginx-vhost: https://ssh.web1.sites.example -> http://127.0.0.1:7200/v1/ssh/web1/",
+    ]
+    blocks = server_blocks((sites / "dockerlink-web1.conf").read_text())
+    assert len(blocks) == 4
+    for plain, secure in (blocks[0:2], blocks[2:4]):
+        assert "listen 80;" in plain and "return 301 https://$host$request_uri;" in plain
+        assert "acme-challenge" not in plain  # no certbot
+        assert "    listen 127.0.0.1:8443 ssl;\n" in secure
+        assert f"    ssl_certificate {cert};\n    ssl_certificate_key {key};\n" in secure
+        assert "proxy_pass" in secure
+
+
+def test_a_wildcard_setting_without_readable_files_is_exit_2(sites: Path, tmp_path: Path) -> None:
+    result = run_hook(
+        sites,
+        "create",
+        DOCKERLINK_NGINX_TLS="wildcard",
+        DOCKERLINK_NGINX_CERT=str(tmp_path / "absent.pem"),
+        DOCKERLINK_NGINX_CERT_KEY=str(tmp_path / "absent.key"),
+    )
+    assert result.returncode == 2
+    assert "DOCKERLINK_NGINX_CERT and DOCKERLINK_NGINX_CERT_KEY must be readable" in result.stdout
+    assert site_files(sites) == []
+    assert run_hook(sites, "create", DOCKERLINK_NGINX_TLS="yes").returncode == 2
+
+
+@pytest.fixture
+def certbot(tmp_path: Path) -> dict[str, str]:
+    """The fake certbot first on PATH; its log, config and webroot folders as settings."""
+    fake_certbot.install(tmp_path / "bin")
+    return {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "FAKE_CERTBOT_LOG": str(tmp_path / "certbot.log"),
+        "DOCKERLINK_NGINX_CERTBOT_DIR": str(tmp_path / "letsencrypt"),
+        "DOCKERLINK_NGINX_ACME_ROOT": str(tmp_path / "acme"),
+        "DOCKERLINK_NGINX_CHALLENGE_WAIT": "0",  # no nginx here (the engine test waits)
+    }
+
+
+def recording_check(tmp_path: Path, sites: Path) -> str:
+    """A configuration check that keeps a copy of the site file at each call."""
+    check = tmp_path / "check"
+    check.write_text(
+        f'#!/bin/sh\nn=$(ls "{tmp_path}" | grep -c "^seen-")\n'
+        f'cp "{sites}/dockerlink-web1.conf" "{tmp_path}/seen-$n" 2>/dev/null\nexit 0\n'
+    )
+    check.chmod(0o755)
+    return str(check)
+
+
+def test_certbot_gets_a_certificate_per_site_after_publishing_the_challenge(
+    sites: Path, tmp_path: Path, certbot: dict[str, str]
+) -> None:
+    result = run_hook(
+        sites,
+        "create",
+        DOCKERLINK_NGINX_TLS="certbot",
+        DOCKERLINK_NGINX_CERTBOT_EMAIL="ops@example.org",
+        DOCKERLINK_NGINX_TEST=recording_check(tmp_path, sites),
+        **certbot,
+    )
+    assert result.returncode == 0, result.stdout
+    live = tmp_path / "letsencrypt" / "live"
+    acme = tmp_path / "acme"
+    assert [call[:2] for call in fake_certbot.calls(tmp_path / "certbot.log")] == [
+        ["certonly", "--webroot"],
+        ["certonly", "--webroot"],
+    ]
+    first, second = fake_certbot.calls(tmp_path / "certbot.log")
+    assert (
+        first[first.index("-d") + 1]
+        == first[first.index("--cert-name") + 1]
+        == ("web1.sites.example")
+    )
+    assert second[second.index("-d") + 1] == "ssh.web1.sites.example"
+    assert first[first.index("-w") + 1] == str(acme)
+    assert "--non-interactive" in first and "--keep-until-expiring" in first
+    assert first[first.index("--email") + 1] == "ops@example.org"
+
+    # nginx first loaded the challenge site alone (plain HTTP), then the HTTPS sites.
+    challenge = (tmp_path / "seen-0").read_text()
+    assert "ssl_certificate" not in challenge and "proxy_pass" not in challenge
+    assert f"location /.well-known/acme-challenge/ {{\n        root {acme};" in challenge
+    final = (sites / "dockerlink-web1.conf").read_text()
+    assert (tmp_path / "seen-1").read_text() == final
+    for host in ("web1.sites.example", "ssh.web1.sites.example"):
+        assert f"ssl_certificate {live}/{host}/fullchain.pem;" in final
+        assert f"ssl_certificate_key {live}/{host}/privkey.pem;" in final
+        assert (live / host / "fullchain.pem").is_file()
+
+    removed = run_hook(sites, "delete", DOCKERLINK_NGINX_TLS="certbot", **certbot)
+    assert removed.returncode == 0, removed.stdout
+    assert [call[:3] for call in fake_certbot.calls(tmp_path / "certbot.log")[2:]] == [
+        ["delete", "--cert-name", "web1.sites.example"],
+        ["delete", "--cert-name", "ssh.web1.sites.example"],
+    ]
+    assert site_files(sites) == []
+    assert list(live.iterdir()) == []
+
+
+def test_wildcard_for_the_site_and_certbot_for_its_ssh_site(
+    sites: Path, tmp_path: Path, certbot: dict[str, str]
+) -> None:
+    cert = tmp_path / "wild.pem"
+    cert.write_text("cert")
+    result = run_hook(
+        sites,
+        "create",
+        DOCKERLINK_NGINX_TLS="wildcard",
+        DOCKERLINK_NGINX_SSH_TLS="certbot",
+        DOCKERLINK_NGINX_CERT=str(cert),
+        DOCKERLINK_NGINX_CERT_KEY=str(cert),
+        **certbot,
+    )
+    assert result.returncode == 0, result.stdout
+    calls = fake_certbot.calls(tmp_path / "certbot.log")
+    assert [call[call.index("-d") + 1] for call in calls] == ["ssh.web1.sites.example"]
+    web_plain, web, ssh_plain, ssh = server_blocks((sites / "dockerlink-web1.conf").read_text())
+    assert f"ssl_certificate {cert};" in web
+    assert "acme-challenge" not in web_plain and "acme-challenge" in ssh_plain
+    assert "live/ssh.web1.sites.example/fullchain.pem" in ssh
+
+
+def test_a_certbot_failure_rolls_back_and_fails_the_hook(
+    sites: Path, tmp_path: Path, certbot: dict[str, str]
+) -> None:
+    reloads = tmp_path / "reloads"
+    result = run_hook(
+        sites,
+        "create",
+        DOCKERLINK_NGINX_TLS="certbot",
+        DOCKERLINK_NGINX_RELOAD=f"sh -c echo>>{reloads}",
+        FAKE_CERTBOT_FAIL="Some challenges have failed.",
+        **certbot,
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        "nginx-vhost: certbot could not get a certificate for web1.sites.example, rolled back: "
+        "Some challenges have failed."
+    )
+    assert site_files(sites) == []
+    assert reloads.read_text().count("\n") == 2  # the challenge site, then without it

@@ -1,0 +1,377 @@
+"""``scripts/bench terminal``: the terminal WebSocket against a direct TTY exec attach.
+
+On the private test engine, one running container and one ``dockerlink serve``:
+
+- keystroke-to-echo round trip: one byte typed into an interactive ``sh`` and its echo read
+  back, through ``GET /v1/container/terminal`` (WebSocket), through a TTY exec attached
+  directly on the engine's socket (``POST /exec/{id}/start`` upgraded to a raw stream: what
+  ``docker exec -it`` does), and through ``docker exec -it`` itself (the CLI in a
+  pseudo-terminal), timed alternately in the same run; p50 (goal: at most 1.2 x each
+  baseline) and p99; and the same byte through a bare Sanic WebSocket echo, for scale;
+- memory per open idle session: dockerlink's resident memory (``VmRSS``) after ``--sessions``
+  more sessions are open and idle, minus before, divided by their number (goal: < 200 KiB).
+
+Removes the container it made (also one an interrupted run left); exits 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import pty
+import re
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench_peers import (
+    REPO,
+    Results,
+    Row,
+    Server,
+    create_containers,
+    log,
+    machine,
+    percentile,
+    remove_bench_containers,
+)
+from bench_stats import free_port
+from websockets.asyncio.client import ClientConnection, connect
+
+from docker_api import DockerClient, DockerError, HijackedStream
+
+KIB = 1024
+#: A bare Sanic WebSocket echo, run as its own process: what the WebSocket hop alone costs.
+ECHO_SERVER = """
+import sys
+from sanic import Sanic
+app = Sanic("echo")
+app.config.MOTD = False
+@app.websocket("/echo")
+async def echo(request, ws):
+    while True:
+        await ws.send(await ws.recv())
+app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False)
+"""
+SHELL = ["/bin/sh", "-i"]
+#: ^U: clear the line typed so far (so that echoes never wrap).
+KILL_LINE = b"\x15"
+
+
+async def ws_read_until(ws: ClientConnection, wanted: bytes) -> None:
+    seen = b""
+    while wanted not in seen:
+        message = await ws.recv()
+        seen += message if isinstance(message, bytes) else message.encode()
+
+
+async def raw_read_until(stream: HijackedStream, wanted: bytes) -> None:
+    seen = b""
+    while wanted not in seen:
+        chunk = await stream.read()
+        if not chunk:
+            raise RuntimeError("the direct exec ended")
+        seen += chunk
+
+
+class DockerCli:
+    """``docker exec -it <container> sh`` run by the docker CLI in a pseudo-terminal."""
+
+    def __init__(self, sock: str, container: str) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the CLI, its terminal the pty's other side
+            os.execvp(  # noqa: S606 - an argv, no shell
+                "docker",
+                ["docker", "-H", f"unix://{sock}", "exec", "-it", "-u", "admin", container, *SHELL],
+            )
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def read_until(self, wanted: bytes, timeout_s: float = 10) -> None:
+        seen = b""
+        deadline = time.monotonic() + timeout_s
+        while wanted not in seen:
+            ready, _, _ = select.select([self.fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise RuntimeError(f"docker exec -it did not print {wanted!r}: {seen[-200:]!r}")
+            seen += os.read(self.fd, 65536)
+
+    def drain(self) -> None:
+        while select.select([self.fd], [], [], 0.02)[0]:
+            os.read(self.fd, 65536)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.fd, KILL_LINE + b"exit\n")
+        with contextlib.suppress(ChildProcessError):
+            deadline = time.monotonic() + 10
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if time.monotonic() >= deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+async def round_trips(
+    ws: ClientConnection, stream: HijackedStream, cli: DockerCli, keystrokes: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Alternately: a keystroke through dockerlink, one straight to the engine, one through
+    the docker CLI. (The CLI's reads block this loop briefly: nothing else runs meanwhile.)"""
+    ours: list[float] = []
+    direct: list[float] = []
+    through_cli: list[float] = []
+    for n in range(keystrokes):
+        if n % 40 == 0:
+            await ws.send(KILL_LINE)
+            await stream.write(KILL_LINE)
+            cli.write(KILL_LINE)
+            await asyncio.sleep(0.05)
+            await drain_ws(ws)
+            await drain_raw(stream)
+            cli.drain()
+        started = time.perf_counter()
+        await ws.send(b"x")
+        await ws_read_until(ws, b"x")
+        ours.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await stream.write(b"x")
+        await raw_read_until(stream, b"x")
+        direct.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        cli.write(b"x")
+        cli.read_until(b"x")
+        through_cli.append(time.perf_counter() - started)
+    return ours, direct, through_cli
+
+
+async def drain_ws(ws: ClientConnection) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(ws.recv(), 0.02)
+        except TimeoutError:
+            return
+
+
+async def drain_raw(stream: HijackedStream) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(stream.read(), 0.02)
+        except TimeoutError:
+            return
+
+
+async def echo_round_trips(workdir: Path, count: int) -> list[float]:
+    """One byte through a bare Sanic WebSocket echo and back, ``count`` times."""
+    script = workdir / "echo_server.py"
+    script.write_text(ECHO_SERVER)
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ws = await connect(f"ws://127.0.0.1:{port}/echo", compression=None)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.returncode is not None:
+                    raise RuntimeError("the echo server did not start") from None
+                await asyncio.sleep(0.2)
+        times = []
+        async with ws:
+            for _ in range(count):
+                started = time.perf_counter()
+                await ws.send(b"x")
+                await ws.recv()
+                times.append(time.perf_counter() - started)
+        return times
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 30)
+
+
+def rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert found is not None
+    return int(found.group(1)) * KIB
+
+
+async def open_session(url: str) -> ClientConnection:
+    ws = await connect(url, subprotocols=["dockerlink.terminal"], compression=None)  # type: ignore[list-item]
+    await ws_read_until(ws, b"$ ")
+    return ws
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> Results:
+    results = Results()
+    # (a long timeout: removing a container that ran 50 shells keeps the engine busy a while)
+    async with DockerClient(args.engine_sock, timeout=300) as docker:
+        results.machine = await machine(docker)
+        await remove_bench_containers(docker)
+        server: Server | None = None
+        sessions: list[ClientConnection] = []
+        try:
+            (container,) = await create_containers(docker, 1, uuid.uuid4().hex[:8])
+            settings = {"terminal_max_sessions": str(args.sessions + 8)}
+            server = Server(args.engine_sock, workdir / "data", workdir, "terminal", settings)
+            await server.ready()
+            url = f"ws://127.0.0.1:{server.port}/v1/container/terminal?id={container}"
+
+            log(f"keystroke round trips: {args.keystrokes} each way, alternately")
+            exec_id = await docker.execs.create(
+                container, SHELL, user="admin", env={"TERM": "xterm-256color"}, tty=True, stdin=True
+            )
+            cli = DockerCli(args.engine_sock, container)
+            try:
+                async with await docker.execs.attach(exec_id, tty=True) as stream:
+                    ws = await open_session(url)
+                    await raw_read_until(stream, b"$ ")
+                    cli.read_until(b"$ ", timeout_s=60)
+                    ours, direct, through_cli = await round_trips(ws, stream, cli, args.keystrokes)
+                    await ws.close()
+                    await stream.write(b"\x15exit\n")
+            finally:
+                cli.close()
+            p50 = Row(
+                "keystroke echo p50",
+                "ms",
+                statistics.median(ours) * 1e3,
+                statistics.median(direct) * 1e3,
+                "direct TTY exec attach",
+                "<= 1.20 x",
+            )
+            p50.passed = p50.ratio is not None and p50.ratio <= 1.2
+            results.add(p50)
+            results.add(
+                Row(
+                    "keystroke echo p99",
+                    "ms",
+                    percentile(ours, 0.99) * 1e3,
+                    percentile(direct, 0.99) * 1e3,
+                    "direct TTY exec attach",
+                )
+            )
+
+            cli_p50 = Row(
+                "keystroke echo p50, against docker exec -it",
+                "ms",
+                statistics.median(ours) * 1e3,
+                statistics.median(through_cli) * 1e3,
+                "docker exec -it (CLI)",
+                "<= 1.20 x",
+            )
+            cli_p50.passed = cli_p50.ratio is not None and cli_p50.ratio <= 1.2
+            results.add(cli_p50)
+            results.add(
+                Row(
+                    "keystroke echo p99, against docker exec -it",
+                    "ms",
+                    percentile(ours, 0.99) * 1e3,
+                    percentile(through_cli, 0.99) * 1e3,
+                    "docker exec -it (CLI)",
+                )
+            )
+
+            echo = await echo_round_trips(workdir, args.keystrokes)
+            results.add(
+                Row(
+                    "WebSocket echo alone, no shell (Sanic) p50",
+                    "ms",
+                    statistics.median(echo) * 1e3,
+                    None,
+                    "",
+                )
+            )
+
+            log(f"memory: {args.sessions} idle sessions")
+            sessions.append(await open_session(url))  # the first one warms every code path
+            await asyncio.sleep(1)
+            before = rss_bytes(server.process.pid)
+            for _ in range(args.sessions):
+                sessions.append(await open_session(url))
+            await asyncio.sleep(2)
+            after = rss_bytes(server.process.pid)
+            per_session = Row(
+                f"memory per idle session ({args.sessions} open)",
+                "KiB",
+                (after - before) / args.sessions / KIB,
+                None,
+                "",
+                "< 200 KiB",
+            )
+            per_session.passed = per_session.ours < 200
+            results.add(per_session)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sessions), return_exceptions=True)
+            if server is not None:
+                server.stop()
+            log("removing the benchmark's container")
+            await remove_bench_containers(docker)
+    return results
+
+
+def print_table(results: Results) -> None:
+    m = results.machine
+    print()
+    print("dockerlink terminal benchmark")
+    print(
+        f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
+        f"kernel {m['kernel']}, Docker {m['docker']}, load average at start {m['load_average']}"
+    )
+    header = f"{'figure':46} {'ours':>10} {'baseline':>10} {'ratio':>8}  {'goal':12} result"
+    print(header)
+    print("-" * (len(header) + 6))
+    for row in results.rows:
+        base = f"{row.baseline:10.4g}" if row.baseline is not None else f"{'-':>10}"
+        ratio = f"{row.ratio:8.3f}" if row.ratio is not None else f"{'-':>8}"
+        verdict = {True: "PASS", False: "FAIL", None: ""}[row.passed]
+        figure = f"{row.figure} ({row.unit})"
+        print(f"{figure:46} {row.ours:10.4g} {base} {ratio}  {row.goal:12} {verdict}")
+    print("baselines, timed alternately with dockerlink in the same run:")
+    print("  direct TTY exec attach: an exec started with Upgrade: tcp on the engine's socket")
+    print("  docker exec -it (CLI): the docker CLI in a pseudo-terminal, as a user runs it")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench terminal", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--keystrokes", type=int, default=300, help="each way (default 300)")
+    parser.add_argument("--sessions", type=int, default=50, help="idle sessions (default 50)")
+    parser.add_argument(
+        "--engine-sock",
+        default=os.environ.get(
+            "DOCKERLINK_TEST_DOCKER_SOCK", str(REPO / ".engine" / "docker.sock")
+        ),
+        help="the engine's socket (default: the private test engine)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dockerlink-bench-") as workdir:
+        results = asyncio.run(run(args, Path(workdir)))
+    print_table(results)
+    return 0 if all(row.passed is not False for row in results.rows) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except DockerError as exc:
+        print(f"[bench] engine error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
