@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     from .app import create_app  # Sanic is only needed to serve
-    from .listen import ListenError, bind_listeners, url_of
+    from .listen import ListenError, bind_listeners, serve_also, url_of
     from .logs import configure_logging
 
     app = create_app(settings)
@@ -103,14 +103,15 @@ def serve(settings: Settings) -> int:
     logging.getLogger("dockerlink").info(
         "listening on %s", ", ".join(url_of(sock.getsockname()) for sock in sockets)
     )
-    # One server per address, all in this process and its one event loop.
-    for sock in sockets:
-        app.prepare(
-            sock=sock,
-            single_process=True,
-            access_log=False,  # dockerlink logs each request itself (dockerlink.request)
-            motd=False,
-        )
+    # Sanic serves the first address; the others share its protocol, in this process and its
+    # one event loop (see serve_also).
+    app.prepare(
+        sock=sockets[0],
+        single_process=True,
+        access_log=False,  # dockerlink logs each request itself (dockerlink.request)
+        motd=False,
+    )
+    serve_also(app, sockets[1:])
     type(app).serve_single(primary=app)
     return EXIT_OK
 

@@ -9,13 +9,19 @@ cannot be bound stops start-up with :class:`ListenError`.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
 import socket
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
-__all__ = ["ListenError", "bind_listeners", "url_of"]
+from sanic import Sanic
+from sanic.server.runners import _build_protocol_kwargs
+
+__all__ = ["ListenError", "bind_listeners", "serve_also", "url_of"]
 
 log = logging.getLogger("dockerlink")
 
@@ -105,3 +111,52 @@ def _ipv6_loopback(family: int, host: object) -> bool:
         return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def serve_also(app: Sanic[Any, Any], sockets: Sequence[socket.socket]) -> None:
+    """Serve ``sockets`` beside the one socket Sanic serves, with its protocol and signal.
+
+    Sanic can serve several sockets only as several prepared servers of one app, and then runs
+    the app's stop listeners once per server, the second time while the loop is stopping: a
+    listener that awaits anything leaves the process spinning in Sanic's shutdown for ever.
+    Here the extra sockets are plain listeners of the one server: opened after it starts,
+    closed before it stops, their open connections closed like Sanic closes its own.
+    """
+    if not sockets:
+        return
+    servers: list[asyncio.AbstractServer] = []
+    connections: set[Any] = set()
+
+    @app.after_server_start
+    async def open_extra(app: Sanic[Any, Any]) -> None:
+        settings = app.state.server_info[0].settings
+        protocol = settings["protocol"]
+        loop = asyncio.get_running_loop()
+        factory = partial(
+            protocol,
+            loop=loop,
+            connections=connections,
+            signal=settings["signal"],
+            app=app,
+            state=None,
+            unix=None,
+            **_build_protocol_kwargs(protocol, app.config),
+        )
+        for sock in sockets:
+            servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
+
+    @app.before_server_stop
+    async def close_extra(app: Sanic[Any, Any]) -> None:
+        for server in servers:
+            server.close()
+        for connection in list(connections):
+            connection.close_if_idle()
+
+    @app.after_server_stop
+    async def abort_extra(app: Sanic[Any, Any]) -> None:
+        for connection in list(connections):
+            if getattr(connection, "websocket", None) is not None:
+                connection.websocket.fail_connection(code=1001)
+            else:
+                connection.abort()
+        servers.clear()
