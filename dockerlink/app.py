@@ -117,7 +117,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     # One sampler per service: `dockerlink serve` runs a single process.
     _background_task(app, "sampler", lambda ctx: ctx.sampler.run())
     _background_task(app, "events", lambda ctx: ctx.lifecycle.run())
-    _background_task(app, "webhooks", lambda ctx: ctx.lifecycle.deliver())
+    if settings.webhook_url is not None:
+        _background_task(app, "webhooks", lambda ctx: ctx.lifecycle.deliver())
 
     @app.after_server_stop
     async def close_services(app: DockerlinkApp) -> None:

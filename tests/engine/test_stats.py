@@ -207,7 +207,12 @@ async def test_delete_through_the_api_deletes_the_history_removal_behind_our_bac
     assert response.status_code == 204
     response = await api.get("/v1/container/stats", params={"id": deleted})
     assert response.status_code == 404
-    assert not (stats_dir / deleted).exists()
+
+    async def history_gone() -> bool:
+        return not (stats_dir / deleted).exists()
+
+    # The store's one writer thread removes the files, off the event loop.
+    assert await wait_for(history_gone, timeout=10)
 
     await docker.containers.remove(removed, force=True)
     served = await history(api, removed)
