@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 
+from dockerlink.stats import store as store_module
 from dockerlink.stats.series import Sample
 from dockerlink.stats.store import HistoryStore
 
@@ -121,7 +123,13 @@ def record(root: Path) -> dict[str, str]:
     return found
 
 
-def test_answers_are_those_of_the_recorded_week(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoded_samples", [store_module.DECODED_SAMPLES, 1])
+def test_answers_are_those_of_the_recorded_week(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded_samples: int
+) -> None:
+    """With the store's cache of decoded history, and with (almost) none: every query then
+    decodes the lines kept in memory."""
+    monkeypatch.setattr(store_module, "DECODED_SAMPLES", decoded_samples)
     expected = orjson.loads(lzma.decompress(FIXTURE.read_bytes()))
     found = record(tmp_path / "stats")
     assert list(found) == list(expected)
