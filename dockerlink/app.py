@@ -146,7 +146,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         client sends the same ones again and again)."""
         return browser_refusal(host, origin, fetch_site, settings)
 
-    async def authenticate(request: Request) -> HTTPResponse | None:
+    def authenticate(request: Request) -> HTTPResponse | None:
         request.ctx.request_id = _request_id(request)
         if request.method == "OPTIONS" and settings.cors_origins:
             return _preflight(request, settings)

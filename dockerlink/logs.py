@@ -9,6 +9,7 @@ or URL-encoded, wherever a client put them: a query string, a path, an ``X-Reque
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
 import orjson
@@ -24,6 +25,7 @@ import orjson
 __all__ = [
     "REDACTED",
     "JsonFormatter",
+    "LoopBatchingHandler",
     "RedactingFormatter",
     "TextFormatter",
     "cause_note",
@@ -43,6 +45,50 @@ request_id_var: ContextVar[str | None] = ContextVar("dockerlink_request_id", def
 def current_request_id() -> str:
     """The id of the request being handled, or ``-`` outside a request."""
     return request_id_var.get() or "-"
+
+
+class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes the lines logged during one turn of the event loop at once,
+    at the end of that turn: under load a turn answers tens of requests, each with its line,
+    and one write each was a system call per request. Lines logged outside a running loop (a
+    worker thread, start-up, shutdown) are written at once, after any waiting."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_pending()
+            return
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._scheduled = False
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: nothing else to tell it to
+            pass
 
 
 class TextFormatter(logging.Formatter):
@@ -128,7 +174,7 @@ def configure_logging(level: str, log_format: str, secrets: Iterable[str] = ()) 
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # skip findCaller's stack walk
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LoopBatchingHandler(sys.stderr)
     formatter = JsonFormatter() if log_format == "json" else TextFormatter()
     handler.setFormatter(RedactingFormatter(formatter, secrets))
     root = logging.getLogger()
