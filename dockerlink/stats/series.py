@@ -13,7 +13,16 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-__all__ = ["FIELDS", "Bucket", "Sample", "Series", "join_entries", "render_entries", "render_json"]
+__all__ = [
+    "FIELDS",
+    "Bucket",
+    "Sample",
+    "Series",
+    "join_entries",
+    "render_entries",
+    "render_json",
+    "render_latest",
+]
 
 GIB = 1 << 30
 KIB_PER_GIB = 1 << 20
@@ -187,6 +196,39 @@ def render_entries(rows: Iterable[tuple[int, ...]]) -> list[str]:
 def render_json(rows: Iterable[tuple[int, ...]]) -> bytes:
     """The route's answer: an object keyed by timestamp text, in the order given (oldest first)."""
     return join_entries(render_entries(rows))
+
+
+#: One entry of the latest samples: the container's id, then its sample as the route shows it,
+#: with its timestamp.
+_LATEST = (
+    '"%s":{"t":%d,"memory":{"used":%.6f,"limit":%.6f},'
+    '"cpu":{"usage_percent":%.2f,"limit":%.2f},'
+    '"net":{"up":%d,"down":%d,"delta_up":%d,"delta_down":%d}}'
+)
+
+
+def render_latest(samples: Iterable[tuple[str, Sample]]) -> bytes:
+    """``{"<container id>": {"t": ..., "memory": ..., "cpu": ..., "net": ...}, ...}``: the same
+    figures, in the same units and precision, as a history's entries."""
+    entry, gib_per_kib, gib_per_byte = _LATEST, 1 / KIB_PER_GIB, 1 / GIB
+    return join_entries(
+        [
+            entry
+            % (
+                container_id,
+                s.t,
+                s.mem_used_kib * gib_per_kib,
+                s.mem_limit_bytes * gib_per_byte,
+                s.cpu_centi / 100,
+                s.cpu_limit_centi / 100,
+                s.up_kib,
+                s.down_kib,
+                s.delta_up_kib,
+                s.delta_down_kib,
+            )
+            for container_id, s in samples
+        ]
+    )
 
 
 def join_entries(entries: list[str]) -> bytes:

@@ -264,6 +264,16 @@ class HistoryStore:
         history = self._histories.get(container_id)
         return history.tracks[RAW.name].series.last() if history is not None else None
 
+    def latest(self) -> list[tuple[str, Sample]]:
+        """The newest sample of every container sampled in the last 4 hours."""
+        after = self._clock() - RAW.window_s
+        found = []
+        for container_id in list(self._histories):
+            sample = self.last(container_id)
+            if sample is not None and sample.t > after:
+                found.append((container_id, sample))
+        return found
+
     def rows(
         self, container_id: str, *, scale: str = "instant", since: float = 0.0
     ) -> list[tuple[int, ...]] | None:
