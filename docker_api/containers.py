@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncGenerator, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -11,7 +12,7 @@ import orjson
 from ._util import as_dict, as_list
 from ._util import path_segment as _ref
 from .errors import NotModified
-from .streams import iter_json_lines
+from .streams import Frame, FrameDecoder, iter_json_lines
 
 if TYPE_CHECKING:
     from .client import DockerClient
@@ -140,7 +141,8 @@ class Containers:
     async def update(
         self, container_id: str, resources: Mapping[str, Any], *, timeout: float | None = None
     ) -> builtins.list[str]:
-        """``POST /containers/{id}/update`` with Resources fields; returns the warnings (a list).
+        """``POST /containers/{id}/update`` with Resources fields and/or ``RestartPolicy``;
+        returns the warnings (a list).
 
         On cgroup v1, raising ``Memory`` above the stored ``MemorySwap`` needs ``MemorySwap`` in
         the same call, and ``NanoCpus`` cannot replace ``CpuQuota``/``CpuPeriod`` (or the reverse).
@@ -200,6 +202,67 @@ class Containers:
             async for sample in iter_json_lines(self._client.iter_raw(response)):
                 yield sample
 
+    @contextlib.asynccontextmanager
+    async def logs(
+        self,
+        container_id: str,
+        *,
+        tty: bool,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[AsyncIterator[Frame], None]:
+        """``GET /containers/{id}/logs``: the container's output, opened and streamed.
+
+        Usage::
+
+            async with docker.containers.logs(cid, tty=False, tail=100) as frames:
+                async for frame in frames:   # Frame(stream, data), stdout and stderr in order
+                    ...
+
+        ``tty`` must be the container's ``Config.Tty``: it decides the framing (a TTY
+        container's output is one raw stream, yielded as stdout). ``tail``: the last N lines
+        (None: all); ``since``: unix seconds. The context is entered once the engine has
+        answered (errors raise there); leaving it closes the engine connection, which is how a
+        followed log is stopped. The body is read only as fast as the frames are consumed, so a
+        slow consumer holds at most one read and one frame in memory.
+
+        ``timeout`` (default: the client's) bounds the wait for the answer and, unless
+        ``follow``, each read of the body. A followed log waits for as long as the container
+        prints nothing, and ends when it stops.
+        """
+        limit = self._client.timeout if timeout is None else timeout
+        params: dict[str, str | int | bool | None] = {
+            "follow": follow,
+            "stdout": stdout,
+            "stderr": stderr,
+            "timestamps": timestamps,
+            "tail": "all" if tail is None else tail,
+            "since": None if not since else f"{since:.6f}",
+        }
+        async with self._client.stream(
+            "GET",
+            f"/containers/{_ref(container_id)}/logs",
+            params=params,
+            connect_timeout=limit,
+            read_timeout=None if follow else limit,
+        ) as response:
+            frames = _frames(self._client.iter_raw(response), FrameDecoder(tty=tty))
+            async with contextlib.aclosing(frames):
+                yield frames
+
     def _stop_timeout(self, t: int | None) -> float:
         grace = 10 if t is None else max(t, 0)
         return grace + max(self._client.timeout, STOP_MARGIN_S)
+
+
+async def _frames(
+    chunks: AsyncIterator[bytes], decoder: FrameDecoder
+) -> AsyncGenerator[Frame, None]:
+    async for chunk in chunks:
+        for frame in decoder.feed(chunk):
+            yield frame

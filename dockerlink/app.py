@@ -34,10 +34,11 @@ from .metrics import UNMATCHED_ROUTE, method_label
 from .mirror import ContainerMirror
 from .responses import text_response
 from .routes import containers, git, observability, system
+from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .settings import Settings
 from .stats import Sampler, call_timeout_for, open_history
-from .stats.sources import cgroup_source_for
+from .stats.sources import cgroup_source_choice
 
 __all__ = ["create_app"]
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     app.blueprint(git.bp)
     app.blueprint(system.bp)
     app.blueprint(observability.bp)
+    app.blueprint(logs_routes.bp)
 
     @app.before_server_start
     async def open_engine(app: DockerlinkApp) -> None:
@@ -113,14 +115,18 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         assert app.ctx.hosting is not None
         # Reads every stored history once.
         history = await asyncio.to_thread(open_history, settings.data_dir / "stats")
+        cgroups, no_cgroups_reason = cgroup_source_choice(
+            settings.stats_source, settings.docker_sock
+        )
         sampler = Sampler(
             app.ctx.docker,
             history,
             interval_s=settings.sample_interval,
             call_timeout_s=call_timeout_for(settings.sample_interval, settings.docker_timeout),
             mirror=app.ctx.mirror,
-            cgroups=cgroup_source_for(settings.stats_source, settings.docker_sock),
+            cgroups=cgroups,
             api_fallback=settings.stats_source != "cgroup",
+            no_cgroups_reason=no_cgroups_reason,
         )
         app.ctx.history, app.ctx.sampler = history, sampler
         app.ctx.hosting.delete_hooks.append(sampler.forget)
@@ -136,7 +142,8 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     @app.after_server_stop
     async def close_history(app: DockerlinkApp) -> None:
         if app.ctx.history is not None:
-            app.ctx.history.close()
+            # The writer finishes what is queued: that waits on the disk, so not on the loop.
+            await asyncio.to_thread(app.ctx.history.close)
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
 

@@ -16,6 +16,7 @@ import docker_api
 
 from . import __version__
 from .settings import Settings, SettingsError, load_settings
+from .stats.cgroups import CGROUP_ROOT, PROC_ROOT
 
 __all__ = ["main"]
 
@@ -40,8 +41,10 @@ Logs go to stderr: one line per request, in the format log_format names (text or
 _CHECK_HELP = """\
 Check that dockerlink can run here, then exit: validate the settings (and print them, the
 token hidden), check that data_dir exists or can be created and is writable, and reach the
-engine named by docker_sock to report its version and the negotiated API version. Prints one
-line per check; exits 0 only when every check passed, 1 otherwise (2: invalid settings)."""
+engine named by docker_sock to report its version and the negotiated API version, and say where
+the stats sampler's figures really come from (each running container's cgroup files, or the
+engine's stats API, and why). Prints one line per check; exits 0 only when every check passed,
+1 otherwise (2: invalid settings)."""
 
 _VERSION_HELP = "Print dockerlink's version and the Docker Engine API versions it speaks."
 
@@ -112,8 +115,13 @@ def serve(settings: Settings) -> int:
     return EXIT_OK
 
 
-async def check(settings: Settings) -> int:
-    """Print one line per check (and the settings); the exit status for ``dockerlink check``."""
+async def check(
+    settings: Settings, *, cgroup_root: Path = CGROUP_ROOT, proc_root: Path = PROC_ROOT
+) -> int:
+    """Print one line per check (and the settings); the exit status for ``dockerlink check``.
+
+    ``cgroup_root`` and ``proc_root``: where the stats source looks (tests point them elsewhere).
+    """
     print("settings: ok")
     for name, value in settings_lines(settings):
         print(f"  {name} = {value}")
@@ -125,11 +133,16 @@ async def check(settings: Settings) -> int:
         problems += 1
         print(f"data_dir: PROBLEM: {data_problem}")
     engine_problem, engine_note = await engine_status(settings)
-    if engine_problem is None:
-        print(f"engine: ok: {engine_note}")
-    else:
+    if engine_problem is not None:
         problems += 1
         print(f"engine: PROBLEM: {engine_problem}")
+    else:
+        print(f"engine: ok: {engine_note}")
+        stats_problem, stats_note = await stats_status(settings, cgroup_root, proc_root)
+        print(stats_note)
+        if stats_problem is not None:
+            problems += 1
+            print(f"stats: PROBLEM: {stats_problem}")
     if problems:
         print(f"dockerlink check: {problems} problem(s) found", file=sys.stderr)
         return EXIT_PROBLEM
@@ -194,3 +207,45 @@ async def engine_status(settings: Settings) -> tuple[str | None, str]:
         f"Docker {version.get('Version', '?')} at {docker.address}, API {api} negotiated "
         f"(engine API {version.get('ApiVersion', '?')})"
     )
+
+
+async def stats_status(
+    settings: Settings, cgroup_root: Path = CGROUP_ROOT, proc_root: Path = PROC_ROOT
+) -> tuple[str | None, str]:
+    """``(problem or None, the "stats source: ..." line)``: read every running container's figures
+    as the sampler would, and say which source gives them.
+
+    A container that stopped while it was read is left out. With ``stats_source=cgroup`` a
+    container whose files cannot be read is a problem: the sampler never samples it.
+    """
+    from .engine import engine_client
+    from .stats.sources import cgroup_source_choice, source_summary
+
+    cgroups, no_cgroups_reason = cgroup_source_choice(
+        settings.stats_source, settings.docker_sock, cgroup_root, proc_root
+    )
+    if cgroups is None:
+        return None, source_summary(None, no_cgroups_reason, [])
+    running: list[str] = []
+    try:
+        async with engine_client(settings) as docker:
+            host_memory = int((await docker.info()).get("MemTotal") or 0)
+            for summary in await docker.containers.list(all=False):
+                try:
+                    info = await docker.containers.inspect(str(summary["Id"]))
+                    if cgroups.read_one(info, host_memory) is None:
+                        info = await docker.containers.inspect(str(info["Id"]))  # still up?
+                        if cgroups.read_one(info, host_memory) is None and not (
+                            info.get("State") or {}
+                        ).get("Running"):
+                            continue
+                except docker_api.NotFound:
+                    continue  # removed since the listing
+                running.append(str(info["Id"]))
+    except docker_api.DockerError as exc:
+        return f"cannot read the running containers: {exc.message}", "stats source: unknown"
+    line = source_summary(cgroups, "", running, api_fallback=settings.stats_source != "cgroup")
+    unreadable = [container_id for container_id in running if container_id in cgroups.failures]
+    if settings.stats_source == "cgroup" and unreadable:
+        return f"{len(unreadable)} running container(s) will not be sampled", line
+    return None, line

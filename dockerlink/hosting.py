@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import docker_api
-from docker_api import DockerClient
+from docker_api import DockerClient, Frame
 
 from . import __version__
 from .errors import (
@@ -32,7 +32,7 @@ from .errors import (
 )
 from .hooks import HookFailure, Hooks, HookTarget
 from .mirror import ContainerMirror, inspect_many
-from .requests import GIB, CreateRequest, LimitsRequest
+from .requests import GIB, CreateRequest, LimitsRequest, LogsRequest
 from .settings import Settings
 
 __all__ = ["DOCKERLINK_LABEL", "PORTS_LABEL", "Hosting", "ManagedContainer", "describe"]
@@ -127,7 +127,19 @@ def describe(info: dict[str, Any]) -> dict[str, Any]:
         out["exit_code"] = state.get("ExitCode", 0)
     out["memory"] = round((host_config.get("Memory") or 0) / GIB, 6)
     out["cpulimit"] = round(cpus_of(host_config), 6)
+    out["restart"] = restart_policy_of(host_config)
+    out["restart_count"] = int(info.get("RestartCount") or 0)
     return out
+
+
+def restart_policy_of(host_config: dict[str, Any]) -> str:
+    """The engine's restart policy name, ``no`` when none is set (the engine's ``""``)."""
+    return str((host_config.get("RestartPolicy") or {}).get("Name") or "no")
+
+
+def restart_policy(name: str, max_retries: int) -> dict[str, Any]:
+    """The engine's ``RestartPolicy`` for a ``restart`` value (retries only for on-failure)."""
+    return {"Name": name, "MaximumRetryCount": max_retries if name == "on-failure" else 0}
 
 
 def start_command(template: str, commands: Iterable[str]) -> str:
@@ -360,6 +372,7 @@ class Hosting:
                 "MemorySwap": request.memory_bytes,
                 "CpuPeriod": CPU_PERIOD_US,
                 "CpuQuota": _quota(request.cpus, CPU_PERIOD_US),
+                "RestartPolicy": restart_policy(request.restart, self.settings.restart_max_retries),
                 **self._safe_defaults(),
             },
         }
@@ -425,9 +438,34 @@ class Hosting:
                 resources["MemorySwap"] = request.memory_bytes
             if request.cpus is not None:
                 resources.update(_cpu_resources(request.cpus, container.host_config))
+            if request.restart is not None:
+                # The update endpoint takes the restart policy beside the resources.
+                resources["RestartPolicy"] = restart_policy(
+                    request.restart, self.settings.restart_max_retries
+                )
             warnings = await self.docker.containers.update(container.id, resources)
             await self._changed(container.id)
             return warnings
+
+    # -- output -------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def logs(self, ref: str, request: LogsRequest) -> AsyncIterator[AsyncIterator[Frame]]:
+        """The container's output as asked, stdout and stderr in order (404/412 raise here).
+
+        Leaving the context closes the engine's stream (a followed log ends that way).
+        """
+        container = await self.managed(ref, mirrored=True)
+        tty = bool((container.info.get("Config") or {}).get("Tty"))
+        async with self.docker.containers.logs(
+            container.id,
+            tty=tty,
+            follow=request.follow,
+            tail=request.tail,
+            since=request.since or None,
+            timestamps=request.timestamps,
+        ) as frames:
+            yield frames
 
     # -- power --------------------------------------------------------------------------------
 

@@ -72,6 +72,11 @@ _LIMITS = {
     "memory": {"type": "number", "exclusiveMinimum": 0, "description": "GiB (at least 6 MiB)"},
     "cpulimit": {"type": "number", "exclusiveMinimum": 0, "description": "CPUs"},
 }
+_RESTART = {
+    "type": "string",
+    "enum": ["no", "on-failure", "unless-stopped"],
+    "description": "the engine's restart policy (on-failure: at most restart_max_retries)",
+}
 _CONTAINER = {
     "type": "object",
     "required": ["name", "dockerlink", "host_port_root", "ports", "state"],
@@ -85,6 +90,8 @@ _CONTAINER = {
         "exit_code": {"type": "integer"},
         "memory": {"type": "number"},
         "cpulimit": {"type": "number"},
+        "restart": {"type": "string"},
+        "restart_count": {"type": "integer", "minimum": 0},
     },
 }
 _SAMPLE = {
@@ -201,6 +208,7 @@ def openapi_document() -> dict[str, Any]:
                                         },
                                         "image": {"type": "string"},
                                         "commands": {"type": "array", "items": {"type": "string"}},
+                                        "restart": _RESTART,
                                     },
                                 }
                             }
@@ -223,7 +231,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "patch": {
-                    "summary": "change the memory and CPU limits, live",
+                    "summary": "change the memory and CPU limits (live) and the restart policy",
                     "parameters": [_ID],
                     "requestBody": {
                         "required": True,
@@ -233,7 +241,7 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "object",
                                     "additionalProperties": False,
                                     "minProperties": 1,
-                                    "properties": _LIMITS,
+                                    "properties": {**_LIMITS, "restart": _RESTART},
                                 }
                             }
                         },
@@ -348,6 +356,29 @@ def openapi_document() -> dict[str, Any]:
                             }
                         ),
                         **{code: _COMMON_ERRORS[code] for code in ("401", "403")},
+                    },
+                }
+            },
+            "/v1/container/logs": {
+                "get": {
+                    "summary": "the container's output, stdout and stderr in order",
+                    "description": "Frame headers removed (a TTY container's output as it is). "
+                    "With follow=true the answer stays open and streams new output until the "
+                    "client leaves or the container stops.",
+                    "parameters": [
+                        _ID,
+                        _query(
+                            "tail",
+                            {"type": "integer", "minimum": 0, "maximum": 10000},
+                            "the last N lines (default 100; 0 with follow: only what comes next)",
+                        ),
+                        _query("since", {"type": "number", "minimum": 0}, "unix seconds"),
+                        _query("follow", {"type": "boolean"}, "keep streaming new output"),
+                        _query("timestamps", {"type": "boolean"}, "prefix RFC 3339 times"),
+                    ],
+                    "responses": {
+                        "200": {"description": "the output (may be empty)", "content": _TEXT},
+                        **_CONTAINER_ERRORS,
                     },
                 }
             },

@@ -18,14 +18,17 @@ from .errors import BadRequest
 __all__ = [
     "GIB",
     "MIN_MEMORY_BYTES",
+    "RESTART_POLICIES",
     "CreateRequest",
     "LimitsRequest",
+    "LogsRequest",
     "PortSpec",
     "parse_bool",
     "parse_container_ref",
     "parse_create",
     "parse_json_object",
     "parse_limits",
+    "parse_logs",
     "parse_stop_grace",
 ]
 
@@ -42,6 +45,10 @@ _PORT = re.compile(r"([0-9]{1,5})/(tcp|udp)")
 _IMAGE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._/:@+-]*")
 MAX_NAME_LENGTH = 128
 MAX_IMAGE_LENGTH = 512
+#: ``restart`` values, applied as the engine's own restart policy of the same name.
+RESTART_POLICIES = ("no", "on-failure", "unless-stopped")
+MAX_LOG_TAIL = 10_000
+DEFAULT_LOG_TAIL = 100
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -64,12 +71,26 @@ class CreateRequest:
     ports: tuple[PortSpec, ...]
     image: str | None
     commands: tuple[str, ...]
+    restart: str = "no"
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsRequest:
+    """A PATCH: the new limits and restart policy; None leaves one as it is."""
+
     memory_bytes: int | None
     cpus: float | None
+    restart: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogsRequest:
+    """``GET /v1/container/logs``: which part of the output, and whether to keep following."""
+
+    tail: int
+    since: float
+    follow: bool
+    timestamps: bool
 
 
 # -- bodies ---------------------------------------------------------------------------------------
@@ -217,9 +238,20 @@ def _commands(body: Mapping[str, Any]) -> tuple[str, ...]:
     return commands
 
 
+def _restart(body: Mapping[str, Any]) -> str | None:
+    value = body.get("restart")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in RESTART_POLICIES:
+        shown = repr(value[:40]) if isinstance(value, str) else _json_type(value)
+        raise BadRequest(f"restart must be one of {', '.join(RESTART_POLICIES)}, not {shown}")
+    return value
+
+
 def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateRequest:
     _check_fields(
-        body, {"name", "host_port_root", "memory", "cpulimit", "ports", "image", "commands"}
+        body,
+        {"name", "host_port_root", "memory", "cpulimit", "ports", "image", "commands", "restart"},
     )
     for required in ("name", "host_port_root", "memory", "cpulimit"):
         if required not in body or body[required] is None:
@@ -245,16 +277,18 @@ def parse_create(body: Mapping[str, Any], *, port_area_size: int) -> CreateReque
         ports=_ports(body, port_area_size),
         image=_image(body),
         commands=_commands(body),
+        restart=_restart(body) or "no",
     )
 
 
 def parse_limits(body: Mapping[str, Any]) -> LimitsRequest:
-    _check_fields(body, {"memory", "cpulimit"})
+    _check_fields(body, {"memory", "cpulimit", "restart"})
     memory = _memory_bytes(body) if body.get("memory") is not None else None
     cpus = _cpus(body) if body.get("cpulimit") is not None else None
-    if memory is None and cpus is None:
-        raise BadRequest("give cpulimit, memory or both")
-    return LimitsRequest(memory_bytes=memory, cpus=cpus)
+    restart = _restart(body)
+    if memory is None and cpus is None and restart is None:
+        raise BadRequest("give cpulimit, memory, restart, or several of them")
+    return LimitsRequest(memory_bytes=memory, cpus=cpus, restart=restart)
 
 
 # -- query strings --------------------------------------------------------------------------------
@@ -405,3 +439,28 @@ def parse_scale(value: str | None) -> str:
 
 
 __all__ += ["parse_scale", "parse_since"]
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def parse_logs(args: Mapping[str, str | None]) -> LogsRequest:
+    """``tail`` (0 to 10000, default 100), ``since``, ``follow`` and ``timestamps``."""
+    raw_tail = args.get("tail")
+    if raw_tail is None:
+        tail = DEFAULT_LOG_TAIL
+    elif (
+        raw_tail.isascii()
+        and raw_tail.isdigit()
+        and len(raw_tail) <= 6
+        and int(raw_tail) <= MAX_LOG_TAIL
+    ):
+        tail = int(raw_tail)
+    else:
+        raise BadRequest(f"tail must be a whole number of lines from 0 to {MAX_LOG_TAIL}")
+    return LogsRequest(
+        tail=tail,
+        since=parse_since(args.get("since")),
+        follow=parse_bool(args.get("follow"), "follow", False),
+        timestamps=parse_bool(args.get("timestamps"), "timestamps", False),
+    )

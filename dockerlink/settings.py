@@ -76,6 +76,8 @@ class Settings:
     metrics_public: bool = False
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
+    # Restart policy: the most restarts the engine makes of an "on-failure" container.
+    restart_max_retries: int = 5
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -316,6 +318,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hook_timeout": _seconds(0.1, 3600),
     "metrics_public": _boolean,
     "allowed_hosts": _host_names,
+    "restart_max_retries": _integer(1, 1000),
 }
 
 

@@ -13,7 +13,11 @@ Where a container's cgroup is:
   with its symlinks).
 
 ``<path>`` is taken from ``/proc/<pid>/cgroup`` of the container's init process when it names the
-container, which holds for any cgroup driver and parent; otherwise the usual layouts are probed:
+container, which holds for any cgroup driver and parent, cut after the segment that holds the id:
+docker-in-docker, kind/k3d and systemd in a container move their processes into a child such as
+``docker-<id>.scope/init`` (cgroup v2 allows no processes in a cgroup with children), and the
+container's figures are those of the whole ``docker-<id>.scope``. Otherwise the usual layouts are
+probed:
 ``docker/<id>`` (the cgroupfs driver, or ``<CgroupParent>/<id>``) and
 ``system.slice/docker-<id>.scope`` (the systemd driver).
 
@@ -28,14 +32,21 @@ inactive file      ``memory.stat`` total_inactive_file  ``memory.stat`` inactive
 memory limit       ``memory.limit_in_bytes``            ``memory.max`` (``max``: none)
 =================  ===================================  =====================================
 
-The memory limit is clamped to the host's memory, as the engine does. Network totals sum every
-interface of the container's network namespace but ``lo`` (``/proc/<pid>/net/dev``): the engine
-reports the interfaces of its endpoints (``eth0``...), which never include the loopback.
+The memory limit is clamped to the host's memory, as the engine does. Network totals sum the
+interfaces the engine counts, read from ``/proc/<pid>/net/dev``: libnetwork's sandbox
+``Statistics()`` reports only the interfaces it added to the container's namespace, one per
+endpoint, which its ``AddInterface`` names ``<prefix><n>``, with the prefix ``eth`` of the bridge,
+overlay, macvlan and ipvlan drivers: ``eth0``, ``eth1``... Interfaces made inside the container
+(``lo``, a WireGuard ``wg0``, an OpenVPN ``tun0``, a nested engine's ``docker0`` and veths) are not
+counted, by the engine or here. (A network created with the bridge driver's
+``com.docker.network.container_iface_prefix`` option names its interfaces otherwise: such a
+container shows no traffic from this source; use ``stats_source=api`` there.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +69,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_ROOT = Path("/proc")
 #: What a read of one of these small files asks for at once (memory.stat is about 1 KiB).
 _CHUNK = 65536
+#: The interfaces libnetwork puts in a container's namespace (see above).
+_ENDPOINT_INTERFACE = re.compile(rb"eth[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +175,8 @@ def read_figures(
 
 
 def parse_net_dev(data: bytes) -> tuple[int, int]:
-    """``(transmitted, received)`` bytes summed over every interface of ``/proc/<pid>/net/dev``
-    but ``lo``.
+    """``(transmitted, received)`` bytes summed over the endpoint interfaces (``eth<n>``) of
+    ``/proc/<pid>/net/dev``, the ones the engine counts.
 
     Each line after the two headers is ``name: rx_bytes rx_packets ... (8 receive fields)
     tx_bytes ...``.
@@ -171,7 +184,7 @@ def parse_net_dev(data: bytes) -> tuple[int, int]:
     tx = rx = 0
     for line in data.splitlines()[2:]:
         name, _, counters = line.partition(b":")
-        if name.strip() == b"lo" or not counters:
+        if not counters or _ENDPOINT_INTERFACE.fullmatch(name.strip()) is None:
             continue
         fields = counters.split()
         rx += int(fields[0])
@@ -195,8 +208,9 @@ def _candidates(
     found: list[tuple[Path, Path]] = []
     own = _own_cgroups(proc_root / str(pid) / "cgroup", version)
     if own is not None:
-        cpu_path, memory_path = own
-        if container_id in cpu_path and container_id in memory_path:  # not a reused pid
+        cpu_path = _up_to_container(own[0], container_id)
+        memory_path = _up_to_container(own[1], container_id)
+        if cpu_path is not None and memory_path is not None:  # else a reused pid, or a namespace
             found.append((cpu_base / cpu_path.lstrip("/"), memory_base / memory_path.lstrip("/")))
     parent = cgroup_parent.strip("/")
     relatives = [
@@ -207,6 +221,17 @@ def _candidates(
         relatives.insert(0, f"{parent}/docker-{container_id}.scope")
     found.extend((cpu_base / relative, memory_base / relative) for relative in relatives)
     return found
+
+
+def _up_to_container(cgroup: str, container_id: str) -> str | None:
+    """``cgroup`` cut after its segment that holds ``container_id``
+    (``/system.slice/docker-<id>.scope`` of ``/system.slice/docker-<id>.scope/init``), or None
+    when no segment holds it."""
+    segments = cgroup.split("/")
+    for index, segment in enumerate(segments):
+        if container_id in segment:
+            return "/".join(segments[: index + 1])
+    return None
 
 
 def _own_cgroups(path: Path, version: int) -> tuple[str, str] | None:
@@ -252,16 +277,19 @@ def _files_in(version: int, cpu_dir: Path, memory_dir: Path, net_dev: str | None
 
 
 def _read(path: str) -> bytes:
-    """A small kernel file, whole (plain blocking reads: these never wait on a disk)."""
+    """A small kernel file, whole (plain blocking reads: these never wait on a disk).
+
+    Read to the end of the file: the kernel may return less than asked before the end (record
+    files such as ``net/dev`` give about a page per read), so only an empty read ends it."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, _CHUNK)
-        if len(data) == _CHUNK:
-            parts = [data]
-            while chunk := os.read(fd, _CHUNK):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data
+        if not data:
+            return data
+        parts = [data]
+        while chunk := os.read(fd, _CHUNK):
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
     finally:
         os.close(fd)
 

@@ -41,7 +41,7 @@ from docker_api import DockerClient
 
 from .metrics import KIB, cpu_limit_centi, cpu_percent, engine_time_ns, net_delta, round_kib
 from .series import Sample
-from .sources import CgroupSource, Reading, reading_from_stats
+from .sources import CgroupSource, Reading, reading_from_stats, source_summary
 from .store import HistoryStore
 
 if TYPE_CHECKING:
@@ -116,15 +116,20 @@ class Sampler:
         mirror: ContainerMirror | None = None,
         cgroups: CgroupSource | None = None,
         api_fallback: bool = True,
+        no_cgroups_reason: str = "stats_source=api",
     ) -> None:
         """``mirror``: where containers are taken from while it is fresh. ``cgroups``: read
-        figures there first. ``api_fallback=False`` never asks the engine for stats: a running
-        container whose files cannot be read is then logged and not sampled."""
+        figures there first (``no_cgroups_reason``: why there is no such source, for the log).
+        ``api_fallback=False`` never asks the engine for stats: a running container whose files
+        cannot be read is then logged and not sampled."""
         self.docker = docker
         self.store = store
         self.mirror = mirror
         self.cgroups = cgroups
         self.api_fallback = api_fallback
+        self.no_cgroups_reason = no_cgroups_reason
+        #: The running containers whose cgroup files could not be read at the last tick.
+        self._unreadable: set[str] = set()
         self.interval_s = interval_s
         self.call_timeout_s = call_timeout_s
         self.concurrency = concurrency
@@ -221,8 +226,8 @@ class Sampler:
             infos = await self._inspect_all()
         ids = [str(info["Id"]) for info in infos]
         readings: dict[str, Reading] = {}
+        running = [info for info in infos if (info.get("State") or {}).get("Running")]
         if self.cgroups is not None:
-            running = [info for info in infos if (info.get("State") or {}).get("Running")]
             if running:
                 host_memory = await self._host_memory()
                 readings = await asyncio.to_thread(self.cgroups.read, running, host_memory)
@@ -247,8 +252,22 @@ class Sampler:
             del self._cpu[gone]
         for gone in set(self.usage).difference(ids):
             del self.usage[gone]
+        self._report_source([str(info["Id"]) for info in running])
         self.ticks += 1
         return recorded
+
+    def _report_source(self, running: list[str]) -> None:
+        """Log where the figures really come from after the first tick, and again whenever a
+        running container's cgroup files become unreadable (the engine's stats API, far more
+        costly, then takes over for it)."""
+        failures = self.cgroups.failures if self.cgroups is not None else {}
+        unreadable = {container_id for container_id in running if container_id in failures}
+        if self.ticks == 0 or not unreadable <= self._unreadable:
+            summary = source_summary(
+                self.cgroups, self.no_cgroups_reason, running, api_fallback=self.api_fallback
+            )
+            log.info("%s", summary)
+        self._unreadable = unreadable
 
     def _mirrored(self) -> list[Mapping[str, Any]] | None:
         """Every container as the mirror has it, or None when the mirror is not fresh."""
@@ -301,9 +320,11 @@ class Sampler:
         """Sample the container ``info`` (an inspect answer) describes, and record it.
 
         Returns the sample, or None when the store did not take it (same second as the last one,
-        or the container was just deleted).
+        or the container was just deleted). Once it returns, the store serves the sample.
         """
-        return await self._sample(info, None, True)
+        sample = await self._sample(info, None, True)
+        await self.store.written()
+        return sample
 
     async def _sample(
         self, info: Mapping[str, Any], reading: Reading | None, try_cgroups: bool
@@ -335,7 +356,8 @@ class Sampler:
         """A running container's figures: from its cgroup files, else from the engine."""
         container_id = str(info["Id"])
         if try_cgroups and self.cgroups is not None:
-            reading = self.cgroups.read_one(info, await self._host_memory())
+            host_memory = await self._host_memory()
+            reading = await asyncio.to_thread(self.cgroups.read_one, info, host_memory)
             if reading is not None:
                 self.cgroup_samples += 1
                 return reading

@@ -8,6 +8,8 @@ cgroup layout not recognised, a container that stopped between its inspect and t
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -24,20 +26,67 @@ from .cgroups import (
 )
 from .metrics import engine_time_ns, memory_used_bytes, network_totals
 
-__all__ = ["CgroupSource", "Reading", "cgroup_source_for", "reading_from_stats"]
+__all__ = [
+    "CgroupSource",
+    "Reading",
+    "cgroup_source_choice",
+    "reading_from_stats",
+    "source_summary",
+]
 
 
-def cgroup_source_for(
+def cgroup_source_choice(
     stats_source: str, docker_sock: str, root: Path = CGROUP_ROOT, proc_root: Path = PROC_ROOT
-) -> CgroupSource | None:
-    """The cgroup source the ``stats_source`` setting asks for, when this host has cgroups.
+) -> tuple[CgroupSource | None, str]:
+    """The cgroup source the ``stats_source`` setting asks for, when this host has cgroups, and
+    when there is none, why (for :func:`source_summary`).
 
     ``auto`` leaves an engine reached over TCP to its stats API: its containers are on another
     host (or, if not, the API still gives the same figures). ``cgroup`` tries regardless.
     """
-    if stats_source == "api" or (stats_source == "auto" and docker_sock.startswith("tcp://")):
-        return None
-    return CgroupSource.detect(root, proc_root)
+    if stats_source == "api":
+        return None, "stats_source=api"
+    if stats_source == "auto" and docker_sock.startswith("tcp://"):
+        return None, "the engine is reached over tcp://, its containers' files are not here"
+    source = CgroupSource.detect(root, proc_root)
+    return source, "" if source is not None else f"no cgroup hierarchy at {root}"
+
+
+def source_summary(
+    cgroups: CgroupSource | None,
+    no_cgroups_reason: str,
+    running: Collection[str],
+    *,
+    api_fallback: bool = True,
+) -> str:
+    """One line saying where the figures of the ``running`` containers (full ids) really come
+    from, after ``cgroups`` tried to read each of them (its :attr:`CgroupSource.failures`):
+
+    - ``stats source: cgroup v2 files (3 running containers)``;
+    - ``stats source: api (cgroup files unreadable for /proc/4242: ...; and 2 more)``;
+    - ``stats source: cgroup v2 files for 2 of 3 running containers, api for 1 (<id>: ...)``.
+    """
+    if cgroups is None:
+        return f"stats source: api ({no_cgroups_reason})"
+    files = f"cgroup v{cgroups.version} files"
+    if not running:
+        return f"stats source: {files} (no running container to read yet)"
+    failed = [container_id for container_id in running if container_id in cgroups.failures]
+    if not failed:
+        return f"stats source: {files} ({_containers(len(running))})"
+    fallback = "api" if api_fallback else "none, stats_source=cgroup never asks the engine"
+    first = failed[0]
+    why = cgroups.failures[first] + (f"; and {len(failed) - 1} more" if len(failed) > 1 else "")
+    if len(failed) == len(running):
+        return f"stats source: {fallback} ({why})"
+    return (
+        f"stats source: {files} for {len(running) - len(failed)} of "
+        f"{_containers(len(running))}, {fallback} for {len(failed)} ({first[:12]}: {why})"
+    )
+
+
+def _containers(count: int) -> str:
+    return f"{count} running container{'' if count == 1 else 's'}"
 
 
 def reading_from_stats(stats: Mapping[str, Any]) -> Reading | None:
@@ -80,6 +129,8 @@ class CgroupSource:
         self.proc_root = proc_root
         self.clock_ns = clock_ns
         self._files: dict[str, tuple[int, CgroupFiles]] = {}
+        #: Why the last read of a container (full id) gave nothing, until one succeeds.
+        self.failures: dict[str, str] = {}
 
     @classmethod
     def detect(cls, root: Path = CGROUP_ROOT, proc_root: Path = PROC_ROOT) -> CgroupSource | None:
@@ -106,17 +157,49 @@ class CgroupSource:
         known = self._files.get(container_id)
         files = known[1] if known is not None and known[0] == pid else self._find(info, pid)
         if files is None:
+            self.failures[container_id] = self._proc_problem(info, pid) or (
+                f"no cgroup v{self.version} files for it under {self.root}"
+            )
             return None
         try:
-            return read_figures(files, host_memory_bytes, self.clock_ns)
-        except (OSError, ValueError):
+            reading = read_figures(files, host_memory_bytes, self.clock_ns)
+        except (OSError, ValueError) as exc:
             self._files.pop(container_id, None)  # look again next time
+            self.failures[container_id] = (
+                self._proc_problem(info, pid) or f"cgroup files unreadable: {exc}"
+            )
             return None
+        self.failures.pop(container_id, None)
+        return reading
 
     def keep_only(self, container_ids: Collection[str]) -> None:
         """Forget where the files of containers not in ``container_ids`` were."""
         for gone in set(self._files).difference(container_ids):
             self._files.pop(gone, None)
+        for gone in set(self.failures).difference(container_ids):
+            self.failures.pop(gone, None)
+
+    def _proc_problem(self, info: Mapping[str, Any], pid: int) -> str | None:
+        """Why the ``/proc`` entry of a running container's init cannot be used, or None."""
+        if pid <= 0:
+            return "the engine gives no init pid"
+        process = self.proc_root / str(pid)
+        own_network = (info.get("HostConfig") or {}).get("NetworkMode") != "host"
+        for path in [process, process / "net" / "dev"] if own_network else [process]:
+            try:
+                if path == process:
+                    os.stat(path)
+                else:
+                    os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as exc:
+                why = f"cgroup files unreadable for {path}: {exc.strerror or exc}"
+                if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
+                    why += (
+                        " (a /proc that hides other users' processes does this: systemd's"
+                        " ProtectProc=, the hidepid= mount option)"
+                    )
+                return why
+        return None
 
     def _find(self, info: Mapping[str, Any], pid: int) -> CgroupFiles | None:
         container_id = str(info["Id"])

@@ -62,22 +62,45 @@ are kept (``DECODED_SAMPLES``, about 11 MB), and the 4-hour answers of the most 
 containers are kept rendered (``HOT_ENTRIES``, about 6 MB), so that a panel asking again pays a
 slice and a join.
 
-The store is not thread-safe: it lives on the event loop, and each call is short.
+**One writer.** Every disk operation after :meth:`HistoryStore.open` (appending a line, repairing a
+torn tail, making a directory, deleting expired files and removed histories) is done by one
+writer, in the order the store asked for them. With ``writer_thread=True`` (what the service
+uses, :func:`open_history`) that writer is a dedicated thread fed by a queue, so a slow or stuck
+disk never holds up the event loop: :meth:`~HistoryStore.append`, :meth:`~HistoryStore.delete`
+and :meth:`~HistoryStore.maintain` only queue work, and queries answer from memory. Without it,
+the caller's thread does each operation at once (tools and tests). :meth:`~HistoryStore.close`
+lets the writer finish everything queued first.
+
+**What a query sees.** A raw sample is served once its line is written (or its write failed: a
+full disk), never before, so whatever the route has answered is on disk and survives a ``kill -9``
+(the guarantee the store gave when it wrote on the loop). Until then :meth:`~HistoryStore.last`
+already returns it (the sampler computes the next network delta from it), and
+:meth:`~HistoryStore.written` waits until every sample appended so far is served (a sample taken
+on the spot for a query). Day and week points are served as soon as their bucket closes, before
+their line is written: a crash before that rebuilds them from the raw files.
+
+The store is not thread-safe: it lives on the event loop (its writer thread touches only the
+disk and its own state), and each call is short.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
 import os
+import queue
 import re
 import shutil
+import sys
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .chunks import ChunkedSeries, DecodedCache
 from .codec import KEYFRAME_EVERY, LineEncoder
@@ -148,18 +171,14 @@ class StoreLocked(RuntimeError):
 
 
 class _Track:
-    """One container's history in one tier: its samples, its files, the file being appended."""
+    """One container's history in one tier: its samples, its files."""
 
-    __slots__ = ("bucket", "clean", "closed_before", "encoder", "file_start", "files", "series")
+    __slots__ = ("bucket", "closed_before", "files", "series")
 
-    def __init__(self, keyframe_every: int, period_s: int, cache: DecodedCache) -> None:
+    def __init__(self, period_s: int, cache: DecodedCache) -> None:
         self.series = ChunkedSeries(period_s, cache)
+        #: The period starts of its files (those asked of the writer included).
         self.files: set[int] = set()
-        self.encoder = LineEncoder(keyframe_every)
-        #: The period start of the file the encoder is writing, None before the first line.
-        self.file_start: int | None = None
-        #: True once this process wrote a whole line at the end of that file.
-        self.clean = False
         #: Aggregated tiers: the open bucket, and the index below which buckets are written.
         self.bucket: Bucket | None = None
         self.closed_before = 0
@@ -172,14 +191,10 @@ class _Track:
 class _History:
     __slots__ = ("container_id", "directory", "tracks")
 
-    def __init__(
-        self, container_id: str, directory: Path | None, keyframe_every: int, cache: DecodedCache
-    ) -> None:
+    def __init__(self, container_id: str, directory: Path | None, cache: DecodedCache) -> None:
         self.container_id = container_id
         self.directory = directory
-        self.tracks = {
-            tier.name: _Track(keyframe_every, tier.file_period_s, cache) for tier in TIERS
-        }
+        self.tracks = {tier.name: _Track(tier.file_period_s, cache) for tier in TIERS}
 
 
 class HistoryStore:
@@ -195,19 +210,26 @@ class HistoryStore:
         *,
         clock: Callable[[], float] = time.time,
         keyframe_every: int = KEYFRAME_EVERY,
+        writer_thread: bool = False,
     ) -> None:
+        """``writer_thread``: do the disk operations in a thread of their own (see above)."""
         self.root = root
         self._clock = clock
-        self._keyframe_every = keyframe_every
         self._histories: dict[str, _History] = {}
         self._decoded = DecodedCache(DECODED_SAMPLES)
+        #: The newest sample accepted for each container while its line is not yet written.
+        self._unwritten: dict[str, Sample] = {}
+        #: Raw samples whose lines the writer has written (or failed to), to be served.
+        self._written: deque[tuple[str, Sample]] = deque()
+        self._writer = _Writer(root, keyframe_every, self._written)
+        self._writer_thread = writer_thread
+        self._ops: queue.SimpleQueue[_Op | None] | None = None
+        self._thread: threading.Thread | None = None
         self._tombstones: dict[str, float] = {}
         #: Rendered answer entries of the raw tier, one per sample, for the hot containers.
         self._rendered: OrderedDict[str, list[str]] = OrderedDict()
         self._rendered_entries = 0
         self._lock_fd: int | None = None
-        #: The (container id, tier) whose last write failed: non-empty during a write outage.
-        self._failed_writes: set[tuple[str, str]] = set()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -234,10 +256,24 @@ class HistoryStore:
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if entry.is_dir() and _CONTAINER_ID.fullmatch(entry.name):
                 self._histories[entry.name] = self._load(Path(entry.path))
+        if self._writer_thread:
+            self._ops = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._write_queued, name="dockerlink-stats-writer", daemon=True
+            )
+            self._thread.start()
         self.maintain()
 
     def close(self) -> None:
+        """Let the writer finish what is queued (this waits on the disk), then let go of the
+        root. Call it from a worker thread when an event loop runs."""
+        if self._ops is not None and self._thread is not None:
+            self._ops.put(None)
+            self._thread.join()
+            self._ops = self._thread = None
         self._histories.clear()
+        self._unwritten.clear()
+        self._written.clear()
         self._rendered.clear()
         self._rendered_entries = 0
         if self._lock_fd is not None:
@@ -247,20 +283,27 @@ class HistoryStore:
     # -- reading -------------------------------------------------------------------------------
 
     def __contains__(self, container_id: object) -> bool:
+        self._serve_written()
         return container_id in self._histories
 
     def container_ids(self) -> list[str]:
+        self._serve_written()
         return list(self._histories)
 
     def resolve_prefix(self, prefix: str) -> str | None:
         """The one stored container id starting with ``prefix``; None if none or several."""
         if not prefix:
             return None
+        self._serve_written()
         found = [cid for cid in self._histories if cid.startswith(prefix)]
         return found[0] if len(found) == 1 else None
 
     def last(self, container_id: str) -> Sample | None:
-        """The newest sample stored for the container."""
+        """The newest sample appended for the container (its line may not be written yet)."""
+        unwritten = self._unwritten.get(container_id)
+        if unwritten is not None:
+            return unwritten
+        self._serve_written()
         history = self._histories.get(container_id)
         return history.tracks[RAW.name].series.last() if history is not None else None
 
@@ -279,6 +322,7 @@ class HistoryStore:
     ) -> list[tuple[int, ...]] | None:
         """The points ``scale`` answers with timestamps > ``since``, oldest first, as tuples in
         :class:`Sample` field order; None when nothing is stored for the container."""
+        self._serve_written()
         history = self._histories.get(container_id)
         if history is None:
             return None
@@ -302,6 +346,7 @@ class HistoryStore:
         self, container_id: str, *, scale: str = "instant", since: float = 0.0
     ) -> bytes | None:
         """The route's answer body, or None when nothing is stored for the container."""
+        self._serve_written()
         history = self._histories.get(container_id)
         if history is not None and tier_for_scale(scale) is RAW:
             entries = self._hot_entries(history)
@@ -341,6 +386,7 @@ class HistoryStore:
 
     def has_recent(self, container_id: str, scale: str = "instant") -> bool:
         """True when ``scale`` would answer with at least one point (``since`` = 0)."""
+        self._serve_written()
         history = self._histories.get(container_id)
         if history is None:
             return False
@@ -353,21 +399,86 @@ class HistoryStore:
 
     def append(self, container_id: str, sample: Sample) -> bool:
         """Record a sample; False (and nothing done) when it is not newer than the last one, or
-        the container was just deleted. Timestamps have one-second resolution."""
+        the container was just deleted. Timestamps have one-second resolution.
+
+        The sample is served once the writer has written its line (at once without a writer
+        thread); :meth:`last` returns it already."""
         if container_id in self._tombstones:
             return False
-        history = self._histories.get(container_id)
-        if history is None:
-            if not _CONTAINER_ID.fullmatch(container_id):
-                raise ValueError(f"not a full container id: {container_id!r}")
-            directory = self.root / container_id if self.root is not None else None
-            history = _History(container_id, directory, self._keyframe_every, self._decoded)
-            self._histories[container_id] = history
-        raw = history.tracks[RAW.name]
-        last = raw.series.last()
+        if not _CONTAINER_ID.fullmatch(container_id):
+            raise ValueError(f"not a full container id: {container_id!r}")
+        last = self.last(container_id)
         if last is not None and sample.t <= last.t:
             return False
-        self._write(history, RAW, sample)
+        if self.root is None:
+            self._serve(container_id, sample)
+            return True
+        self._unwritten[container_id] = sample
+        self._submit(self._writer.append_line, container_id, RAW, sample, True)
+        self._serve_written()
+        return True
+
+    async def written(self) -> None:
+        """Wait (without blocking the loop) until every sample appended so far is served."""
+        if self._ops is not None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            loop = done.get_loop()
+
+            def finish() -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            def wake() -> None:
+                loop.call_soon_threadsafe(finish)
+
+            self._ops.put((wake, ()))
+            await done
+        self._serve_written()
+
+    def flush(self) -> None:
+        """Wait (blocking) until the writer has done everything asked of it so far."""
+        if self._ops is not None:
+            finished = threading.Event()
+            self._ops.put((finished.set, ()))
+            finished.wait()
+        self._serve_written()
+
+    def _submit(self, operation: Callable[..., None], *args: Any) -> None:
+        """Hand one disk operation to the writer (or do it now, without a writer thread)."""
+        if self._ops is not None:
+            self._ops.put((operation, args))
+        else:
+            operation(*args)
+
+    def _write_queued(self) -> None:
+        """The writer thread: every queued operation in order, until ``None``."""
+        assert self._ops is not None
+        while (item := self._ops.get()) is not None:
+            operation, args = item
+            try:
+                operation(*args)
+            except Exception:  # a bug: log it, keep writing the others
+                log.exception("stats history: the writer failed")
+
+    def _serve_written(self) -> None:
+        """Serve the raw samples whose lines the writer has written since the last call."""
+        while self._written:
+            container_id, sample = self._written.popleft()
+            if self._unwritten.get(container_id) is sample:
+                del self._unwritten[container_id]
+            if container_id not in self._tombstones:
+                self._serve(container_id, sample)
+
+    def _serve(self, container_id: str, sample: Sample) -> None:
+        """Put a raw sample in memory, and feed the aggregated tiers."""
+        history = self._histories.get(container_id)
+        if history is None:
+            directory = self.root / container_id if self.root is not None else None
+            history = _History(container_id, directory, self._decoded)
+            self._histories[container_id] = history
+        raw = history.tracks[RAW.name]
+        if history.directory is not None:
+            raw.files.add(sample.t - sample.t % RAW.file_period_s)
         raw.series.append(sample)
         entries = self._rendered.get(container_id)
         if entries is not None:
@@ -376,40 +487,48 @@ class HistoryStore:
             self._evict_rendered()
         for tier in TIERS[1:]:
             self._feed(history, tier, sample)
-        return True
 
     def delete(self, container_id: str) -> None:
         """Forget a container's history, on disk and in memory (it was deleted through the API)."""
         if not _CONTAINER_ID.fullmatch(container_id):
             raise ValueError(f"not a full container id: {container_id!r}")
+        self._serve_written()
         self._tombstones[container_id] = self._clock()
         self._histories.pop(container_id, None)
+        self._unwritten.pop(container_id, None)
         self._forget_rendered(container_id)
-        self._forget_failed_writes()
         if self.root is not None:
-            shutil.rmtree(self.root / container_id, ignore_errors=True)
+            self._submit(self._writer.remove, container_id, self.root / container_id)
 
     def maintain(self) -> None:
         """Close buckets whose time is over, delete expired files, trim memory, forget histories
         that have expired entirely."""
+        self._serve_written()
         now = self._clock()
         for container_id, history in list(self._histories.items()):
+            # A sample still being written may belong to a bucket whose time is over: that
+            # bucket closes when the sample is served (or at the next maintenance), so that
+            # the point holds it, as it would have without a writer thread.
+            in_flight = container_id in self._unwritten
             for tier in TIERS[1:]:
                 track = history.tracks[tier.name]
                 bucket = track.bucket
-                if bucket is not None and (bucket.index + 1) * tier.resolution_s <= now:
+                over = bucket is not None and (bucket.index + 1) * tier.resolution_s <= now
+                if over and not in_flight:
                     self._close_bucket(history, tier)
             for tier in TIERS:
                 self._expire(history, tier, now)
-            if all(track.empty for track in history.tracks.values()):
+            expired = all(track.empty for track in history.tracks.values())
+            if expired and container_id not in self._unwritten:
                 del self._histories[container_id]
                 self._forget_rendered(container_id)
                 if history.directory is not None:
-                    shutil.rmtree(history.directory, ignore_errors=True)
+                    self._submit(self._writer.remove, container_id, history.directory)
         for container_id, deleted_at in list(self._tombstones.items()):
             if deleted_at + TOMBSTONE_S <= now:
                 del self._tombstones[container_id]
-        self._forget_failed_writes(now - STALE_FAILURE_S)
+        if self.root is not None:
+            self._submit(self._writer.forget_stale, now - STALE_FAILURE_S)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -433,7 +552,9 @@ class HistoryStore:
         track.closed_before = bucket.index + 1
         point = bucket.point()
         if point is not None:
-            self._write(history, tier, point)
+            if history.directory is not None:
+                track.files.add(point.t - point.t % tier.file_period_s)
+                self._submit(self._writer.append_line, history.container_id, tier, point, False)
             track.series.append(point)
 
     def _expire(self, history: _History, tier: Tier, now: float) -> None:
@@ -443,14 +564,8 @@ class HistoryStore:
             assert history.directory is not None  # files exist only on disk
             if start + tier.file_period_s > horizon:
                 break
-            try:
-                (history.directory / _file_name(tier, start)).unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("stats history: cannot delete an expired file: %s", exc)
-                continue
+            self._submit(self._writer.unlink, history.container_id, tier, start)
             track.files.discard(start)
-            if track.file_start == start:
-                track.file_start = None
         entries = self._rendered.get(history.container_id) if tier is RAW else None
         if entries is not None:
             track.series.decoded()  # the entries follow the decoded view, sample for sample
@@ -459,45 +574,9 @@ class HistoryStore:
             del entries[:dropped]
             self._rendered_entries -= dropped
 
-    def _write(self, history: _History, tier: Tier, sample: Sample) -> None:
-        """Append one line for ``sample`` to the tier's file for its period."""
-        if history.directory is None:
-            return
-        track = history.tracks[tier.name]
-        start = sample.t - sample.t % tier.file_period_s
-        if track.file_start != start:
-            track.file_start = start
-            track.clean = False
-        path = history.directory / _file_name(tier, start)
-        try:
-            if not track.clean:
-                history.directory.mkdir(parents=True, exist_ok=True)
-                _repair_tail(path)
-                track.encoder.restart()
-            _append_line(path, track.encoder.encode(sample))
-        except OSError as exc:
-            track.clean = False
-            if not self._failed_writes:
-                log.error("stats history: cannot write under %s: %s", self.root, exc)
-            self._failed_writes.add((history.container_id, tier.name))
-            return
-        track.clean = True
-        track.files.add(start)
-        if (history.container_id, tier.name) in self._failed_writes:
-            self._failed_writes.clear()
-            log.info("stats history: writing under %s again", self.root)
-
-    def _forget_failed_writes(self, sampled_before: float | None = None) -> None:
-        """Stop waiting for a failed file to take a line again when its container's history is
-        gone, or (``sampled_before``) when the container is no longer sampled."""
-        for key in list(self._failed_writes):
-            last = self.last(key[0])
-            if last is None or (sampled_before is not None and last.t < sampled_before):
-                self._failed_writes.discard(key)
-
     def _load(self, directory: Path) -> _History:
         container_id = directory.name
-        history = _History(container_id, directory, self._keyframe_every, self._decoded)
+        history = _History(container_id, directory, self._decoded)
         by_tier = {tier.name: tier for tier in TIERS}
         files: list[tuple[str, int]] = []
         for name in os.listdir(directory):
@@ -527,6 +606,121 @@ class HistoryStore:
             for sample in raw.samples_after(track.closed_before * tier.resolution_s - 1):
                 self._feed(history, tier, sample)
         return history
+
+
+#: One disk operation for the writer: a function of :class:`_Writer` and its arguments.
+_Op = tuple[Callable[..., None], tuple[Any, ...]]
+
+
+class _FileState:
+    """What the writer knows of the file one container's tier is appended to."""
+
+    __slots__ = ("clean", "encoder", "file_start")
+
+    def __init__(self, keyframe_every: int) -> None:
+        self.encoder = LineEncoder(keyframe_every)
+        #: The period start of the file the encoder is writing, None before the first line.
+        self.file_start: int | None = None
+        #: True once this process wrote a whole line at the end of that file.
+        self.clean = False
+
+
+class _Writer:
+    """Every disk operation of a store after it is open, and what they need to know: the delta
+    chain of each file, and whether a write outage is going on. Used by one thread at a time
+    (the store's writer thread, or its caller's)."""
+
+    def __init__(
+        self, root: Path | None, keyframe_every: int, written: deque[tuple[str, Sample]]
+    ) -> None:
+        self.root = root
+        self._keyframe_every = keyframe_every
+        self._written = written
+        self._files: dict[tuple[str, str], _FileState] = {}
+        #: The (container id, tier) whose last write failed: non-empty during a write outage.
+        self._failed: set[tuple[str, str]] = set()
+        #: The newest raw sample time of each container, for :meth:`forget_stale`.
+        self._sampled: dict[str, int] = {}
+
+    def append_line(self, container_id: str, tier: Tier, sample: Sample, raw: bool) -> None:
+        """Append one line for ``sample`` to the tier's file for its period; then a raw sample
+        is handed back to be served, written or not."""
+        try:
+            self._append(container_id, tier, sample)
+        finally:
+            if raw:
+                self._sampled[container_id] = sample.t
+                self._written.append((container_id, sample))
+
+    def _append(self, container_id: str, tier: Tier, sample: Sample) -> None:
+        assert self.root is not None
+        key = (container_id, tier.name)
+        state = self._files.get(key)
+        if state is None:
+            state = self._files[key] = _FileState(self._keyframe_every)
+        start = sample.t - sample.t % tier.file_period_s
+        if state.file_start != start:
+            state.file_start = start
+            state.clean = False
+        directory = self.root / container_id
+        path = directory / _file_name(tier, start)
+        try:
+            if not state.clean:
+                directory.mkdir(parents=True, exist_ok=True)
+                _repair_tail(path)
+                state.encoder.restart()
+            _append_line(path, state.encoder.encode(sample))
+        except OSError as exc:
+            state.clean = False
+            if not self._failed:
+                log.error("stats history: cannot write under %s: %s", self.root, exc)
+            self._failed.add(key)
+            return
+        state.clean = True
+        if key in self._failed:
+            self._failed.clear()
+            log.info("stats history: writing under %s again", self.root)
+
+    def unlink(self, container_id: str, tier: Tier, start: int) -> None:
+        """Delete an expired file (a file that cannot be deleted is logged, and left to the
+        retention at the next start)."""
+        assert self.root is not None
+        try:
+            (self.root / container_id / _file_name(tier, start)).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("stats history: cannot delete an expired file: %s", exc)
+        state = self._files.get((container_id, tier.name))
+        if state is not None and state.file_start == start:
+            state.file_start = None
+
+    def remove(self, container_id: str, directory: Path) -> None:
+        """Delete a container's history directory, and forget its files."""
+        for key in [key for key in self._files if key[0] == container_id]:
+            del self._files[key]
+        self._failed = {key for key in self._failed if key[0] != container_id}
+        self._sampled.pop(container_id, None)
+
+        if directory.exists():
+            _remove_tree(directory)
+
+    def forget_stale(self, sampled_before: float) -> None:
+        """Stop waiting for a failed file to take a line again when its container is no longer
+        sampled."""
+        self._failed = {
+            key for key in self._failed if self._sampled.get(key[0], 0) >= sampled_before
+        }
+
+
+def _remove_tree(directory: Path) -> None:
+    """``rm -r``, each file or directory that cannot be deleted logged (and the rest deleted)."""
+
+    def failed(function: Any, path: str, exc: BaseException) -> None:
+        log.warning("stats history: cannot delete %s: %s", path, exc)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(directory, onexc=failed)
+    else:
+        shutil.rmtree(directory, onerror=lambda f, path, info: failed(f, path, info[1]))
 
 
 def _file_name(tier: Tier, start: int) -> str:
@@ -574,7 +768,7 @@ def open_history(root: Path) -> HistoryStore:
     """A store on ``root``; when another process holds it (a second dockerlink, or a test run on
     the same ``data_dir``), an error is logged and the history is kept in memory only: writing
     into files another process appends to would interleave their delta chains."""
-    store = HistoryStore(root)
+    store = HistoryStore(root, writer_thread=True)
     try:
         store.open()
     except StoreLocked as exc:

@@ -251,6 +251,63 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
         assert problems == []
 
 
+async def test_each_container_links_to_its_logs_and_the_link_shows_them(
+    engine_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+    browser: Browser,
+) -> None:
+    settings = replace(engine_settings, api_token=TEST_TOKEN)
+    async with serve_app(settings) as (_app, client):
+        name = unique_name("dashlogs")
+        marker = f"printed-by-{name}"
+        container_id = await create_and_start(
+            client, docker, cleanup, name, commands=[f"echo {marker}", f"echo {marker}-2"]
+        )
+
+        async def printed() -> bool:
+            response = await client.get("/v1/container/logs", params={"id": container_id})
+            return response.text == f"{marker}\n{marker}-2\n"
+
+        await wait_for(printed, timeout=10)
+
+        page = await browser.new_page(viewport=VIEWPORT)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"console: {message.text}")
+                if message.type == "error" and "Failed to load resource" not in message.text
+                else None
+            ),
+        )
+        await page.goto(f"{client.base_url}/")
+        await page.wait_for_selector("body[data-status=auth]")
+        await page.fill("#token", TEST_TOKEN)
+        await page.press("#token", "Enter")
+        await page.wait_for_selector("body[data-status=ok]")
+        await page.fill("#filter", name)
+        await page.press("#filter", "Enter")
+        link = page.locator(f"#containers tr[data-id='{container_id}'] a.logs-link")
+        await link.wait_for()
+        href = await link.get_attribute("href")
+        assert href is not None and href.startswith(f"v1/container/logs?id={container_id}")
+        assert not await page.is_visible("#logs")
+
+        # Following the link shows the container's output (fetched with the token).
+        await link.click()
+        await page.wait_for_selector("#logs[data-status=ok]")
+        assert await page.is_visible("#logs-text")
+        assert await page.text_content("#logs-text") == f"{marker}\n{marker}-2\n"
+        assert name in (await page.text_content("#logs-title") or "")
+        assert page.url == f"{client.base_url}/"  # the page stayed, with its token
+        await page.click("#logs-close")
+        assert not await page.is_visible("#logs")
+        assert problems == []
+
+
 THOUSAND = 1000
 #: Of the thousand, these run (the rest are created, never started, as most of a big host's).
 RUNNING = 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -94,6 +95,50 @@ async def test_kill_and_wait(
     assert (await waiting)["StatusCode"] == 137
     # After the exit, wait answers at once with the last exit code.
     assert (await docker.containers.wait(container_id, timeout=10))["StatusCode"] == 137
+
+
+async def test_logs_frames_tty_follow_and_errors(
+    docker: DockerClient, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    script = "echo out; sleep 0.1; echo err >&2; trap 'exit 0' TERM; while :; do sleep 1; done"
+    container_id = await make(docker, cleanup, unique_name("logs"), Cmd=["sh", "-c", script])
+    await docker.containers.start(container_id)
+
+    async def frames(**options: Any) -> list[tuple[StreamType, bytes]]:
+        async with docker.containers.logs(container_id, tty=False, **options) as stream:
+            return [(frame.stream, frame.data) async for frame in stream]
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(found := await frames()) < 2:
+        assert asyncio.get_running_loop().time() < deadline, found
+        await asyncio.sleep(0.05)
+    assert found == [(StreamType.STDOUT, b"out\n"), (StreamType.STDERR, b"err\n")]
+    assert await frames(tail=1) == [(StreamType.STDERR, b"err\n")]
+    assert await frames(stderr=False) == [(StreamType.STDOUT, b"out\n")]
+    stamped = await frames(timestamps=True, tail=1)
+    assert stamped[0][1].endswith(b"Z err\n"), stamped
+
+    # Followed: what is printed next arrives; leaving the context ends it.
+    async with docker.containers.logs(container_id, tty=False, follow=True, tail=0) as stream:
+        printed = await docker.execs.run(
+            container_id, ["sh", "-c", "echo next > /proc/1/fd/1"], timeout=20
+        )
+        assert printed.exit_code == 0
+        async with asyncio.timeout(10):
+            frame = await anext(aiter(stream))
+        assert (frame.stream, frame.data) == (StreamType.STDOUT, b"next\n")
+
+    with pytest.raises(docker_api.NotFound):
+        async with docker.containers.logs("dltest-no-such-container", tty=False):
+            pass
+
+    tty_id = await make(
+        docker, cleanup, unique_name("logstty"), Cmd=["sh", "-c", "echo tty"], Tty=True
+    )
+    await docker.containers.start(tty_id)
+    await docker.containers.wait(tty_id, timeout=30)
+    async with docker.containers.logs(tty_id, tty=True) as stream:
+        assert [(f.stream, f.data) async for f in stream] == [(StreamType.STDOUT, b"tty\r\n")]
 
 
 async def test_stats_one_shot_and_streamed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from dockerlink.stats.cgroups import (
     parse_net_dev,
     read_figures,
 )
-from dockerlink.stats.sources import CgroupSource, cgroup_source_for
+from dockerlink.stats.sources import CgroupSource, cgroup_source_choice
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -228,10 +229,69 @@ def test_missing_or_broken_files(tmp_path: Path) -> None:
         read(v2)
 
 
-def test_net_dev_sums_every_interface_but_lo() -> None:
-    text = net_dev(lo=(1, 2), eth0=(100, 200), eth1=(1000, 2000), tunl0=(0, 0))
+def test_net_dev_sums_the_interfaces_the_engine_counts() -> None:
+    # libnetwork reports the interfaces it put in the namespace, one per endpoint: eth0, eth1...
+    text = net_dev(lo=(1, 2), eth0=(100, 200), eth1=(1000, 2000), tunl0=(5, 5))
     assert parse_net_dev(text.encode()) == (2200, 1100)
     assert parse_net_dev(NET_DEV_HEADER.encode()) == (0, 0)
+    # A VPN container's tunnel carries the same traffic as eth0: counted once, as the engine does.
+    vpn = net_dev(lo=(1, 1), eth0=(100, 200), wg0=(90, 180), tun0=(80, 160))
+    assert parse_net_dev(vpn.encode()) == (200, 100)
+    # Docker in docker: the nested engine's bridge and veths are not the container's endpoints.
+    nested = net_dev(
+        eth0=(100, 200), docker0=(50, 60), veth1a2b3c=(70, 80), veth4d5e6f=(1, 2), eth10=(1, 1)
+    )
+    assert parse_net_dev(nested.encode()) == (201, 101)
+    assert parse_net_dev(net_dev(ethernet=(9, 9), eth=(9, 9), xeth0=(9, 9)).encode()) == (0, 0)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_init_in_a_child_cgroup_reads_the_whole_container(tmp_path: Path, version: int) -> None:
+    # Docker in docker, kind/k3d, systemd in a container: init moves into .../docker-<id>.scope/init
+    # (v2 allows no processes in a cgroup with children); the container is the whole scope.
+    host = FakeHost(tmp_path, version)
+    scope = f"system.slice/docker-{CID}.scope"
+    host.add(CID, scope, Figures(cpu_ns=500 * 10**9, usage=2000 * MIB, inactive_file=0))
+    host.add(CID, f"{scope}/init", Figures(cpu_ns=3 * 10**9, usage=19 * MIB, inactive_file=0))
+    assert (host.proc / str(PID) / "cgroup").read_text().rstrip().endswith(f"{scope}/init")
+    reading = read(host)
+    assert reading.cpu_ns == 500 * 10**9
+    assert reading.memory_used_bytes == 2000 * MIB
+    # the same under a --cgroup-parent, deeper in the tree
+    deep = FakeHost(tmp_path / "deep", version)
+    parent = f"customers/{CID}"
+    deep.add(CID, parent, Figures(cpu_ns=7 * 10**9))
+    deep.add(CID, f"{parent}/init/more", Figures(cpu_ns=1))
+    assert read(deep).cpu_ns == 7 * 10**9
+
+
+def test_files_are_read_to_the_end_when_the_kernel_returns_a_page_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record file (net/dev) gives about a page per read: a short read is not the end."""
+    host = FakeHost(tmp_path, 2)
+    host.add(CID, f"docker/{CID}", Figures())
+    # a nested engine's bridge and 200 veths between the container's two endpoints: ~12 KiB
+    interfaces = {"eth0": (1000, 2000), "docker0": (5, 5)}
+    interfaces.update({f"veth{n:06x}": (3, 3) for n in range(200)})
+    interfaces["eth1"] = (10, 20)
+    text = net_dev(**interfaces)
+    assert len(text) > 2 * 4096
+    (host.proc / str(PID) / "net" / "dev").write_text(text)
+    page = 4096
+    real_read = os.read
+    reads: list[int] = []
+
+    def one_page_at_a_time(fd: int, n: int) -> bytes:
+        data = real_read(fd, min(n, page))
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", one_page_at_a_time)
+    reading = read(host)
+    monkeypatch.undo()
+    assert (reading.tx_bytes, reading.rx_bytes) == (2020, 1010)
+    assert reads.count(page) >= 2  # the fake really returned short reads
 
 
 def test_cgroup_version(tmp_path: Path) -> None:
@@ -245,13 +305,20 @@ def test_cgroup_version(tmp_path: Path) -> None:
 def test_the_setting_picks_the_source(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, 2)
     local, remote = "/run/docker.sock", "tcp://10.0.0.5:2376"
-    auto = cgroup_source_for("auto", local, host.root, host.proc)
+    auto, why = cgroup_source_choice("auto", local, host.root, host.proc)
     assert auto is not None
-    assert auto.version == 2
-    assert cgroup_source_for("api", local, host.root, host.proc) is None
-    assert cgroup_source_for("auto", remote, host.root, host.proc) is None
-    assert cgroup_source_for("cgroup", remote, host.root, host.proc) is not None
-    assert cgroup_source_for("auto", local, tmp_path / "nothing", host.proc) is None
+    assert (auto.version, why) == (2, "")
+    assert cgroup_source_choice("api", local, host.root, host.proc) == (None, "stats_source=api")
+    assert cgroup_source_choice("auto", remote, host.root, host.proc) == (
+        None,
+        "the engine is reached over tcp://, its containers' files are not here",
+    )
+    assert cgroup_source_choice("cgroup", remote, host.root, host.proc)[0] is not None
+    nothing = tmp_path / "nothing"
+    assert cgroup_source_choice("auto", local, nothing, host.proc) == (
+        None,
+        f"no cgroup hierarchy at {nothing}",
+    )
 
 
 def test_the_source_remembers_where_files_are_and_looks_again_when_they_go(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from dockerlink.stats.series import Sample
 from dockerlink.stats.sources import CgroupSource
 from dockerlink.stats.store import HistoryStore
 
+from ..conftest import wait_for
 from .clock import Clock
 from .test_stats_cgroups import FakeHost, Figures
 from .test_stats_sampler import GIB, MIB, FakeContainer, FakeEngine
@@ -191,3 +195,88 @@ async def test_the_on_the_spot_sample_reads_the_files_too(tmp_path: Path, clock:
     assert sampler.describe_source() == (
         "figures from cgroup v1 files, else from the engine's stats API"
     )
+
+
+async def run_one_tick(sampler: Sampler) -> None:
+    """Start the sampler as the service does, until its first tick is done."""
+    task = asyncio.create_task(sampler.run())
+    try:
+        await wait_for(lambda: sampler.ticks >= 1 or task.done(), timeout=10)
+        assert not task.done(), task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_the_start_up_log_says_the_cgroup_files_are_used(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    boxes = Box(1), Box(2), Box(3, running=False)
+    engine = FakeEngine(*boxes)
+    host = FakeHost(tmp_path, 1)
+    for box in boxes[:2]:
+        box.write_files(host)
+    sampler = sampler_for(
+        engine, store_in(tmp_path / "s", clock), clock, host=host, mirror=FakeMirror(engine)
+    )
+    with caplog.at_level(logging.INFO, logger="dockerlink.stats"):
+        await run_one_tick(sampler)
+    sources = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stats source")]
+    assert sources == ["stats source: cgroup v1 files (2 running containers)"]
+
+
+async def test_the_start_up_log_names_a_container_whose_proc_entry_is_hidden(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ProtectProc=invisible (or hidepid=) hides other users' processes: their /proc/<pid> is
+    not there, so every figure comes from the engine, and the log says so and why."""
+    visible, hidden = Box(1), Box(2)
+    engine = FakeEngine(visible, hidden)
+    host = FakeHost(tmp_path, 1)
+    visible.write_files(host)
+    hidden.write_files(host)
+    shutil.rmtree(host.proc / str(hidden.pid))
+    sampler = sampler_for(
+        engine, store_in(tmp_path / "s", clock), clock, host=host, mirror=FakeMirror(engine)
+    )
+    with caplog.at_level(logging.INFO, logger="dockerlink.stats"):
+        await run_one_tick(sampler)
+    sources = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stats source")]
+    assert sources == [
+        f"stats source: cgroup v1 files for 1 of 2 running containers, api for 1 "
+        f"({hidden.id[:12]}: cgroup files unreadable for {host.proc}/{hidden.pid}: "
+        "No such file or directory (a /proc that hides other users' processes does this: "
+        "systemd's ProtectProc=, the hidepid= mount option))"
+    ]
+    assert (sampler.cgroup_samples, sampler.api_samples) == (1, 1)
+
+    # Every process hidden: the API for all, said once; a tick that changes nothing says nothing.
+    shutil.rmtree(host.proc / str(visible.pid))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dockerlink.stats"):
+        await sampler.tick()
+        clock.now += 15
+        await sampler.tick()
+    sources = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stats source")]
+    assert sources == [
+        f"stats source: api (cgroup files unreadable for {host.proc}/{visible.pid}: "
+        "No such file or directory (a /proc that hides other users' processes does this: "
+        "systemd's ProtectProc=, the hidepid= mount option); and 1 more)"
+    ]
+
+
+async def test_the_start_up_log_without_a_cgroup_source_says_why(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = FakeEngine(Box(1))
+    sampler = sampler_for(
+        engine,
+        store_in(tmp_path / "s", clock),
+        clock,
+        mirror=FakeMirror(engine),
+        no_cgroups_reason="no cgroup hierarchy at /nowhere",
+    )
+    with caplog.at_level(logging.INFO, logger="dockerlink.stats"):
+        await run_one_tick(sampler)
+    assert "stats source: api (no cgroup hierarchy at /nowhere)" in caplog.messages

@@ -75,6 +75,7 @@ def recorded_week() -> Iterator[Sample]:
 
 
 def answers(store: HistoryStore, clock: Clock, label: str) -> dict[str, str]:
+    store.flush()  # with a writer thread: every sample appended so far is served
     found = {}
     for scale in ("instant", "day", "week"):
         for since in (0, int(clock.now) - 5000):
@@ -84,11 +85,11 @@ def answers(store: HistoryStore, clock: Clock, label: str) -> dict[str, str]:
     return found
 
 
-def record(root: Path) -> dict[str, str]:
+def record(root: Path, *, writer_thread: bool = False) -> dict[str, str]:
     """Feed the recorded week to a store on ``root`` as the sampler would (maintenance once a
     minute), and collect the answers."""
     clock = Clock(T0)
-    store = HistoryStore(root, clock=clock)
+    store = HistoryStore(root, clock=clock, writer_thread=writer_thread)
     store.open()
     found: dict[str, str] = {}
     next_maintain = T0 + 60
@@ -108,7 +109,7 @@ def record(root: Path) -> dict[str, str]:
     clock.now = END - 1800
     found.update(answers(store, clock, "before restart"))
     store.close()
-    store = HistoryStore(root, clock=clock)
+    store = HistoryStore(root, clock=clock, writer_thread=writer_thread)
     store.open()
     found.update(answers(store, clock, "restarted"))
     for sample in after_restart:
@@ -123,15 +124,18 @@ def record(root: Path) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("decoded_samples", [store_module.DECODED_SAMPLES, 1])
+@pytest.mark.parametrize(
+    ("decoded_samples", "writer_thread"),
+    [(store_module.DECODED_SAMPLES, False), (1, False), (store_module.DECODED_SAMPLES, True)],
+)
 def test_answers_are_those_of_the_recorded_week(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded_samples: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded_samples: int, writer_thread: bool
 ) -> None:
-    """With the store's cache of decoded history, and with (almost) none: every query then
-    decodes the lines kept in memory."""
+    """With the store's cache of decoded history, with (almost) none (every query then decodes
+    the lines kept in memory), and with the writer thread the service uses."""
     monkeypatch.setattr(store_module, "DECODED_SAMPLES", decoded_samples)
     expected = orjson.loads(lzma.decompress(FIXTURE.read_bytes()))
-    found = record(tmp_path / "stats")
+    found = record(tmp_path / "stats", writer_thread=writer_thread)
     assert list(found) == list(expected)
     for key, body in found.items():
         assert body == expected[key], f"{key}: the answer differs"

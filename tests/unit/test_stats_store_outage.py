@@ -1,11 +1,13 @@
 """HistoryStore on a disk that refuses writes: samples kept in memory, files never broken, and
-one log line when the outage begins and one when it ends, however writes interleave."""
+one log line when the outage begins and one when it ends, however writes interleave; the same
+whether the caller writes or the store's writer thread does."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,10 +50,21 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
     return Disk(monkeypatch)
 
 
+@pytest.fixture(params=["inline", "writer thread"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[HistoryStore]:
+    history = HistoryStore(
+        tmp_path / "stats", clock=clock, writer_thread=request.param == "writer thread"
+    )
+    history.open()
+    yield history
+    history.close()
+
+
 def tick(store: HistoryStore, clock: Clock, i: int, *containers: str) -> None:
     clock.now = T0 + 15 * i
     for container_id in containers:
         assert store.append(container_id, make_sample(int(clock.now), i))
+    store.flush()
 
 
 def test_one_line_per_outage_while_other_files_still_take_lines(

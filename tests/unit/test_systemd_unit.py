@@ -87,6 +87,19 @@ def test_it_runs_unprivileged_with_only_the_socket_and_its_data(
     assert values(service, "ReadWritePaths") == []  # StateDirectory= is the only writable place
 
 
+def test_it_lets_the_stats_sampler_see_the_containers_processes(
+    unit: dict[str, list[tuple[str, str]]],
+) -> None:
+    # The cgroup stats source reads /proc/<pid>/{cgroup,net/dev} of every container's init,
+    # which belongs to another user: invisible/noaccess/ptraceable would hide it.
+    service = unit["Service"]
+    assert values(service, "ProtectProc") in ([], ["default"])
+    assert values(service, "ProcSubset") in ([], ["all"])
+    # ... and the rest of the sandbox stays
+    assert values(service, "ProtectKernelTunables") == ["yes"]
+    assert values(service, "ProtectControlGroups") == ["yes"]  # read-only is enough to read
+
+
 def test_systemd_accepts_it(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

@@ -1,0 +1,219 @@
+"""The history store's writer thread: no request waits on the disk, what is served is written,
+nothing queued is lost at close, and a history that cannot be deleted is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dockerlink.settings import Settings
+from dockerlink.stats import store as store_module
+from dockerlink.stats.store import HistoryStore
+from tests.conftest import serve, wait_for
+
+from .clock import T0, Clock
+from .fakes import GIB, fake_engine_client
+from .test_stats_store import CID, OTHER, make_sample
+
+#: How long the slow disk takes for each line.
+SLOW_WRITE_S = 0.5
+#: A request must answer in a fifth of that while the disk is busy.
+FAST_ANSWER_S = SLOW_WRITE_S / 5
+
+
+class SlowDisk:
+    """Replaces the store's line writer: each line takes ``delay_s`` (or waits for ``gate``),
+    and whether a line is being written right now is known (``busy``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.busy = 0
+        self.lines = 0
+        self.threads: set[str] = set()
+        real = store_module._append_line
+
+        def append_line(path: Path, line: bytes) -> None:
+            self.busy += 1
+            self.threads.add(threading.current_thread().name)
+            try:
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                else:
+                    self.gate.wait(10)
+                real(path, line)
+                self.lines += 1
+            finally:
+                self.busy -= 1
+
+        monkeypatch.setattr(store_module, "_append_line", append_line)
+
+
+@pytest.fixture
+def threaded(tmp_path: Path, clock: Clock) -> Iterator[HistoryStore]:
+    history = HistoryStore(tmp_path / "stats", clock=clock, writer_thread=True)
+    history.open()
+    yield history
+    history.close()
+
+
+def test_a_sample_is_served_once_its_line_is_written(
+    threaded: HistoryStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    disk = SlowDisk(monkeypatch)  # every line waits for the gate
+    first, second = make_sample(T0, 0), make_sample(T0 + 15, 1)
+    started = time.monotonic()
+    assert threaded.append(CID, first)
+    assert threaded.append(CID, second)
+    assert time.monotonic() - started < FAST_ANSWER_S  # queued, not written
+    # Not served before it is on disk (so a kill -9 cannot lose what was served) ...
+    assert threaded.query(CID) is None
+    assert CID not in threaded
+    # ... but the sampler's next delta and the same-second rule already count it.
+    assert threaded.last(CID) == second
+    assert not threaded.append(CID, make_sample(T0 + 15, 2))
+    disk.gate.set()
+    threaded.flush()
+    assert threaded.query(CID) == [first, second]
+    assert disk.threads == {"dockerlink-stats-writer"}
+    assert (tmp_path / "stats" / CID / f"raw-{T0}.jsonl").read_bytes().count(b"\n") == 2
+
+
+async def test_written_waits_for_the_lines_without_blocking_the_loop(
+    threaded: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = SlowDisk(monkeypatch)
+    assert threaded.append(CID, make_sample(T0, 0))
+    waiter = asyncio.create_task(threaded.written())
+    await asyncio.sleep(0.05)  # the loop runs meanwhile
+    assert not waiter.done()
+    disk.gate.set()
+    await asyncio.wait_for(waiter, 10)
+    assert threaded.query(CID) == [make_sample(T0, 0)]
+
+
+def test_close_writes_everything_queued(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SlowDisk(monkeypatch, delay_s=0.01)
+    history = HistoryStore(tmp_path / "stats", clock=clock, writer_thread=True)
+    history.open()
+    samples = [make_sample(T0 + 15 * i, i) for i in range(20)]
+    for sample in samples:
+        assert history.append(CID, sample)
+    history.close()
+    monkeypatch.undo()
+    again = HistoryStore(tmp_path / "stats", clock=clock)
+    again.open()
+    assert again.query(CID) == samples
+    again.close()
+
+
+def test_delete_and_retention_only_queue_the_disk_work(
+    threaded: HistoryStore, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    disk = SlowDisk(monkeypatch)
+    root = tmp_path / "stats"
+    assert threaded.append(CID, make_sample(T0, 0))
+    assert threaded.append(OTHER, make_sample(T0, 0))
+    started = time.monotonic()
+    threaded.delete(CID)
+    assert not threaded.append(CID, make_sample(T0 + 30, 1))  # deleted: refused
+    clock.now = T0 + 8 * 24 * 3600  # everything of OTHER has expired
+    threaded.maintain()
+    assert time.monotonic() - started < FAST_ANSWER_S
+    disk.gate.set()
+    threaded.flush()
+    threaded.maintain()  # OTHER's sample is served now, and expired
+    threaded.flush()
+    assert not (root / CID).exists()
+    assert not (root / OTHER).exists()
+    assert threaded.container_ids() == []
+
+
+def test_a_history_that_cannot_be_deleted_is_logged(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert store.append(CID, make_sample(T0, 0))
+    real_unlink = os.unlink
+
+    def refuse(path: Any, *args: Any, **kw: Any) -> None:
+        if str(path).startswith("raw-"):
+            raise PermissionError(13, "Permission denied", str(path))
+        real_unlink(path, *args, **kw)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    with caplog.at_level(logging.WARNING, logger="dockerlink.stats"):
+        store.delete(CID)
+    monkeypatch.undo()
+    assert f"stats history: cannot delete {store.root}/{CID}" in caplog.text
+    assert "Permission denied" in caplog.text
+    assert CID not in store
+
+
+# -- over HTTP -------------------------------------------------------------------------------------
+
+BOXES = [f"{n:x}" * 64 for n in range(1, 4)]
+
+
+def engine(request: httpx.Request) -> httpx.Response:
+    """Three stopped containers: a sample each per tick, with no stats call."""
+    path = request.url.path
+    if path.endswith("/containers/json"):
+        return httpx.Response(200, json=[{"Id": box} for box in BOXES])
+    for box in BOXES:
+        if path.endswith(f"/containers/{box}/json"):
+            return httpx.Response(
+                200,
+                json={
+                    "Id": box,
+                    "Name": f"/box{box[0]}",
+                    "State": {"Running": False, "Status": "exited"},
+                    "HostConfig": {"Memory": GIB // 2},
+                    "Config": {"Labels": {}},
+                },
+            )
+    return httpx.Response(404, json={"message": "not here"})
+
+
+async def test_requests_never_wait_on_a_slow_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every line takes 0.5 s to write while the sampler appends three samples every 0.2 s: /health
+    and a stats query still answer in under 0.1 s, while a line is being written."""
+    settings = Settings(docker_sock="/fake.sock", data_dir=tmp_path / "data", sample_interval=0.2)
+    now = int(time.time())
+    stored = HistoryStore(settings.data_dir / "stats")  # a history to query, written beforehand
+    stored.open()
+    for i in range(1, 100):
+        assert stored.append(BOXES[0], make_sample(now - 1000 + 10 * i, i))
+    stored.close()
+    disk = SlowDisk(monkeypatch, delay_s=SLOW_WRITE_S)
+    docker = fake_engine_client(engine)
+    timings: list[tuple[str, float]] = []
+    async with serve(settings, docker=docker) as client:
+        await wait_for(lambda: disk.busy, timeout=10, interval=0.01)
+        for path in ["/health", f"/v1/container/stats?id={BOXES[0]}"] * 5:
+            await wait_for(lambda: disk.busy, timeout=10, interval=0.01)
+            lines_before = disk.lines
+            started = time.monotonic()
+            response = await client.get(path)
+            elapsed = time.monotonic() - started
+            # the same line was being written all along: the request ran beside a slow write
+            overlapped = disk.busy and disk.lines == lines_before
+            assert response.status_code == 200, response.text
+            timings.append((path, elapsed))
+            assert overlapped, "the request did not run while a line was being written"
+        assert disk.threads == {"dockerlink-stats-writer"}
+    await docker.close()
+    slow = [(path, round(elapsed, 3)) for path, elapsed in timings if elapsed >= FAST_ANSWER_S]
+    assert not slow, f"requests that waited on the disk ({SLOW_WRITE_S} s a line): {slow}"
