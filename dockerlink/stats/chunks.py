@@ -22,7 +22,7 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path
 
-from .codec import KEYFRAME_EVERY, LineEncoder, decode_lines
+from .codec import KEYFRAME_EVERY, LineEncoder, decode_chunk
 from .series import Sample, Series
 
 __all__ = ["ChunkedSeries", "DecodedCache"]
@@ -181,11 +181,11 @@ class ChunkedSeries:
             series = Series()
             newest = self._floor
             for _, lines in self._chunks_in_order():
-                samples: list[Sample] = []
-                for sample in decode_lines(lines.split(b"\n")):
-                    if sample.t > newest:  # strictly increasing, whatever a file holds
+                samples: list[tuple[int, ...]] = []
+                for sample in decode_chunk(lines):
+                    if sample[0] > newest:  # strictly increasing, whatever a file holds
                         samples.append(sample)
-                        newest = sample.t
+                        newest = sample[0]
                 series.extend(samples)
             self._decoded = series
             self._last, self._last_known = series.last(), True
@@ -208,9 +208,9 @@ class ChunkedSeries:
         if not self._last_known:
             self._last = None
             for _, lines in reversed(self._chunks_in_order()):
-                found = [s for s in decode_lines(lines.split(b"\n")) if s.t > self._floor]
+                found = [s for s in decode_chunk(lines) if s[0] > self._floor]
                 if found:
-                    self._last = max(found, key=lambda s: s.t)
+                    self._last = Sample(*max(found, key=lambda s: s[0]))
                     break
             self._last_known = True
         return self._last
@@ -225,10 +225,10 @@ class ChunkedSeries:
         for start, lines in self._chunks_in_order():
             if start + self.period_s - 1 <= t:
                 continue
-            for sample in decode_lines(lines.split(b"\n")):
-                if sample.t > newest:
-                    found.append(sample)
-                    newest = sample.t
+            for sample in decode_chunk(lines):
+                if sample[0] > newest:
+                    found.append(Sample(*sample))
+                    newest = sample[0]
         return found
 
     def _chunk(self, start: int) -> bytes:

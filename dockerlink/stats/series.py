@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 __all__ = [
@@ -74,8 +74,8 @@ class Series:
         for column, value in zip(self.columns, sample, strict=True):
             column.append(value)
 
-    def extend(self, samples: list[Sample]) -> None:
-        """Append many samples at once (loading a file)."""
+    def extend(self, samples: Sequence[tuple[int, ...]]) -> None:
+        """Append many samples (or tuples in :class:`Sample` field order) at once."""
         if samples:
             for column, values in zip(self.columns, zip(*samples, strict=True), strict=True):
                 column.extend(values)
