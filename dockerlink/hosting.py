@@ -256,7 +256,8 @@ class Hosting:
         if ids:
             infos = [mirror.get(ref) if mirror else None for ref in ids]
             missing = [ref for ref, info in zip(ids, infos, strict=True) if info is None]
-            looked_up = dict(zip(missing, await inspect_many(self.docker, missing), strict=True))
+            inspected = await inspect_many(self.docker, missing) if missing else []
+            looked_up = dict(zip(missing, inspected, strict=True))
             for ref, info in zip(ids, infos, strict=True):
                 if info is not None:
                     success[ref] = self._describe_mirrored(info)

@@ -328,6 +328,45 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/container/stats/latest": {
+                "get": {
+                    "summary": "the newest sample of every container sampled in the last 4 hours",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["sample_interval", "latest"],
+                                "properties": {
+                                    "sample_interval": {
+                                        "type": "number",
+                                        "description": "seconds between two samples",
+                                    },
+                                    "latest": {
+                                        "type": "object",
+                                        "description": "by full container id",
+                                        "additionalProperties": {
+                                            "allOf": [
+                                                _SAMPLE,
+                                                {
+                                                    "type": "object",
+                                                    "required": ["t"],
+                                                    "properties": {
+                                                        "t": {
+                                                            "type": "integer",
+                                                            "description": "unix seconds",
+                                                        }
+                                                    },
+                                                },
+                                            ]
+                                        },
+                                    },
+                                },
+                            }
+                        ),
+                        **{code: _COMMON_ERRORS[code] for code in ("401", "403")},
+                    },
+                }
+            },
             "/v1/container/logs": {
                 "get": {
                     "summary": "the container's output, stdout and stderr in order",

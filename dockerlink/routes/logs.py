@@ -71,7 +71,7 @@ def _drop(request: Request) -> None:
 
 
 def _age_s(request: Request) -> float:
-    started = getattr(request.ctx, "started_s", None)
+    started = getattr(request, "started_s", None)  # set by the app's request class
     return time.monotonic() - started if isinstance(started, float) else 0.0
 
 

@@ -2,6 +2,7 @@
 
 - :mod:`.resources`: pure functions, the figures ``docker stats`` shows;
 - :mod:`.series`: a sample, compact in-memory series, bucket points, the route's JSON;
+- :mod:`.chunks`: a tier's history in memory as encoded lines, decoded on demand;
 - :mod:`.codec` and :mod:`.store`: the JSON-lines files (format and retention in ``store``);
 - :mod:`.sampler`: the one background task that samples every container.
 """

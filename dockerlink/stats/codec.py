@@ -23,7 +23,7 @@ import orjson
 from .resources import net_delta
 from .series import Sample
 
-__all__ = ["KEYFRAME_EVERY", "LineDecoder", "LineEncoder", "decode_lines"]
+__all__ = ["KEYFRAME_EVERY", "LineDecoder", "LineEncoder", "decode_chunk", "decode_lines"]
 
 #: At most this many delta lines follow a keyframe: a line that cannot be read (torn by a crash,
 #: damaged on disk) loses the samples up to the next keyframe and no more.
@@ -153,3 +153,75 @@ def decode_lines(lines: Iterable[bytes]) -> Iterator[Sample]:
         sample = decoder.decode(line)
         if sample is not None:
             yield sample
+
+
+def decode_chunk(data: bytes) -> list[tuple[int, ...]]:
+    """Every sample the lines of ``data`` (a file's, or a run of them) hold, as tuples in
+    :class:`Sample` field order: exactly what :func:`decode_lines` gives, several times faster.
+
+    The lines are parsed as one JSON array (one call instead of one per line) and the deltas
+    applied inline. When that cannot be done line for line (a damaged line, an empty one), the
+    lines are decoded one by one.
+    """
+    body = data.strip(b"\n")
+    if not body:
+        return []
+    values: Any = None
+    if b"\n\n" not in body:
+        try:
+            values = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        except orjson.JSONDecodeError:
+            values = None
+    if not isinstance(values, list) or len(values) != body.count(b"\n") + 1:
+        return [tuple(sample) for sample in decode_lines(body.split(b"\n"))]
+    found: list[tuple[int, ...]] = []
+    previous: tuple[int, ...] | None = None
+    padding = _PADDING
+    for value in values:
+        kind = type(value)
+        if kind is list:
+            count = len(value)
+            if previous is None or not 1 <= count <= 5:
+                previous = None
+                continue
+            if set(map(type, value)) != _INTS:  # bools and floats are not deltas
+                previous = None
+                continue
+            dt, d_mem, d_cpu, d_up, d_down = value + padding[count] if count < 5 else value
+            t, mem, mem_limit, cpu, cpu_limit, up, down = previous[:7]
+            new_up, new_down = up + d_up, down + d_down
+            if dt <= 0 or mem + d_mem < 0 or cpu + d_cpu < 0 or new_up < 0 or new_down < 0:
+                previous = None
+                continue
+            previous = (
+                t + dt,
+                mem + d_mem,
+                mem_limit,
+                cpu + d_cpu,
+                cpu_limit,
+                new_up,
+                new_down,
+                new_up if new_up < up else new_up - up,  # net_delta
+                new_down if new_down < down else new_down - down,
+            )
+            found.append(previous)
+        elif kind is dict:
+            previous = _keyframe_tuple(value)
+            if previous is not None:
+                found.append(previous)
+        else:
+            previous = None
+    return found
+
+
+_INTS = {int}
+
+
+def _keyframe_tuple(value: dict[str, Any]) -> tuple[int, ...] | None:
+    numbers = []
+    for key in _KEYS:
+        n = value.get(key)
+        if type(n) is not int or n < 0:
+            return None
+        numbers.append(n)
+    return tuple(numbers)

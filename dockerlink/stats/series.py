@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from ..units import GIB, KIB_PER_GIB
 
-__all__ = ["FIELDS", "Bucket", "Sample", "Series", "join_entries", "render_entries", "render_json"]
+__all__ = [
+    "FIELDS",
+    "Bucket",
+    "Sample",
+    "Series",
+    "join_entries",
+    "render_entries",
+    "render_json",
+    "render_latest",
+]
 
 
 class Sample(NamedTuple):
@@ -64,8 +73,8 @@ class Series:
         for column, value in zip(self.columns, sample, strict=True):
             column.append(value)
 
-    def extend(self, samples: list[Sample]) -> None:
-        """Append many samples at once (loading a file)."""
+    def extend(self, samples: Sequence[tuple[int, ...]]) -> None:
+        """Append many samples (or tuples in :class:`Sample` field order) at once."""
         if samples:
             for column, values in zip(self.columns, zip(*samples, strict=True), strict=True):
                 column.extend(values)
@@ -183,6 +192,39 @@ def render_entries(rows: Iterable[tuple[int, ...]]) -> list[str]:
 def render_json(rows: Iterable[tuple[int, ...]]) -> bytes:
     """The route's answer: an object keyed by timestamp text, in the order given (oldest first)."""
     return join_entries(render_entries(rows))
+
+
+#: One entry of the latest samples: the container's id, then its sample as the route shows it,
+#: with its timestamp.
+_LATEST = (
+    '"%s":{"t":%d,"memory":{"used":%.6f,"limit":%.6f},'
+    '"cpu":{"usage_percent":%.2f,"limit":%.2f},'
+    '"net":{"up":%d,"down":%d,"delta_up":%d,"delta_down":%d}}'
+)
+
+
+def render_latest(samples: Iterable[tuple[str, Sample]]) -> bytes:
+    """``{"<container id>": {"t": ..., "memory": ..., "cpu": ..., "net": ...}, ...}``: the same
+    figures, in the same units and precision, as a history's entries."""
+    entry, gib_per_kib, gib_per_byte = _LATEST, 1 / KIB_PER_GIB, 1 / GIB
+    return join_entries(
+        [
+            entry
+            % (
+                container_id,
+                s.t,
+                s.mem_used_kib * gib_per_kib,
+                s.mem_limit_bytes * gib_per_byte,
+                s.cpu_centi / 100,
+                s.cpu_limit_centi / 100,
+                s.up_kib,
+                s.down_kib,
+                s.delta_up_kib,
+                s.delta_down_kib,
+            )
+            for container_id, s in samples
+        ]
+    )
 
 
 def join_entries(entries: list[str]) -> bytes:

@@ -52,10 +52,15 @@ files whose period ended more than the tier's window ago, so a container holds a
 5 day and 8 week files. A container removed behind dockerlink's back keeps its history until
 then; :meth:`HistoryStore.delete` removes one at once (a delete through the API).
 
-**Memory.** Every tier of every container is kept in memory as a :class:`.series.Series` (72
-bytes a sample, about 160 KB per container at 15 s sampling), loaded at :meth:`HistoryStore.open`;
-queries never touch the disk. The 4-hour answers of the most recently queried containers are also
-kept rendered (``HOT_ENTRIES``, about 6 MB), so that a panel asking again pays a slice and a join.
+**Memory.** Each tier of each container is a :class:`.chunks.ChunkedSeries`: the lines of its
+current file period in memory as written, the periods closed since start-up compressed, and the
+files of the periods before start-up left on disk (they never change again) until a query reads
+them; a thousand containers' weeks take ~15 MB at start and ~30 MB once every file was written by
+this process, where decoded they took ~160 MB. :meth:`HistoryStore.open` reads only the newest
+file of each tier. A query decodes what it asks for; the decoded tiers of the series read last
+are kept (``DECODED_SAMPLES``, about 11 MB), and the 4-hour answers of the most recently queried
+containers are kept rendered (``HOT_ENTRIES``, about 6 MB), so that a panel asking again pays a
+slice and a join.
 
 **One writer.** Every disk operation after :meth:`HistoryStore.open` (appending a line, repairing a
 torn tail, making a directory, deleting expired files and removed histories) is done by one
@@ -97,8 +102,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .codec import KEYFRAME_EVERY, LineEncoder, decode_lines
-from .series import Bucket, Sample, Series, join_entries, render_entries, render_json
+from .chunks import ChunkedSeries, DecodedCache
+from .codec import KEYFRAME_EVERY, LineEncoder
+from .series import Bucket, Sample, join_entries, render_entries, render_json
 
 __all__ = [
     "DAY",
@@ -144,6 +150,9 @@ TOMBSTONE_S = HOUR_S
 #: entries in all (32 containers at 15 s sampling, about 6 MB): a panel showing a container asks
 #: again and again, and rendering 960 samples is most of a query's cost.
 HOT_ENTRIES = 32 * 960
+#: Decoded samples kept for the series read last, in all (72 bytes each: about 11 MB): the
+#: week, day and 4-hour windows of ~70 containers.
+DECODED_SAMPLES = 150_000
 #: A write outage is no longer waited on for a container not sampled for this long.
 STALE_FAILURE_S = 600
 #: How far back from the end of a file a torn line is looked for.
@@ -166,8 +175,8 @@ class _Track:
 
     __slots__ = ("bucket", "closed_before", "files", "series")
 
-    def __init__(self) -> None:
-        self.series = Series()
+    def __init__(self, period_s: int, cache: DecodedCache) -> None:
+        self.series = ChunkedSeries(period_s, cache)
         #: The period starts of its files (those asked of the writer included).
         self.files: set[int] = set()
         #: Aggregated tiers: the open bucket, and the index below which buckets are written.
@@ -176,16 +185,16 @@ class _Track:
 
     @property
     def empty(self) -> bool:
-        return not self.files and not len(self.series) and self.bucket is None
+        return not self.files and self.series.last() is None and self.bucket is None
 
 
 class _History:
     __slots__ = ("container_id", "directory", "tracks")
 
-    def __init__(self, container_id: str, directory: Path | None) -> None:
+    def __init__(self, container_id: str, directory: Path | None, cache: DecodedCache) -> None:
         self.container_id = container_id
         self.directory = directory
-        self.tracks = {tier.name: _Track() for tier in TIERS}
+        self.tracks = {tier.name: _Track(tier.file_period_s, cache) for tier in TIERS}
 
 
 class HistoryStore:
@@ -207,6 +216,7 @@ class HistoryStore:
         self.root = root
         self._clock = clock
         self._histories: dict[str, _History] = {}
+        self._decoded = DecodedCache(DECODED_SAMPLES)
         #: The newest sample accepted for each container while its line is not yet written.
         self._unwritten: dict[str, Sample] = {}
         #: Raw samples whose lines the writer has written (or failed to), to be served.
@@ -297,6 +307,16 @@ class HistoryStore:
         history = self._histories.get(container_id)
         return history.tracks[RAW.name].series.last() if history is not None else None
 
+    def latest(self) -> list[tuple[str, Sample]]:
+        """The newest sample of every container sampled in the last 4 hours."""
+        after = self._clock() - RAW.window_s
+        found = []
+        for container_id in list(self._histories):
+            sample = self.last(container_id)
+            if sample is not None and sample.t > after:
+                found.append((container_id, sample))
+        return found
+
     def rows(
         self, container_id: str, *, scale: str = "instant", since: float = 0.0
     ) -> list[tuple[int, ...]] | None:
@@ -309,7 +329,8 @@ class HistoryStore:
         tier = tier_for_scale(scale)
         track = history.tracks[tier.name]
         after = max(since, self._clock() - tier.window_s)
-        rows = list(track.series.rows(track.series.index_after(after)))
+        series = track.series.decoded()
+        rows = list(series.rows(series.index_after(after)))
         provisional = track.bucket.point() if track.bucket is not None else None
         if provisional is not None and provisional.t > after:
             rows.append(provisional.as_tuple())
@@ -328,9 +349,10 @@ class HistoryStore:
         self._serve_written()
         history = self._histories.get(container_id)
         if history is not None and tier_for_scale(scale) is RAW:
-            series = history.tracks[RAW.name].series
+            entries = self._hot_entries(history)
+            series = history.tracks[RAW.name].series.decoded()
             start = series.index_after(max(since, self._clock() - RAW.window_s))
-            return join_entries(self._hot_entries(history)[start:])
+            return join_entries(entries[start:])
         rows = self.rows(container_id, scale=scale, since=since)
         return None if rows is None else render_json(rows)
 
@@ -340,7 +362,7 @@ class HistoryStore:
         if entries is not None:
             self._rendered.move_to_end(history.container_id)
             return entries
-        entries = render_entries(history.tracks[RAW.name].series.rows())
+        entries = render_entries(history.tracks[RAW.name].series.decoded().rows())
         if len(entries) <= HOT_ENTRIES:
             self._rendered[history.container_id] = entries
             self._rendered_entries += len(entries)
@@ -452,7 +474,7 @@ class HistoryStore:
         history = self._histories.get(container_id)
         if history is None:
             directory = self.root / container_id if self.root is not None else None
-            history = _History(container_id, directory)
+            history = _History(container_id, directory, self._decoded)
             self._histories[container_id] = history
         raw = history.tracks[RAW.name]
         if history.directory is not None:
@@ -484,10 +506,15 @@ class HistoryStore:
         self._serve_written()
         now = self._clock()
         for container_id, history in list(self._histories.items()):
+            # A sample still being written may belong to a bucket whose time is over: that
+            # bucket closes when the sample is served (or at the next maintenance), so that
+            # the point holds it, as it would have without a writer thread.
+            in_flight = container_id in self._unwritten
             for tier in TIERS[1:]:
                 track = history.tracks[tier.name]
                 bucket = track.bucket
-                if bucket is not None and (bucket.index + 1) * tier.resolution_s <= now:
+                over = bucket is not None and (bucket.index + 1) * tier.resolution_s <= now
+                if over and not in_flight:
                     self._close_bucket(history, tier)
             for tier in TIERS:
                 self._expire(history, tier, now)
@@ -539,46 +566,45 @@ class HistoryStore:
                 break
             self._submit(self._writer.unlink, history.container_id, tier, start)
             track.files.discard(start)
-        dropped = track.series.drop_until(horizon)
         entries = self._rendered.get(history.container_id) if tier is RAW else None
+        if entries is not None:
+            track.series.decoded()  # the entries follow the decoded view, sample for sample
+        dropped = track.series.drop_until(horizon)
         if dropped and entries is not None:
             del entries[:dropped]
             self._rendered_entries -= dropped
 
     def _load(self, directory: Path) -> _History:
         container_id = directory.name
-        history = _History(container_id, directory)
+        history = _History(container_id, directory, self._decoded)
         by_tier = {tier.name: tier for tier in TIERS}
         files: list[tuple[str, int]] = []
         for name in os.listdir(directory):
             match = _FILE_NAME.fullmatch(name)
             if match and match.group(1) in by_tier:
                 files.append((match.group(1), int(match.group(2))))
-        for tier_name, start in sorted(files, key=lambda f: f[1]):
+        newest = {tier_name: start for tier_name, start in sorted(files, key=lambda f: f[1])}
+        for tier_name, start in files:
             track = history.tracks[tier_name]
             track.files.add(start)
+            path = directory / _file_name(by_tier[tier_name], start)
+            if start != newest[tier_name]:
+                track.series.load_file(start, path)  # read when a query needs it
+                continue
             try:
-                data = (directory / _file_name(by_tier[tier_name], start)).read_bytes()
+                data = path.read_bytes()
             except OSError as exc:
                 log.warning("stats history: cannot read %s: %s", directory, exc)
                 continue
-            series = track.series
-            newest = series.times[-1] if len(series) else -1
-            samples: list[Sample] = []
-            for sample in decode_lines(data.split(b"\n")):
-                if sample.t > newest:  # strictly increasing, whatever a file holds
-                    samples.append(sample)
-                    newest = sample.t
-            series.extend(samples)
+            track.series.load_chunk(start, data)
         # Rebuild the open buckets (and any point a crash kept from being written) from raw.
         raw = history.tracks[RAW.name].series
         for tier in TIERS[1:]:
             track = history.tracks[tier.name]
             point = track.series.last()
             track.closed_before = point.t // tier.resolution_s + 1 if point is not None else 0
-            first = raw.index_after(track.closed_before * tier.resolution_s - 1)
-            for row in raw.rows(first):
-                self._feed(history, tier, Sample(*row))
+            for sample in raw.samples_after(track.closed_before * tier.resolution_s - 1):
+                self._feed(history, tier, sample)
         return history
 
 

@@ -9,8 +9,11 @@ data, switches scale and refreshes itself. The screenshot goes to a temporary fo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from functools import partial
@@ -20,7 +23,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright
 
-from docker_api import DockerClient
+from docker_api import DockerClient, NotFound
 from dockerlink.settings import Settings
 
 from ..conftest import REPO, TEST_TOKEN, engine_required, serve_app, wait_for
@@ -194,6 +197,7 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
         await page.fill("#filter", base)
         await page.press("#filter", "Enter")
         await wait_for(lambda: two_cards(page), timeout=10)
+        await page.wait_for_selector("body[data-charts=ok]")
         for container_id, name, limits in (
             (web, web_name, ("256 MiB", "0.5 CPU")),
             (shop, shop_name, ("512 MiB", "1 CPU")),
@@ -216,7 +220,9 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
         # Other scales: fewer points (2-minute and 20-minute buckets), each chart still drawn.
         for scale in ("day", "week", "instant"):
             await page.select_option("#scale", scale)
-            await page.wait_for_selector(f"body[data-status=ok][data-scale={scale}]")
+            await page.wait_for_selector(
+                f"body[data-status=ok][data-scale={scale}][data-charts=ok]"
+            )
             assert_drawn(await charts_of(page), ids, 1)
 
         # It refreshes itself: new samples appear without a click.
@@ -235,10 +241,11 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
         # A reload keeps the token for the session: straight to the containers.
         await page.reload()
         await page.wait_for_selector("body[data-status=ok]")
-        assert_drawn(await charts_of(page), ids, 5)
         await page.fill("#filter", base)
         await page.press("#filter", "Enter")
         await wait_for(lambda: two_cards(page), timeout=10)
+        await page.wait_for_selector("body[data-charts=ok]")
+        assert_drawn(await charts_of(page), ids, 5)
 
         shot = REPO / "docs" / "dashboard.png" if save else tmp_path / "dashboard.png"
         shot.parent.mkdir(exist_ok=True)
@@ -362,3 +369,177 @@ async def test_each_card_shows_recent_events_with_crashes_marked(
         )
         assert stop_types == ["stop", "die", "start", "create"], stop_types
         assert problems == []
+
+
+THOUSAND = 1000
+#: Of the thousand, these run (the rest are created, never started, as most of a big host's).
+RUNNING = 10
+#: Memory limits cycle through these (MiB), for the sort by memory limit.
+LIMITS_MIB = (16, 32, 48, 64, 80)
+#: Counts the page's nodes; an unbounded table or card list would have ~50 per container.
+NODES_JS = "() => document.getElementsByTagName('*').length"
+#: Milliseconds from the start of navigation (the page's own clock).
+NOW_JS = "() => performance.now()"
+#: The ids of the cards on screen.
+ON_SCREEN_JS = """cards => cards.filter(card => {
+  const box = card.getBoundingClientRect();
+  return box.bottom > 0 && box.top < window.innerHeight && box.height > 0;
+}).map(card => card.dataset.id)"""
+
+
+async def make_containers(docker: DockerClient, base: str, count: int) -> dict[str, int]:
+    """``count`` dockerlink containers named ``<base>-web<n>``, the first ``RUNNING`` started:
+    their ids and memory limits (MiB). Made concurrently, as the engine allows."""
+    semaphore = asyncio.Semaphore(16)
+    made: dict[str, int] = {}
+
+    async def one(n: int) -> None:
+        limit = LIMITS_MIB[n % len(LIMITS_MIB)]
+        body = {
+            "Image": "dockerlink-test:latest",
+            "Cmd": ["sleep", "2147483647"],
+            "Labels": {"dockerlink": "v1.0.0", "ports": str(20000 + 10 * n)},
+            "HostConfig": {
+                "Memory": limit << 20,
+                "MemorySwap": limit << 20,
+                "LogConfig": {"Type": "none", "Config": {}},
+            },
+        }
+        async with semaphore:
+            created = await docker.containers.create(body, name=f"{base}-web{n}", timeout=120)
+            made[str(created["Id"])] = limit
+            if n < RUNNING:
+                await docker.containers.start(str(created["Id"]), timeout=120)
+
+    results = await asyncio.gather(*(one(n) for n in range(count)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        await remove_containers(docker, list(made))
+        raise failures[0]
+    return made
+
+
+async def remove_containers(docker: DockerClient, ids: list[str]) -> None:
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(container_id: str) -> None:
+        async with semaphore:
+            with contextlib.suppress(NotFound):
+                await docker.containers.remove(container_id, force=True, volumes=True)
+
+    await asyncio.gather(*(one(i) for i in ids))
+
+
+async def test_the_dashboard_pages_a_thousand_containers(
+    engine_settings: Settings,
+    docker: DockerClient,
+    unique_name: Callable[[str], str],
+    browser: Browser,
+) -> None:
+    """Issue 15: 1,000 containers (most created, not running) cost the page two requests and a
+    page of rows, whatever their number; names sort naturally, any column sorts, and a card's
+    history and events are fetched when it is on screen."""
+    base = unique_name("k")
+    began = time.monotonic()
+    made = await make_containers(docker, base, THOUSAND)
+    print(f"\n{THOUSAND} containers made in {time.monotonic() - began:.1f} s")
+    ids = list(made)
+    try:
+        settings = replace(engine_settings, sample_interval=5)
+        async with serve_app(settings) as (_app, client):
+
+            async def ready() -> bool:
+                listed = (await client.get("/v1/container")).json()["success"]
+                latest = (await client.get("/v1/container/stats/latest")).json()["latest"]
+                return set(ids) <= set(listed) and set(ids) <= set(latest)
+
+            await wait_for(ready, timeout=90, interval=1)
+
+            page = await browser.new_page(viewport=VIEWPORT)
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            await page.goto(f"{client.base_url}/")
+            await page.wait_for_selector("body[data-status=ok][data-charts=ok]")
+            render_ms = await page.evaluate(NOW_JS)
+            listed = await page.locator("#summary").inner_text()
+            print(f"first render: {render_ms:.0f} ms ({listed})")
+
+            def api_calls(urls: list[str]) -> tuple[list[str], list[str], list[str]]:
+                """The page's API calls: the table's, the cards' histories, the cards' events."""
+                calls = [
+                    u.split(str(client.base_url).rstrip("/"), 1)[1] for u in urls if "/v1/" in u
+                ]
+                charts = [u for u in calls if u.startswith("/v1/container/stats?")]
+                events = [u for u in calls if u.startswith("/v1/container/events?")]
+                return [u for u in calls if u not in charts + events], charts, events
+
+            others, charts, events = api_calls(requests)
+            assert sorted(others) == ["/v1/container", "/v1/container/stats/latest"], others
+            on_screen = await page.eval_on_selector_all("article.card", ON_SCREEN_JS)
+            assert len(charts) == len(on_screen), (charts, on_screen)
+            assert len(events) == len(on_screen), (events, on_screen)
+            assert await page.locator("#containers tbody tr").count() == 50
+            nodes = await page.evaluate(NODES_JS)
+            print(f"DOM nodes: {nodes}")
+            assert nodes < 5000
+
+            # A refresh: the same two requests, and the histories of the cards on screen.
+            requests.clear()
+            refreshes = int(await page.get_attribute("body", "data-refreshes") or "0")
+            await page.select_option("#refresh", "2")
+            await page.wait_for_selector(f"body[data-refreshes='{refreshes + 1}']")
+            await page.wait_for_selector("body[data-charts=ok]")
+            others, charts, events = api_calls(requests)
+            assert sorted(others) == ["/v1/container", "/v1/container/stats/latest"], others
+            on_screen = await page.eval_on_selector_all("article.card", ON_SCREEN_JS)
+            assert len(charts) <= len(on_screen), (charts, on_screen)
+            assert len(events) <= len(on_screen), (events, on_screen)
+            await page.select_option("#refresh", "0")
+
+            # Only ours, in natural order: web2 before web10; a page is 50 rows.
+            await page.fill("#filter", f"{base}-")
+            names = await page.eval_on_selector_all(
+                "#containers tbody tr", "rows => rows.map(r => r.dataset.name)"
+            )
+            assert names == [f"{base}-web{n}" for n in range(50)]
+            await page.click("#next")
+            first = await page.get_attribute("#containers tbody tr", "data-name")
+            assert first == f"{base}-web50"
+            assert await page.locator("#containers tbody tr").count() == 50
+
+            # The running ones show their current memory (from the sampler's latest sample).
+            await page.fill("#filter", f"{base}-web1")  # web1, web10..web19, web100..: web1 runs
+            row = page.locator(f"#containers tr[data-name='{base}-web1']")
+            memory_used = await row.locator("td").nth(2).inner_text()
+            assert memory_used.endswith(("B", "KiB", "MiB")), memory_used
+
+            # Sorted by memory limit, largest first, then by name.
+            await page.fill("#filter", f"{base}-")
+            await page.click("th[data-key=memory] button")
+            assert await page.get_attribute("#containers", "data-sort") == "memory desc"
+            shown = await page.eval_on_selector_all(
+                "#containers tbody tr", "rows => rows.map(r => r.dataset.id)"
+            )
+            assert [made[i] for i in shown] == [max(LIMITS_MIB)] * 50
+            await page.click("th[data-key=memory] button")
+            shown = await page.eval_on_selector_all(
+                "#containers tbody tr", "rows => rows.map(r => r.dataset.id)"
+            )
+            assert [made[i] for i in shown] == [min(LIMITS_MIB)] * 50
+
+            # Opening a container (its name's link) brings its card on screen: its history is
+            # fetched then, and drawn.
+            target = shown[-1]
+            requests.clear()
+            await page.click(f"#containers tr[data-id='{target}'] a")
+            card = page.locator(f"article.card[data-id='{target}'] figure.chart")
+            await card.first.wait_for()
+            assert await card.count() == 3
+            _, charts, events = api_calls(requests)
+            assert any(target in url for url in charts), charts
+            assert any(target in url for url in events), events
+            await page.locator(f"article.card[data-id='{target}'] ul.events li").first.wait_for()
+    finally:
+        began = time.monotonic()
+        await remove_containers(docker, ids)
+        print(f"removed in {time.monotonic() - began:.1f} s")

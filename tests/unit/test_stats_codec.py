@@ -7,7 +7,7 @@ import random
 import orjson
 import pytest
 
-from dockerlink.stats.codec import LineEncoder, decode_lines
+from dockerlink.stats.codec import LineEncoder, decode_chunk, decode_lines
 from dockerlink.stats.resources import net_delta
 from dockerlink.stats.series import Sample
 
@@ -174,3 +174,44 @@ def test_nonsense_lines_are_skipped(line: bytes) -> None:
     data = encode_all([first])[0] + line + b"\n[15]\n"
     decoded = list(decode_lines(data.split(b"\n")))
     assert decoded == [first]  # the bad line, and the delta after it, are dropped
+
+
+#: Lines a damaged file may hold, mixed into a valid one by the test below.
+DAMAGE = [
+    b"",
+    b"   ",
+    b"[0]",
+    b"[-15]",
+    b"[15,-999999]",
+    b"[15,true]",
+    b"[15,1.5]",
+    b"[]",
+    b"[15,0,0,0,0,0]",
+    b'"text"',
+    b"42",
+    b"1,2",
+    b"[15],[15]",
+    b'{"t":1}',
+    b'{"t":1,"m":2,"ml":3,"c":4,"cl":5,"u":6,"d":7,"du":8,"dd":-9}',
+    b'{"t":1',
+    b"[15,",
+    b'["a',
+    b'b"]',
+    b"null",
+]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_decode_chunk_gives_what_decode_lines_gives(seed: int) -> None:
+    """The one-parse decoder, on whole files and on files with damaged lines here and there
+    (torn, empty, nonsense): the same samples as decoding line by line."""
+    rng = random.Random(seed)
+    lines = encode_all(history(rng, 300), keyframe_every=rng.choice([5, 50, 120]))
+    if seed % 3:
+        for _ in range(rng.randint(1, 4)):
+            lines.insert(rng.randrange(len(lines) + 1), rng.choice(DAMAGE) + b"\n")
+    if seed % 5 == 0:
+        lines[-1] = lines[-1][: rng.randrange(1, len(lines[-1]))]  # a torn last line
+    data = b"".join(lines)
+    expected = [tuple(s) for s in decode_lines(data.split(b"\n"))]
+    assert decode_chunk(data) == expected

@@ -209,3 +209,38 @@ async def test_trailing_slash_and_wrong_method(
     assert response.status_code == 200
     response = await client.post("/v1/container/stats", params={"id": GONE})
     assert response.status_code == 405
+
+
+async def test_latest_is_every_recent_container_newest_sample_in_one_answer(
+    stored: list[Sample], client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """GONE's newest sample, shaped as a history entry plus its time; KNOWN (never sampled) is
+    not there, and a container whose newest sample is older than 4 hours neither."""
+    response = await client.get("/v1/container/stats/latest")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = orjson.loads(response.content)
+    assert body["sample_interval"] == settings.sample_interval
+    newest = stored[-1]
+    history = await get_stats(client, id=GONE, since=stored[-2].t)
+    assert body["latest"] == {GONE: {"t": newest.t, **history[str(newest.t)]}}
+
+
+STALE = "5" * 64  # last sampled a little over 4 hours ago
+
+
+@pytest.fixture
+def stale(settings: Settings, now: int) -> None:
+    store = HistoryStore(settings.data_dir / "stats")
+    store.open()
+    for i in range(1, 11):
+        assert store.append(STALE, sample(now - 4 * 3600 - 600 + 15 * i, i))
+    store.close()
+
+
+async def test_latest_leaves_out_containers_not_sampled_for_four_hours(
+    stale: None, stored: list[Sample], client: httpx.AsyncClient
+) -> None:
+    body = (await client.get("/v1/container/stats/latest")).json()
+    assert list(body["latest"]) == [GONE]
+    assert (await client.get("/v1/container/stats", params={"id": STALE, "scale": "day"})).json()

@@ -321,3 +321,19 @@ async def test_forget_deletes_the_history(store: HistoryStore, clock: Clock) -> 
     assert box.id in store
     await sampler.forget(box.id)
     assert box.id not in store
+
+
+async def test_a_tick_over_many_containers_lets_other_work_run_in_between(
+    store: HistoryStore, clock: Clock
+) -> None:
+    """Recording a thousand samples takes tens of milliseconds: requests get answered between
+    batches of them, not after the whole tick."""
+    boxes = [FakeContainer(n, running=False) for n in range(1, 100)]  # more than YIELD_EVERY
+    sampler = make_sampler(FakeDockerClient(*boxes), store, clock)
+    seen: list[int] = []
+    tick = asyncio.ensure_future(sampler.tick())
+    while not tick.done():
+        seen.append(sum(store.last(box.id) is not None for box in boxes))
+        await asyncio.sleep(0)
+    assert await tick == len(boxes)
+    assert any(0 < recorded < len(boxes) for recorded in seen), seen

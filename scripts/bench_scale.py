@@ -1,0 +1,619 @@
+"""``scripts/bench scale``: how dockerlink's costs grow with the number of containers.
+
+For each count of ``--counts`` (default 50, 200 and 1,000), on the local engine (the private
+test engine that ``scripts/engine up`` starts):
+
+1. Makes containers up to that count from the test image, concurrently: at most ``--running``
+   (default 200) of them running, the rest created and never started (they cost the engine
+   almost nothing). Each carries dockerlink's labels and the label ``dockerlink-bench-scale``,
+   by which every one is removed at the end, whatever happens (Ctrl-C and SIGTERM included);
+   a later run also removes any that an interrupted one left.
+2. Gives each a simulated week of history (``--days``) in a data_dir (written once through the
+   stats store's API, then copied, as ``scripts/bench`` does), and starts a real
+   ``dockerlink serve`` on it.
+3. Measures each figure of issue 15's goals beside its baseline, measured in the same run:
+
+   - start-up: from launching ``dockerlink serve`` until ``/health`` answers and a first
+     ``GET /v1/container/stats?scale=week`` is served;
+   - ``GET /v1/container`` p50, against docker-py listing and inspecting every container;
+   - ``GET /v1/container/stats?scale=week`` p99, each request for another container (most of
+     them asked for the first time);
+   - the sampler, run in this process against the same engine: wall time per tick, and CPU time
+     per running container sampled against the floor: the CPU time of reading the same cgroup
+     files (open, read, close; no parsing) in a tight loop;
+   - ``GET /v1/container?id=X`` requests per second under ``wrk``, against a bare Sanic app
+     serving a fixed body of the same size on the same ``wrk`` command line;
+   - the server's peak RSS (``VmHWM``) after all of the above and one week query for every
+     container.
+
+4. Prints one table per count, and the goals judged at the largest count (the issue states them
+   for 1,000 containers); exits 1 when one is missed.
+
+The machine's other work shows in these figures: the load average at the start and at the end of
+each count is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker  # docker-py, the bench extra
+import orjson
+from bench_peers import Server, host_facts, machine, percentile, timed_get, write_histories
+from bench_stats import RawClient, SimClock, free_port
+
+from docker_api import DockerClient, DockerError, NotFound
+from dockerlink.mirror import ContainerMirror
+from dockerlink.stats.cgroups import CgroupFiles, find_cgroup
+from dockerlink.stats.sampler import Sampler
+from dockerlink.stats.sources import CgroupSource
+from dockerlink.stats.store import HistoryStore
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "dockerlink-test:latest"
+BENCH_LABEL = "dockerlink-bench-scale"
+MIB = 1 << 20
+INTERVAL_S = 15
+CREATE_CONCURRENCY = 16
+WRK_THREADS = 2
+WRK_CONNECTIONS = 64
+
+#: The bare Sanic app: one route answering a fixed body, run like ``dockerlink serve`` runs
+#: (one process, no access log).
+BARE_SANIC = """
+import sys
+from sanic import Sanic
+from sanic.response import raw
+
+body = open(sys.argv[2], "rb").read()
+app = Sanic("bare")
+
+@app.get("/v1/container")
+async def container(request):
+    return raw(body, content_type="application/json")
+
+app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False,
+        motd=False)
+"""
+
+
+def log(message: str) -> None:
+    print(f"[bench scale] {message}", file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    ours: float
+    baseline: float | None = None
+    baseline_name: str = ""
+    #: The goal as printed, and whether a value meets it (judged at the largest count).
+    goal: str = ""
+    passed: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ours / self.baseline if self.baseline else None
+
+
+@dataclass
+class Count:
+    containers: int
+    running: int
+    load_before: str
+    load_after: str = ""
+    figures: list[Figure] = field(default_factory=list)
+
+
+# -- containers -----------------------------------------------------------------------------------
+
+
+async def remove_containers(client: DockerClient) -> int:
+    """Remove every container this benchmark made, in this run or an interrupted earlier one."""
+    found = await client.containers.list(all=True, filters={"label": [BENCH_LABEL]})
+    semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def remove(container_id: str) -> None:
+        async with semaphore:
+            with contextlib.suppress(NotFound):
+                await client.containers.remove(container_id, force=True, volumes=True)
+
+    await asyncio.gather(*(remove(str(s["Id"])) for s in found))
+    return len(found)
+
+
+async def create_containers(
+    client: DockerClient, first: int, count: int, run_id: str, ids: list[str]
+) -> None:
+    """Create containers ``first`` .. ``first + count - 1``, appending their ids to ``ids`` as
+    they are made (so that cleanup knows them even if this is interrupted)."""
+    semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def one(n: int) -> None:
+        body = {
+            "Image": TEST_IMAGE,
+            "Cmd": ["sleep", "2147483647"],
+            "Labels": {"dockerlink": "v1.0.0", "ports": str(10000 + n), BENCH_LABEL: run_id},
+            "HostConfig": {
+                "Memory": 32 * MIB,
+                "MemorySwap": 32 * MIB,
+                "CpuPeriod": 100_000,
+                "CpuQuota": 20_000,
+                "LogConfig": {"Type": "none", "Config": {}},
+            },
+        }
+        async with semaphore:
+            created = await client.containers.create(
+                body, name=f"dlscale-{run_id}-web{n}", timeout=120
+            )
+        ids.append(str(created["Id"]))
+
+    await asyncio.gather(*(one(n) for n in range(first, first + count)))
+
+
+async def start_containers(client: DockerClient, ids: list[str]) -> None:
+    semaphore = asyncio.Semaphore(CREATE_CONCURRENCY // 2)
+
+    async def one(container_id: str) -> None:
+        async with semaphore:
+            await client.containers.start(container_id, timeout=120)
+
+    await asyncio.gather(*(one(i) for i in ids))
+
+
+def copy_histories(template: Path, stats: Path, ids: list[str]) -> None:
+    stats.mkdir(parents=True, exist_ok=True)
+    for container_id in ids:
+        if not (stats / container_id).exists():
+            shutil.copytree(template, stats / container_id)
+
+
+# -- baselines ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bare_sanic(body: bytes, workdir: Path) -> Iterator[int]:
+    """A bare Sanic app serving ``body`` at ``/v1/container`` on a free port."""
+    (workdir / "bare_body").write_bytes(body)
+    (workdir / "bare_sanic.py").write_text(BARE_SANIC)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(workdir / "bare_sanic.py"), str(port), str(workdir / "bare_body")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the bare Sanic app did not start")
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wrk_rps(url: str, duration_s: int) -> float:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{WRK_THREADS}",
+            f"-c{WRK_CONNECTIONS}",
+            f"-d{duration_s}s",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration_s + 60,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
+
+
+def cgroup_floor_s(files: list[CgroupFiles], rounds: int) -> float:
+    """CPU seconds per container of reading its cgroup files whole, nothing more."""
+    paths = [
+        value
+        for f in files
+        for value in (getattr(f, spec.name) for spec in dataclasses.fields(f))
+        if isinstance(value, str) and value.startswith("/")
+    ]
+    started = time.process_time()
+    for _ in range(rounds):
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                while os.read(fd, 65536):
+                    pass
+            finally:
+                os.close(fd)
+    return (time.process_time() - started) / (rounds * len(files))
+
+
+# -- one count ------------------------------------------------------------------------------------
+
+
+async def measure_sampler(
+    sock: str, running: int, ticks: int, workdir: Path
+) -> tuple[Figure, Figure]:
+    """The sampler in this process on every container of the engine: wall per tick, and CPU per
+    running container against the floor."""
+    source = CgroupSource.detect()
+    if source is None:
+        raise RuntimeError("no cgroup hierarchy at /sys/fs/cgroup: the cgroup source cannot run")
+    async with DockerClient(sock, timeout=120) as client:
+        mirror = ContainerMirror(client)
+        following = asyncio.create_task(mirror.run())
+        try:
+            if not await mirror.wait_fresh(60):
+                raise RuntimeError("the mirror did not read the engine within 60 s")
+            clock = SimClock(time.time())
+            directory = workdir / f"sampler-{running}"
+            store = HistoryStore(directory, clock=clock)
+            store.open()
+            sampler = Sampler(
+                client,
+                store,
+                interval_s=INTERVAL_S,
+                call_timeout_s=60,
+                clock=clock,
+                mirror=mirror,
+                cgroups=source,
+                api_fallback=False,
+            )
+            clock.now += INTERVAL_S
+            await sampler.tick()  # warm-up: files found, histories made
+            cgroup_before = sampler.cgroup_samples
+            cpu_before = time.process_time()
+            walls = []
+            for _ in range(ticks):
+                clock.now += INTERVAL_S
+                started = time.perf_counter()
+                await sampler.tick()
+                walls.append(time.perf_counter() - started)
+            cpu = time.process_time() - cpu_before
+            sampled_running = sampler.cgroup_samples - cgroup_before
+            store.close()
+            shutil.rmtree(directory, ignore_errors=True)
+            files = []
+            for info in mirror.all():
+                state = info.get("State") or {}
+                if not state.get("Running"):
+                    continue
+                host_config = info.get("HostConfig") or {}
+                found = find_cgroup(
+                    source.version,
+                    str(info["Id"]),
+                    int(state.get("Pid") or 0),
+                    cgroup_parent=str(host_config.get("CgroupParent") or ""),
+                    own_network=host_config.get("NetworkMode") != "host",
+                )
+                if found is not None:
+                    files.append(found)
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+    if not sampled_running or not files:
+        raise RuntimeError("the sampler read no running container's cgroup files")
+    floor = cgroup_floor_s(files, max(ticks, 3))
+    per_sample = cpu / sampled_running
+    wall = Figure(
+        f"sampler tick ({len(mirror.all())} containers, {running} running)",
+        "s",
+        statistics.median(walls),
+        goal="< 0.5 s",
+    )
+    wall.passed = wall.ours < 0.5
+    cpu_figure = Figure(
+        "sampler CPU per running container-sample",
+        "ms",
+        per_sample * 1e3,
+        floor * 1e3,
+        "reading the same files",
+        "<= 1.5 x",
+    )
+    cpu_figure.passed = per_sample <= 1.5 * floor
+    return wall, cpu_figure
+
+
+async def measure_count(
+    args: argparse.Namespace,
+    sock: str,
+    peer: docker.DockerClient,
+    ids: list[str],
+    running: int,
+    data_dir: Path,
+    workdir: Path,
+) -> Count:
+    result = Count(len(ids), running, load_average())
+    started = time.monotonic()
+    server = Server(sock, data_dir, workdir, f"dockerlink-{len(ids)}")
+    try:
+        await server.ready()
+        client = RawClient(server.port)
+        try:
+            week = {"id": ids[-1], "scale": "week"}
+            while True:
+                status, _ = await client.get("/v1/container/stats", week)
+                if status == 200:
+                    break
+                if time.monotonic() - started > 120:
+                    raise RuntimeError(f"the first stats query answered {status}")
+                await asyncio.sleep(0.05)
+            startup = Figure("start-up until /health and a first query", "s", 0.0, goal="< 5 s")
+            startup.ours = time.monotonic() - started
+            startup.passed = startup.ours < 5
+            result.figures.append(startup)
+            log(f"  started in {startup.ours:.2f} s")
+
+            # Until every container is listed (the server's mirror has read the engine).
+            wanted = set(ids)
+            for _ in range(600):
+                _, body = await timed_get(client, "/v1/container", {})
+                if wanted <= set(orjson.loads(body)["success"]):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("the server never listed every container")
+
+            log("  GET /v1/container against docker-py list+inspect")
+            ours: list[float] = []
+            theirs: list[float] = []
+            for _ in range(args.peer_rounds):
+                for _ in range(args.requests // args.peer_rounds):
+                    ours.append((await timed_get(client, "/v1/container", {}))[0])
+                began = time.perf_counter()
+                await asyncio.to_thread(peer.containers.list, all=True)
+                theirs.append(time.perf_counter() - began)
+            listing = Figure(
+                "GET /v1/container p50",
+                "ms",
+                statistics.median(ours) * 1e3,
+                statistics.median(theirs) * 1e3,
+                "docker-py list+inspect",
+                "< 5 ms, <= 0.01 x",
+            )
+            listing.passed = listing.ours < 5 and (listing.ratio or 1) <= 0.01
+            result.figures.append(listing)
+
+            log("  GET /v1/container/stats?scale=week, another container each time")
+            rng = random.Random(15)  # noqa: S311 - which containers to ask for, not a secret
+            timings = []
+            for _ in range(args.requests):
+                params = {"id": rng.choice(ids), "scale": "week"}
+                timings.append((await timed_get(client, "/v1/container/stats", params))[0])
+            stats = Figure(
+                "GET /v1/container/stats?scale=week p99",
+                "ms",
+                percentile(timings, 0.99) * 1e3,
+                goal="< 10 ms",
+            )
+            stats.passed = stats.ours < 10
+            result.figures.append(stats)
+
+            log(f"  GET /v1/container?id=X under wrk, {args.load_seconds} s, and bare Sanic")
+            _, body = await timed_get(client, "/v1/container", {"id": ids[0]})
+            url = f"http://127.0.0.1:{server.port}/v1/container?id={ids[0]}"
+            await asyncio.to_thread(wrk_rps, url, 2)  # warm-up
+            rps = await asyncio.to_thread(wrk_rps, url, args.load_seconds)
+            with bare_sanic(body, workdir) as port:
+                bare_url = f"http://127.0.0.1:{port}/v1/container?id={ids[0]}"
+                await asyncio.to_thread(wrk_rps, bare_url, 2)
+                bare = await asyncio.to_thread(wrk_rps, bare_url, args.load_seconds)
+            load = Figure(
+                "GET /v1/container?id=X",
+                "req/s",
+                rps,
+                bare,
+                f"bare Sanic, same {len(body)} B body",
+                ">= 0.7 x",
+            )
+            load.passed = (load.ratio or 0) >= 0.7
+            result.figures.append(load)
+
+            log("  the sampler, in this process")
+            result.figures.extend(await measure_sampler(sock, running, args.ticks, workdir))
+
+            log("  a week query for every container, then peak RSS")
+            for container_id in ids:
+                await timed_get(
+                    client, "/v1/container/stats", {"id": container_id, "scale": "week"}
+                )
+            rss = Figure(
+                f"peak RSS ({args.days} days of history each)",
+                "MB",
+                server.peak_rss_bytes() / 1e6,
+                goal="< 150 MB",
+            )
+            rss.passed = rss.ours < 150
+            result.figures.insert(0, rss)
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    result.load_after = load_average()
+    return result
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], list[Count]]:
+    sock = args.engine_sock
+    run_id = uuid.uuid4().hex[:8]
+    counts: list[Count] = []
+    async with DockerClient(sock, timeout=120) as client:
+        facts = await machine(client)
+        stale = await remove_containers(client)
+        if stale:
+            log(f"removed {stale} containers an earlier run left behind")
+        peer = docker.DockerClient(base_url=f"unix://{sock}", version="auto", timeout=300)
+        ids: list[str] = []
+        started: list[str] = []
+        try:
+            log(f"writing {args.days} days of history for one container")
+            await asyncio.to_thread(
+                write_histories, workdir / "one", workdir, ["be" * 32], args.days, int(time.time())
+            )
+            template = workdir / "one" / "stats" / ("be" * 32)
+            data_dir = workdir / "data"
+            for count in args.counts:
+                began = time.monotonic()
+                await create_containers(client, len(ids), count - len(ids), run_id, ids)
+                created_s = time.monotonic() - began
+                running = min(count, args.running)
+                to_start = [i for i in ids[:running] if i not in started]
+                began = time.monotonic()
+                await start_containers(client, to_start)
+                started.extend(to_start)
+                log(
+                    f"{count} containers: made in {created_s:.1f} s, started {len(to_start)} "
+                    f"more in {time.monotonic() - began:.1f} s"
+                )
+                await asyncio.to_thread(copy_histories, template, data_dir / "stats", ids)
+                counts.append(
+                    await measure_count(args, sock, peer, ids, running, data_dir, workdir)
+                )
+                print_count(counts[-1], final=False)
+        finally:
+            peer.close()
+            log("removing the benchmark's containers")
+            removed = await asyncio.shield(remove_containers(client))
+            log(f"  removed {removed}")
+    return facts, counts
+
+
+def print_count(count: Count, *, final: bool) -> None:
+    print(
+        f"\n{count.containers} containers ({count.running} running); load average "
+        f"{count.load_before} at the start, {count.load_after} at the end"
+    )
+    header = f"  {'figure':56} {'ours':>10} {'baseline':>10} {'ratio':>7}  {'goal':18}"
+    print(header + (" result" if final else ""))
+    for figure in count.figures:
+        base = f"{figure.baseline:10.4g}" if figure.baseline is not None else f"{'-':>10}"
+        ratio = f"{figure.ratio:7.3f}" if figure.ratio is not None else f"{'-':>7}"
+        verdict = {True: "PASS", False: "FAIL", None: ""}[figure.passed] if final else ""
+        print(
+            f"  {figure.name + ' (' + figure.unit + ')':56} {figure.ours:10.4g} {base} {ratio}  "
+            f"{figure.goal:18} {verdict}"
+        )
+    names = sorted({f.baseline_name for f in count.figures if f.baseline_name})
+    if names:
+        print("  baselines: " + "; ".join(names))
+
+
+def parse_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or counts[0] < 2:
+        raise argparse.ArgumentTypeError("counts must be at least 2")
+    return counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench scale", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--counts",
+        type=parse_counts,
+        default=[50, 200, 1000],
+        help="container counts, comma separated (default 50,200,1000)",
+    )
+    parser.add_argument(
+        "--running", type=int, default=200, help="at most this many running (default 200)"
+    )
+    parser.add_argument("--days", type=int, default=7, help="days of history each (default 7)")
+    parser.add_argument(
+        "--requests", type=int, default=200, help="timed requests per latency figure (default 200)"
+    )
+    parser.add_argument(
+        "--peer-rounds", type=int, default=4, help="docker-py list+inspect rounds (default 4)"
+    )
+    parser.add_argument("--ticks", type=int, default=5, help="sampler ticks (default 5)")
+    parser.add_argument("--load-seconds", type=int, default=10, help="wrk duration (default 10)")
+    parser.add_argument(
+        "--engine-sock",
+        default=os.environ.get(
+            "DOCKERLINK_TEST_DOCKER_SOCK", str(REPO / ".engine" / "docker.sock")
+        ),
+        help="the engine's socket (default: the private test engine)",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        parser.error("wrk is missing (apt-get install wrk; scripts/bench installs it)")
+    with tempfile.TemporaryDirectory(prefix="dockerlink-bench-scale-") as workdir:
+        facts, counts = asyncio.run(_main_task(args, Path(workdir)))
+    print(
+        f"\ndockerlink at scale: {', '.join(str(c.containers) for c in counts)} containers, "
+        f"{args.days} days of history each"
+    )
+    print(
+        f"machine: {facts['cpus']} CPUs ({facts['cpu_model']}), {facts['memory_gib']} GiB, "
+        f"{facts['os']}, kernel {facts['kernel']}, Docker {facts['docker']}, cgroup "
+        f"{facts['cgroup']}, Python {facts['python']}"
+        f"; load average now {host_facts()['load_average']}"
+    )
+    for count in counts[:-1]:
+        print_count(count, final=False)
+    print_count(counts[-1], final=True)
+    return 0 if all(f.passed is not False for f in counts[-1].figures) else 1
+
+
+async def _main_task(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], list[Count]]:
+    """``run``, cancelled on SIGTERM as on Ctrl-C, so that its ``finally`` removes the
+    containers."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run(args, workdir)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except DockerError as exc:
+        print(f"[bench scale] engine error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
