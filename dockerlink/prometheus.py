@@ -131,7 +131,7 @@ class Histogram:
 
 
 class ServiceMetrics:
-    """dockerlink's own instruments, fed by the request signal and the sampler's tick hook."""
+    """dockerlink's own instruments, fed by the app's request class and the sampler's tick hook."""
 
     def __init__(self) -> None:
         self.http_requests = Counter(

@@ -9,6 +9,7 @@ RSS measured.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -77,7 +78,9 @@ async def test_the_shell_echoes_resizes_and_closes_1000_when_it_exits(
     docker: DockerClient,
     cleanup: list[str],
     unique_name: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="dockerlink.request")
     app, client = served
     container = await create_and_start(client, docker, cleanup, unique_name("term"))
     async with open_terminal(url_of(client), container, TEST_TOKEN) as ws:
@@ -99,6 +102,19 @@ async def test_the_shell_echoes_resizes_and_closes_1000_when_it_exits(
         code, reason = await screen.until_closed()
     assert (code, reason) == (1000, "shell exited with code 3")
     await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
+    # The upgrade is logged and counted once, as 101 (the handshake answers it, not respond()).
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "dockerlink.request" and "/v1/container/terminal" in r.getMessage()
+    ]
+    assert len(lines) == 1 and " GET /v1/container/terminal?id=" in lines[0], lines
+    assert f"={container} 101 " in lines[0], lines
+    metrics = (await client.get("/metrics")).text
+    counted = "dockerlink_http_requests_total" + (
+        '{method="GET",route="/v1/container/terminal",status="101"}'
+    )
+    assert [line for line in metrics.splitlines() if line.startswith(counted)] == [f"{counted} 1"]
 
 
 async def test_answers_before_the_upgrade(
