@@ -86,8 +86,6 @@ disk and its own state), and each call is short.
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import logging
 import os
 import queue
@@ -102,6 +100,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..journal import JournalLocked, append_lines, lock_directory, repair_tail
 from .chunks import ChunkedSeries, DecodedCache
 from .codec import KEYFRAME_EVERY, LineEncoder
 from .series import Bucket, Sample, join_entries, render_entries, render_json
@@ -155,8 +154,6 @@ HOT_ENTRIES = 32 * 960
 DECODED_SAMPLES = 150_000
 #: A write outage is no longer waited on for a container not sampled for this long.
 STALE_FAILURE_S = 600
-#: How far back from the end of a file a torn line is looked for.
-_TAIL_BYTES = 64 * 1024
 
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"([a-z]+)-([0-9]+)\.jsonl")
@@ -241,17 +238,12 @@ class HistoryStore:
         """Take the root (one process at a time), load every history, apply retention."""
         if self.root is None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in {errno.EWOULDBLOCK, errno.EACCES}:
-                raise StoreLocked(
-                    f"the stats history in {self.root} is in use by another process"
-                ) from None
-            raise
+            fd = lock_directory(self.root)
+        except JournalLocked:
+            raise StoreLocked(
+                f"the stats history in {self.root} is in use by another process"
+            ) from None
         self._lock_fd = fd
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if entry.is_dir() and _CONTAINER_ID.fullmatch(entry.name):
@@ -667,9 +659,9 @@ class _Writer:
         try:
             if not state.clean:
                 directory.mkdir(parents=True, exist_ok=True)
-                _repair_tail(path)
+                repair_tail(path)
                 state.encoder.restart()
-            _append_line(path, state.encoder.encode(sample))
+            append_lines(path, state.encoder.encode(sample))
         except OSError as exc:
             state.clean = False
             if not self._failed:
@@ -725,43 +717,6 @@ def _remove_tree(directory: Path) -> None:
 
 def _file_name(tier: Tier, start: int) -> str:
     return f"{tier.name}-{start}.jsonl"
-
-
-def _append_line(path: Path, line: bytes) -> None:
-    """One ``write()`` of a whole line at the end of the file."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, line)
-        if written != len(line):  # only when the disk is full; keep the line whole or absent
-            raise OSError(errno.ENOSPC, f"short write to {path}")
-    finally:
-        os.close(fd)
-
-
-def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (no ``\\n`` at the end of the file), so the next line starts clean."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return
-    try:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return
-        chunk = min(size, _TAIL_BYTES)
-        tail = os.pread(fd, chunk, size - chunk)
-        if tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        if cut >= 0:
-            os.ftruncate(fd, size - chunk + cut + 1)
-        elif chunk == size:
-            os.ftruncate(fd, 0)
-        else:  # a line longer than the tail window: end it, readers skip it
-            os.pwrite(fd, b"\n", size)
-        log.warning("stats history: cut a torn line at the end of %s", path)
-    finally:
-        os.close(fd)
 
 
 def open_history(root: Path) -> HistoryStore:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dockerlink import journal
 from dockerlink.stats import store as store_module
 from dockerlink.stats.codec import decode_lines
 from dockerlink.stats.store import STALE_FAILURE_S, HistoryStore
@@ -30,7 +31,7 @@ class Disk:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.full: set[str] = set()
         self.torn_bytes = 0
-        real = store_module._append_line
+        real = journal.append_lines
 
         def append_line(path: Path, line: bytes) -> None:
             if path.parent.name in self.full:
@@ -42,7 +43,7 @@ class Disk:
                 raise OSError(errno.ENOSPC, "No space left on device")
             real(path, line)
 
-        monkeypatch.setattr(store_module, "_append_line", append_line)
+        monkeypatch.setattr(store_module, "append_lines", append_line)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dockerlink import journal
 from dockerlink.settings import Settings
 from dockerlink.stats import store as store_module
 from dockerlink.stats.store import HistoryStore
@@ -40,7 +41,7 @@ class SlowDisk:
         self.busy = 0
         self.lines = 0
         self.threads: set[str] = set()
-        real = store_module._append_line
+        real = journal.append_lines
 
         def append_line(path: Path, line: bytes) -> None:
             self.busy += 1
@@ -55,7 +56,7 @@ class SlowDisk:
             finally:
                 self.busy -= 1
 
-        monkeypatch.setattr(store_module, "_append_line", append_line)
+        monkeypatch.setattr(store_module, "append_lines", append_line)
 
 
 @pytest.fixture
