@@ -7,10 +7,15 @@ on a connection of its own (not one of the client's pooled ones: an interactive 
 its connection for hours and must not starve ordinary calls), and gives back a
 :class:`HijackedStream`.
 
-Reads are pulled by the caller: nothing is read from the engine until :meth:`HijackedStream.read`
-is called, and the socket's receive buffer and the stream's own buffer (``READ_LIMIT`` bytes)
-are all that is held meanwhile, so a reader slower than the process's output holds the process
-back instead of growing memory.
+The stream is an :class:`asyncio.Protocol` underneath, so it can be used two ways:
+
+- pulled: :meth:`HijackedStream.read` and :meth:`HijackedStream.write`; nothing more is read
+  from the engine while ``READ_LIMIT`` bytes wait unread, so a reader slower than the process's
+  output holds the process back instead of growing memory;
+- pushed: :meth:`HijackedStream.deliver_to` hands each chunk of output to a sink as it arrives
+  (no task, no wake-up between the socket and the sink), and the sink holds the process back
+  with :meth:`HijackedStream.pause_output`; :meth:`HijackedStream.write_nowait` writes stdin at
+  once and says when the process is not reading it (then :meth:`HijackedStream.drain`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Mapping
+from typing import Protocol
 
 import orjson
 
-from .errors import EngineTimeout, EngineUnreachable, error_for_status
+from .errors import DockerError, EngineTimeout, EngineUnreachable, error_for_status
 
-__all__ = ["READ_LIMIT", "HijackedStream", "open_hijacked"]
+__all__ = ["READ_LIMIT", "HijackedStream", "OutputSink", "open_hijacked"]
 
 #: Most bytes one read returns, and the size at which the stream stops reading the socket.
 READ_LIMIT = 64 * 1024
@@ -34,6 +40,121 @@ _HEAD_LIMIT = 64 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024
 
 
+class OutputSink(Protocol):
+    """Where :meth:`HijackedStream.deliver_to` sends the output; called from the event loop."""
+
+    def output_received(self, data: bytes) -> None:
+        """A chunk of output (never empty)."""
+
+    def output_ended(self, error: DockerError | None) -> None:
+        """The output ended (``None``: the process closed it) or the connection broke."""
+
+
+class _Connection(asyncio.Protocol):
+    """The socket's side: a buffer for pulled reads, a sink for pushed ones, write pausing."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: DockerError | None = None
+        self.sink: OutputSink | None = None
+        self.sink_paused = False
+        self.reading_paused = False
+        self.writing_paused = False
+        self.lost = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None and not self.buffer:
+            sink.output_received(data)
+            return
+        self.buffer += data
+        self._wake()
+        self._update_reading()
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return True  # keep the write side open until the stream is closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._end(EngineUnreachable(f"connection to {self.address} failed: {exc}") if exc else None)
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _end(self, error: DockerError | None) -> None:
+        if self.eof:
+            return
+        self.eof = True
+        self.error = error
+        self._wake()
+        if self.sink is not None and not self.buffer:
+            self.sink.output_ended(error)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _update_reading(self) -> None:
+        pause = self.sink_paused or len(self.buffer) >= READ_LIMIT
+        if pause == self.reading_paused or self.transport is None or self.eof:
+            return
+        self.reading_paused = pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    async def wait_for_data(self) -> None:
+        """Until the buffer has bytes or the output ended."""
+        await self.wait_for_data_beyond(0)
+
+    async def wait_for_data_beyond(self, size: int) -> None:
+        """Until the buffer holds more than ``size`` bytes or the output ended."""
+        if len(self.buffer) > size or self.eof:
+            return
+        assert self.waiter is None, "two readers at once"
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def take(self, max_bytes: int) -> bytes:
+        chunk = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        self._update_reading()
+        return chunk
+
+
 class HijackedStream:
     """A process's stdin (``write``) and output (``read``) over the upgraded connection.
 
@@ -41,43 +162,82 @@ class HijackedStream:
     (feed them to :class:`~docker_api.streams.FrameDecoder`).
     """
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, address: str
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._address = address
+    def __init__(self, connection: _Connection) -> None:
+        assert connection.transport is not None
+        self._connection = connection
+        self._transport = connection.transport
 
     async def read(self, max_bytes: int = READ_LIMIT) -> bytes:
         """Up to ``max_bytes`` of output, waiting as long as it takes; ``b""`` once it ended."""
+        connection = self._connection
+        await connection.wait_for_data()
+        if connection.buffer:
+            return connection.take(max_bytes)
+        if connection.error is not None:
+            raise connection.error
+        return b""
+
+    def deliver_to(self, sink: OutputSink) -> None:
+        """From now on, hand every chunk of output to ``sink`` as it arrives, then its end.
+
+        Output already received is handed over at once, in this call. Not with :meth:`read`.
+        """
+        connection = self._connection
+        connection.sink = sink
+        if connection.buffer:
+            data = connection.take(len(connection.buffer))
+            sink.output_received(data)
+        if connection.eof:
+            sink.output_ended(connection.error)
+
+    def pause_output(self) -> None:
+        """Read nothing more from the engine (the process blocks once its pipe is full)."""
+        self._connection.sink_paused = True
+        self._connection._update_reading()
+
+    def resume_output(self) -> None:
+        self._connection.sink_paused = False
+        self._connection._update_reading()
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Send ``data`` to the process's stdin now; False when the engine's side is not
+        taking it in (then :meth:`drain` before writing more)."""
+        if self._connection.lost:
+            raise EngineUnreachable(f"connection to {self._connection.address} failed: closed")
+        self._transport.write(data)
+        return not self._connection.writing_paused
+
+    async def drain(self, *, timeout: float | None = None) -> None:
+        """Until what was written is taken in (down to the transport's low-water mark)."""
+        connection = self._connection
         try:
-            return await self._reader.read(max_bytes)
-        except (OSError, ssl.SSLError) as exc:
-            raise EngineUnreachable(f"connection to {self._address} failed: {exc}") from exc
+            async with asyncio.timeout(timeout):
+                while connection.writing_paused and not connection.lost:
+                    waiter = asyncio.get_running_loop().create_future()
+                    connection.drain_waiters.append(waiter)
+                    await waiter
+        except TimeoutError as exc:
+            raise EngineTimeout(f"the process took no input for {timeout:g} s") from exc
+        if connection.lost:
+            raise EngineUnreachable(f"connection to {connection.address} failed: closed")
 
     async def write(self, data: bytes, *, timeout: float | None = None) -> None:
         """Send ``data`` to the process's stdin; waits while the process does not read it."""
-        try:
-            self._writer.write(data)
-            async with asyncio.timeout(timeout):
-                await self._writer.drain()
-        except TimeoutError as exc:
-            raise EngineTimeout(f"the process took no input for {timeout:g} s") from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise EngineUnreachable(f"connection to {self._address} failed: {exc}") from exc
+        if not self.write_nowait(data):
+            await self.drain(timeout=timeout)
 
     async def close_stdin(self) -> None:
         """Half-close: the process reads end of file on stdin, its output still arrives."""
         with contextlib.suppress(OSError, RuntimeError):
-            if self._writer.can_write_eof():
-                self._writer.write_eof()
+            if self._transport.can_write_eof() and not self._transport.is_closing():
+                self._transport.write_eof()
 
     async def aclose(self) -> None:
         """Close the connection (the process itself is not stopped by this)."""
-        self._writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError):
+        self._transport.close()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             async with asyncio.timeout(2):
-                await self._writer.wait_closed()
+                await asyncio.shield(self._connection.closed)
 
     async def __aenter__(self) -> HijackedStream:
         return self
@@ -113,44 +273,61 @@ async def open_hijacked(
         "Upgrade: tcp\r\n"
         "\r\n"
     ).encode() + content
-    writer: asyncio.StreamWriter | None = None
+    loop = asyncio.get_running_loop()
+    transport: asyncio.BaseTransport | None = None
+    connection = _Connection(address)
     try:
         async with asyncio.timeout(timeout):
             if unix_path is not None:
-                reader, writer = await asyncio.open_unix_connection(unix_path, limit=READ_LIMIT)
+                transport, _ = await loop.create_unix_connection(lambda: connection, unix_path)
             else:
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None, limit=READ_LIMIT
+                transport, _ = await loop.create_connection(
+                    lambda: connection,
+                    host,  # type: ignore[arg-type]
+                    port,  # type: ignore[arg-type]
+                    ssl=tls,
+                    server_hostname=host if tls else None,
                 )
-            writer.write(request)
-            await writer.drain()
-            status, reason, headers = await _read_head(reader)
+            assert connection.transport is not None
+            connection.transport.write(request)
+            status, reason, headers = await _read_head(connection)
             if status == 101:
-                return HijackedStream(reader, writer, address=address)
-            error_body = await _read_error_body(reader, headers)
+                return HijackedStream(connection)
+            error_body = await _read_error_body(connection, headers)
     except TimeoutError as exc:
-        if writer is not None:
-            writer.close()
+        if transport is not None:
+            transport.close()
         raise EngineTimeout(f"no answer from the engine within {timeout:g} s") from exc
-    except (
-        OSError,
-        ssl.SSLError,
-        asyncio.IncompleteReadError,
-        asyncio.LimitOverrunError,
-        ValueError,
-    ) as exc:
-        if writer is not None:
-            writer.close()
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
+        if transport is not None:
+            transport.close()
         raise EngineUnreachable(f"connection to {address} failed: {exc}") from exc
-    writer.close()
+    except DockerError:
+        if transport is not None:
+            transport.close()
+        raise
+    transport.close()
     raise error_for_status(status, error_body, headers.get("content-type", ""), reason)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
+async def _read_until(connection: _Connection, separator: bytes, limit: int) -> bytes:
+    """The buffer up to and including ``separator``, taken out of it."""
+    while True:
+        found = connection.buffer.find(separator)
+        if found >= 0:
+            return connection.take(found + len(separator))
+        if len(connection.buffer) > limit:
+            raise ValueError("the engine's answer has oversized headers")
+        if connection.eof:
+            if connection.error is not None:
+                raise connection.error
+            raise asyncio.IncompleteReadError(bytes(connection.buffer), None)
+        await connection.wait_for_data_beyond(len(connection.buffer))
+
+
+async def _read_head(connection: _Connection) -> tuple[int, str, dict[str, str]]:
     """The status line and headers of the engine's answer."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    if len(head) > _HEAD_LIMIT:
-        raise ValueError("the engine's answer has oversized headers")
+    head = await _read_until(connection, b"\r\n\r\n", _HEAD_LIMIT)
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
@@ -163,8 +340,14 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, 
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
-async def _read_error_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+async def _read_error_body(connection: _Connection, headers: Mapping[str, str]) -> bytes:
     length = headers.get("content-length", "")
-    if length.isdigit():
-        return await reader.readexactly(min(int(length), _ERROR_BODY_LIMIT))
-    return await reader.read(_ERROR_BODY_LIMIT)
+    if not length.isdigit():
+        await connection.wait_for_data()
+        return connection.take(_ERROR_BODY_LIMIT)
+    wanted = min(int(length), _ERROR_BODY_LIMIT)
+    while len(connection.buffer) < wanted and not connection.eof:
+        await connection.wait_for_data_beyond(len(connection.buffer))
+    if len(connection.buffer) < wanted:
+        raise asyncio.IncompleteReadError(bytes(connection.buffer), wanted)
+    return connection.take(wanted)
