@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 import orjson
 
@@ -71,8 +71,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its methods)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         sink = self.sink
@@ -288,7 +288,7 @@ async def open_hijacked(
                     ssl=tls,
                     server_hostname=host if tls else None,
                 )
-            assert connection.transport is not None
+            connection.transport = transport
             connection.transport.write(request)
             status, reason, headers = await _read_head(connection)
             if status == 101:

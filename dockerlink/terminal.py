@@ -24,13 +24,18 @@ hijacked stream's buffer, one chunk, and the WebSocket's write buffer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
 
 import docker_api
 from docker_api import DockerClient, HijackedStream
@@ -40,11 +45,14 @@ from .settings import Settings
 
 __all__ = [
     "CLOSE_ENGINE_ERROR",
+    "CLOSE_INVALID_DATA",
     "CLOSE_NORMAL",
     "CLOSE_POLICY",
     "CLOSE_TRY_AGAIN",
+    "HELD_INPUT_LIMIT",
     "SESSION_MARKER",
     "SUBPROTOCOL",
+    "DirectRelay",
     "Session",
     "TerminalSessions",
     "TerminalSocket",
@@ -98,6 +106,7 @@ true
 
 #: WebSocket close codes (RFC 6455 section 7.4.1).
 CLOSE_NORMAL = 1000
+CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_ENGINE_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
@@ -200,8 +209,14 @@ class TerminalSessions:
             raise
         return session
 
-    async def serve(self, container_id: str, socket: TerminalSocket) -> None:
-        """A whole session on an upgraded socket: start, bridge, close the socket, end."""
+    async def serve(
+        self, container_id: str, socket: TerminalSocket, relay: DirectRelay | None = None
+    ) -> None:
+        """A whole session on an upgraded socket: start, bridge, close the socket, end.
+
+        ``relay``: the socket's :class:`DirectRelay` (Sanic's own WebSocket), else the bytes go
+        through :meth:`bridge` (any other socket).
+        """
         session: Session | None = None
         try:
             try:
@@ -214,13 +229,20 @@ class TerminalSessions:
                 log.info(
                     "terminal session opened in %s (%d open)", container_id[:12], len(self.open)
                 )
-                code, reason = await self.bridge(session, socket)
+                if relay is not None:
+                    code, reason = await self.relay(session, relay)
+                else:
+                    code, reason = await self.bridge(session, socket)
                 session.reason = reason
+            if relay is not None:
+                await relay.stop()
             if session is None:
                 log.info("terminal session in %s refused: %s", container_id[:12], reason)
             with contextlib.suppress(Exception):
                 await socket.close(code, reason)
         finally:
+            if relay is not None:
+                await relay.stop()
             if session is not None:
                 await self._end_surely(session)
 
@@ -261,6 +283,32 @@ class TerminalSessions:
         if finished is output:
             return CLOSE_NORMAL, await self._exit_note(session)
         return given.result()
+
+    async def relay(self, session: Session, relay: DirectRelay) -> tuple[int, str]:
+        """:meth:`bridge`'s work through a :class:`DirectRelay`: until the shell exits, the
+        client leaves or input stops; the close code and reason to send."""
+        assert session.stream is not None
+        exec_id = session.exec_id
+        assert exec_id is not None
+
+        async def resize(size: Resize) -> None:
+            try:
+                await self.docker.execs.resize(exec_id, cols=size.cols, rows=size.rows)
+            except docker_api.APIError as exc:  # the shell is ending: its output will say so
+                log.debug("terminal resize refused: %s", exc.message)
+
+        relay.attach(session.stream, resize)
+        try:
+            outcome = await relay.wait()
+        except _ClientGone:
+            return CLOSE_NORMAL, "client went away"
+        except docker_api.DockerError as exc:
+            return CLOSE_ENGINE_ERROR, _reason(engine_error_answer(exc)[1])
+        finally:
+            await relay.stop()
+        if isinstance(outcome, _OutputEnded):
+            return CLOSE_NORMAL, await self._exit_note(session)
+        return outcome
 
     async def end(self, session: Session) -> None:
         """End every process of the session in the container, and free its slot (idempotent)."""
@@ -376,3 +424,249 @@ def _reason(text: str) -> str:
     """A close reason fits in 123 bytes of UTF-8."""
     encoded = text.encode()
     return text if len(encoded) <= 123 else encoded[:120].decode(errors="ignore") + "..."
+
+
+# -- the direct relay on Sanic's WebSocket ---------------------------------------------------------
+
+#: Input held back (before the shell is attached, or behind a resize or a full stdin) beyond
+#: which dockerlink stops reading the client's socket until it is written.
+HELD_INPUT_LIMIT = 64 * 1024
+_DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+#: Tasks handed to Sanic's own handling of control frames (pongs, the closing handshake).
+_control_tasks: set[asyncio.Task[None]] = set()
+
+
+class _OutputEnded:
+    """The shell's output ended (it exited): the close reason gives its exit code."""
+
+
+class DirectRelay:
+    """A session's two directions on Sanic's own WebSocket, run in the event loop's callbacks.
+
+    The generic bridge (:meth:`TerminalSessions.bridge`) costs a keystroke several task
+    switches: Sanic hands each frame to a task, queues it, wakes the task awaiting ``recv``,
+    which writes it to the engine; output wakes another task, which awaits ``send``. Here:
+
+    - input: the WebSocket's ``data_received`` is replaced, for this connection only, by
+      :meth:`_client_data`, which parses the frames with the same sans-I/O protocol object
+      Sanic uses (``ws.ws_proto``), writes binary and text frames' bytes to the shell's stdin
+      at once, and hands every other frame (ping, pong, close) and what the protocol has to
+      send back to Sanic's own handling, unchanged. It is installed before the handler runs
+      (the ``websocket.handler.before`` signal), so no frame ever goes Sanic's other way.
+      Input is held in order (and the client's socket no longer read beyond
+      ``HELD_INPUT_LIMIT``) while the shell is not yet attached, a resize is being applied,
+      or the shell does not read its stdin.
+    - output: the hijacked stream hands each chunk to :meth:`output_received`, which frames
+      it and writes it to the client's socket at once while that socket's write buffer is
+      under its high-water mark; otherwise it stops reading the engine and sends the chunk
+      through Sanic's ``send``, which waits for room, then reads on (the backpressure of the
+      generic bridge, unchanged).
+    - idle: one timer, re-armed only when it fires, instead of a timeout per ``recv``.
+    """
+
+    def __init__(self, ws: WebsocketImplProtocol, idle_s: float) -> None:
+        assert ws.io_proto is not None
+        assert ws.io_proto.transport is not None
+        self.ws = ws
+        self.loop = asyncio.get_running_loop()
+        self.transport = ws.io_proto.transport
+        self.high_water = self.transport.get_write_buffer_limits()[1]
+        self.idle_s = idle_s
+        self.last_input = self.loop.time()
+        self.idle_timer = self.loop.call_later(idle_s, self._check_idle)
+        #: The outcome: a close code and reason, _OutputEnded, or an exception.
+        self.outcome: asyncio.Future[tuple[int, str] | _OutputEnded] = self.loop.create_future()
+        self.stream: HijackedStream | None = None
+        self.resize: Callable[[Resize], Awaitable[None]] | None = None
+        #: Input waiting for the worker, in order: bytes to type and resizes.
+        self.held: collections.deque[bytes | Resize] = collections.deque()
+        self.held_bytes = 0
+        self.worker: asyncio.Task[None] | None = None
+        self.input_paused = False
+        self.text: bytearray | None = None
+        self.sending: asyncio.Task[None] | None = None
+        ws.data_received = self._client_data  # type: ignore[method-assign]
+
+    @staticmethod
+    def supports(ws: object) -> bool:
+        """Sanic's own WebSocket on a live connection (not ASGI's, not a test's)."""
+        return (
+            type(ws) is WebsocketImplProtocol
+            and ws.io_proto is not None
+            and ws.io_proto.transport is not None
+            and ws.ws_proto.state is State.OPEN
+        )
+
+    def attach(self, stream: HijackedStream, resize: Callable[[Resize], Awaitable[None]]) -> None:
+        """The shell is there: type what was held, then relay both ways."""
+        self.stream = stream
+        self.resize = resize
+        if self.held and self.worker is None and not self.outcome.done():
+            self.worker = asyncio.create_task(self._work(), name="terminal.input")
+        stream.deliver_to(self)
+
+    async def wait(self) -> tuple[int, str] | _OutputEnded:
+        """Until the session ends; raises _ClientGone or the engine's DockerError."""
+        return await asyncio.shield(self.outcome)
+
+    async def stop(self) -> None:
+        """Relay nothing more (idempotent); the client's frames are parsed and dropped."""
+        self._finish(_ClientGone())
+        self.idle_timer.cancel()
+        tasks = [t for t in (self.worker, self.sending) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.held.clear()
+
+    # -- client -> shell ---------------------------------------------------------------------
+
+    def _client_data(self, data: bytes) -> None:
+        protocol = self.ws.ws_proto
+        protocol.receive_data(data)
+        to_send = protocol.data_to_send()
+        others: list[Event] = []
+        for event in protocol.events_received():
+            if isinstance(event, Frame) and event.opcode in _DATA_OPCODES:
+                self._frame(event)
+            else:
+                others.append(event)
+        if to_send or others:
+            task = asyncio.create_task(self.ws.async_data_received(to_send, others))
+            _control_tasks.add(task)
+            task.add_done_callback(_control_tasks.discard)
+        if protocol.state is not State.OPEN:
+            self._finish(_ClientGone())
+
+    def _frame(self, frame: Frame) -> None:
+        if self.outcome.done():
+            return
+        self.last_input = self.loop.time()
+        if frame.opcode is Opcode.TEXT:
+            self.text = bytearray()
+        if self.text is None:  # a binary frame or its continuation: the bytes as they come
+            self._type(bytes(frame.data))
+            return
+        self.text += frame.data
+        if frame.fin:
+            self._text_message(bytes(self.text))
+            self.text = None
+
+    def _text_message(self, raw: bytes) -> None:
+        try:
+            resize = parse_resize(raw.decode())
+        except UnicodeDecodeError:
+            self._finish((CLOSE_INVALID_DATA, "a text message must be UTF-8"))
+            return
+        except ValueError as exc:
+            self._finish((CLOSE_POLICY, str(exc)))
+            return
+        if resize is None:
+            self._type(raw)
+        else:
+            self._hold(resize)
+
+    def _type(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.stream is None or self.worker is not None:
+            self._hold(data)
+            return
+        try:
+            taken = self.stream.write_nowait(data)
+        except docker_api.DockerError as exc:
+            self._finish(exc)
+            return
+        if not taken:  # the shell is not reading: wait for it, holding what comes meanwhile
+            self.worker = asyncio.create_task(self._work(), name="terminal.input")
+
+    def _hold(self, item: bytes | Resize) -> None:
+        self.held.append(item)
+        if isinstance(item, bytes):
+            self.held_bytes += len(item)
+            if self.held_bytes > HELD_INPUT_LIMIT and not self.input_paused:
+                self.input_paused = True
+                self.transport.pause_reading()
+        if self.stream is not None and self.worker is None:
+            self.worker = asyncio.create_task(self._work(), name="terminal.input")
+
+    async def _work(self) -> None:
+        """Write what was held, in order, waiting for the shell and for each resize."""
+        assert self.stream is not None
+        assert self.resize is not None
+        try:
+            while True:
+                await self.stream.drain()
+                if not self.held:
+                    break
+                item = self.held.popleft()
+                if isinstance(item, Resize):
+                    await self.resize(item)
+                    continue
+                self.held_bytes -= len(item)
+                self.stream.write_nowait(item)
+                if self.input_paused and self.held_bytes <= HELD_INPUT_LIMIT:
+                    self._resume_input()
+        except docker_api.DockerError as exc:
+            self._finish(exc)
+        finally:
+            self.worker = None
+        self._resume_input()
+
+    def _resume_input(self) -> None:
+        if self.input_paused and self.ws.ws_proto.state is State.OPEN:
+            self.input_paused = False
+            self.transport.resume_reading()
+
+    def _check_idle(self) -> None:
+        idle_for = self.loop.time() - self.last_input
+        if idle_for >= self.idle_s:
+            self._finish((CLOSE_NORMAL, f"no input for {self.idle_s:g} s (terminal_idle_timeout)"))
+        else:
+            self.idle_timer = self.loop.call_later(self.idle_s - idle_for, self._check_idle)
+
+    # -- shell -> client (the stream's sink) -------------------------------------------------
+
+    def output_received(self, data: bytes) -> None:
+        if self.outcome.done():
+            return
+        ws = self.ws
+        protocol = ws.ws_proto
+        if (
+            self.sending is None
+            and protocol.state is State.OPEN
+            and not ws.conn_mutex.locked()
+            and not self.transport.is_closing()
+            and self.transport.get_write_buffer_size() < self.high_water
+        ):
+            protocol.send_binary(data)
+            for chunk in protocol.data_to_send():
+                self.transport.write(chunk)
+            return
+        assert self.stream is not None
+        self.stream.pause_output()
+        self.sending = asyncio.create_task(self._send(data), name="terminal.out")
+
+    async def _send(self, data: bytes) -> None:
+        """Sanic's send, which waits for room in the client's socket; then read on."""
+        assert self.stream is not None
+        try:
+            await self.ws.send(data)
+        except Exception:  # the socket's own closed/failed errors vary by version
+            self._finish(_ClientGone())
+            return
+        finally:
+            self.sending = None
+        self.stream.resume_output()
+
+    def output_ended(self, error: docker_api.DockerError | None) -> None:
+        self._finish(_OutputEnded() if error is None else error)
+
+    def _finish(self, outcome: tuple[int, str] | _OutputEnded | BaseException) -> None:
+        if self.outcome.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.outcome.set_exception(outcome)
+            self.outcome.exception()  # retrieved: the session reads it, or no one needs it
+        else:
+            self.outcome.set_result(outcome)

@@ -8,7 +8,7 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from ..context import context_of
 from ..errors import Conflict, NotFound
 from ..requests import parse_container_ref
-from ..terminal import SUBPROTOCOL, TerminalSessions
+from ..terminal import SUBPROTOCOL, DirectRelay, TerminalSessions
 from ..terminal_page import asset_response, page_response
 from ._common import hosting_of, query
 
@@ -35,8 +35,27 @@ async def before_upgrade(request: Request) -> None:
     request.ctx.terminal_container_id = container.id
 
 
+async def take_over_input(request: Request, websocket: object) -> None:
+    """Give a terminal's socket its direct relay as soon as it is upgraded, before the handler
+    runs, so that no frame the client sends goes Sanic's other way (see DirectRelay).
+
+    Sanic dispatches this signal for every WebSocket route: only the terminal's middleware
+    set ``terminal_container_id``.
+    """
+    if getattr(request.ctx, "terminal_container_id", None) is None:
+        return
+    if DirectRelay.supports(websocket):
+        assert isinstance(websocket, WebsocketImplProtocol)
+        idle_s = context_of(request).settings.terminal_idle_timeout
+        request.ctx.terminal_relay = DirectRelay(websocket, idle_s)
+
+
+socket_bp.add_signal(take_over_input, "websocket.handler.before")
+
+
 async def terminal(request: Request, ws: WebsocketImplProtocol) -> None:
-    await sessions_of(request).serve(request.ctx.terminal_container_id, ws)
+    relay = getattr(request.ctx, "terminal_relay", None)
+    await sessions_of(request).serve(request.ctx.terminal_container_id, ws, relay)
 
 
 socket_bp.add_websocket_route(terminal, "/v1/container/terminal", subprotocols=[SUBPROTOCOL])
