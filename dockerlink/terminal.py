@@ -170,6 +170,8 @@ class Session:
     ended: bool = False
     #: Why it ended, for the log line.
     reason: str = "connection lost"
+    #: Its bytes go through a DirectRelay (Sanic's WebSocket), not the generic bridge.
+    relayed: bool = False
 
 
 class TerminalSessions:
@@ -297,6 +299,7 @@ class TerminalSessions:
             except docker_api.APIError as exc:  # the shell is ending: its output will say so
                 log.debug("terminal resize refused: %s", exc.message)
 
+        session.relayed = True
         relay.attach(session.stream, resize)
         try:
             outcome = await relay.wait()

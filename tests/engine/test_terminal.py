@@ -117,6 +117,42 @@ async def test_the_shell_echoes_resizes_and_closes_1000_when_it_exits(
     assert [line for line in metrics.splitlines() if line.startswith(counted)] == [f"{counted} 1"]
 
 
+async def test_input_sent_at_once_keeps_its_order_and_bad_text_closes_the_session(
+    served: tuple[Any, httpx.AsyncClient],
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """Sanic's sessions go through the direct relay: what the client sends before the shell is
+    attached, a resize among keystrokes, and text that is not UTF-8 or a bad resize."""
+    app, client = served
+    container = await create_and_start(client, docker, cleanup, unique_name("term"))
+    async with open_terminal(url_of(client), container, TEST_TOKEN) as ws:
+        screen = Screen(ws)
+        # sent before the shell exists: held, then typed in order, the resize first
+        await screen.resize(cols=77, rows=22)
+        await screen.type("stty size; echo held-$((5+5))\n")
+        await screen.expect(r"\b22 77\r?\n.*held-10")
+        assert [s.relayed for s in app.ctx.terminals.open] == [True]
+        await screen.resize(cols=81, rows=25)
+        await screen.type("stty size\n")
+        await screen.expect(r"\b25 81\b")
+        await ws.send(b"echo \xff\n", text=True)
+        async with asyncio.timeout(15):
+            await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (1007, "a text message must be UTF-8")
+    async with open_terminal(url_of(client), container, TEST_TOKEN) as ws:
+        await ws.send('{"type": "resize", "cols": 0, "rows": 24}')
+        async with asyncio.timeout(15):
+            await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (
+            1008,
+            "resize: cols must be a whole number from 1 to 4096",
+        )
+    await none_left(docker, container)
+    await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
+
+
 async def test_answers_before_the_upgrade(
     engine_settings: Settings,
     docker: DockerClient,
