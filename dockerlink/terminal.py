@@ -19,6 +19,10 @@ Memory. Output is read from the engine only when the previous chunk has been han
 WebSocket, and the WebSocket's send waits while its write buffer is full, so a shell printing
 without end is held back by the slowest reader; what one session holds is bounded by the
 hijacked stream's buffer, one chunk, and the WebSocket's write buffer.
+
+Speed. On Sanic's own WebSocket (``dockerlink serve``) a session's bytes go through a
+:class:`DirectRelay`, in the event loop's callbacks, with the same protocol, backpressure and
+ends as :meth:`TerminalSessions.bridge`, which serves any other socket (ASGI, tests).
 """
 
 from __future__ import annotations
@@ -521,6 +525,8 @@ class DirectRelay:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.held.clear()
+        self.held_bytes = 0
+        self._resume_input()  # for Sanic's closing handshake
 
     # -- client -> shell ---------------------------------------------------------------------
 
