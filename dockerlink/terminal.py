@@ -491,6 +491,8 @@ class DirectRelay:
         self.worker: asyncio.Task[None] | None = None
         self.input_paused = False
         self.text: bytearray | None = None
+        #: Output waiting for Sanic's send, in order, and the task sending it.
+        self.unsent: collections.deque[bytes] = collections.deque()
         self.sending: asyncio.Task[None] | None = None
         ws.data_received = self._client_data  # type: ignore[method-assign]
 
@@ -526,6 +528,7 @@ class DirectRelay:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.held.clear()
         self.held_bytes = 0
+        self.unsent.clear()
         self._resume_input()  # for Sanic's closing handshake
 
     # -- client -> shell ---------------------------------------------------------------------
@@ -652,15 +655,18 @@ class DirectRelay:
             for chunk in protocol.data_to_send():
                 self.transport.write(chunk)
             return
-        assert self.stream is not None
-        self.stream.pause_output()
-        self.sending = asyncio.create_task(self._send(data), name="terminal.out")
+        self.unsent.append(data)
+        if self.sending is None:
+            assert self.stream is not None
+            self.stream.pause_output()
+            self.sending = asyncio.create_task(self._send(), name="terminal.out")
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self) -> None:
         """Sanic's send, which waits for room in the client's socket; then read on."""
         assert self.stream is not None
         try:
-            await self.ws.send(data)
+            while self.unsent:
+                await self.ws.send(self.unsent.popleft())
         except Exception:  # the socket's own closed/failed errors vary by version
             self._finish(_ClientGone())
             return
