@@ -9,6 +9,7 @@ RSS measured.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -150,6 +151,34 @@ async def test_input_sent_at_once_keeps_its_order_and_bad_text_closes_the_sessio
             "resize: cols must be a whole number from 1 to 4096",
         )
     await none_left(docker, container)
+    await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
+
+
+async def test_a_paste_larger_than_every_buffer_arrives_whole_and_in_order(
+    served: tuple[Any, httpx.AsyncClient],
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """Input backpressure: 3 MiB typed while the shell reads nothing (it sleeps) fills the
+    terminal, the engine's connection and dockerlink's held input, which then stops reading
+    the client; once the shell reads again, every byte arrives, in order."""
+    app, client = served
+    container = await create_and_start(client, docker, cleanup, unique_name("term"))
+    paste = b"".join(b"%07d:%s\n" % (n, b"x" * 55) for n in range(3 * 1024 * 1024 // 64))
+    async with open_terminal(url_of(client), container, TEST_TOKEN) as ws:
+        screen = Screen(ws)
+        await screen.type("echo ready-$((2+5))\n")
+        await screen.expect("ready-7")
+        await screen.type(
+            f"stty raw -echo; sleep 2; head -c {len(paste)} > /tmp/paste; stty sane; "
+            "md5sum /tmp/paste; wc -c < /tmp/paste\n"
+        )
+        for start in range(0, len(paste), 16 * 1024):
+            await ws.send(paste[start : start + 16 * 1024])
+        found = await screen.expect(r"([0-9a-f]{32})  /tmp/paste\s+(\d+)", timeout=60)
+    assert found.group(2) == str(len(paste))
+    assert found.group(1) == hashlib.md5(paste).hexdigest()
     await wait_for(lambda: not app.ctx.terminals.open, timeout=15)
 
 
