@@ -33,7 +33,7 @@ from .errors import Forbidden, HTTPError, Unauthorized, domain_error_answer, eng
 from .events import LifecycleEvents, open_event_log
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
-from .logs import cause_note, request_id_var
+from .logs import cause_note, log_request, request_id_var, request_log
 from .mirror import ContainerMirror
 from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from .responses import text_response
@@ -53,7 +53,6 @@ from .webhooks import open_outbox
 __all__ = ["create_app"]
 
 log = logging.getLogger("dockerlink")
-request_log = logging.getLogger("dockerlink.request")
 
 #: Request bodies are small JSON objects; anything larger is refused with 413.
 REQUEST_MAX_SIZE = 64 * 1024
@@ -403,27 +402,17 @@ def _route_label(request: Request) -> str:
     return "/" + route.path.rstrip("/") if route is not None else UNMATCHED_ROUTE
 
 
-def _log_request(request: Request, status: int, duration_s: float | None) -> None:
+def _log_request(request: Request, status: int, duration_s: float) -> None:
     """One line per request: id, method, path, status, duration (never a header's value)."""
-    duration_ms = round(duration_s * 1000, 1) if duration_s is not None else None
-    path = request.path + (f"?{request.query_string}" if request.query_string else "")
-    request_id = _request_id(request)
-    request_log.info(
-        "[%s] %s %s %s %s ms",
-        request_id,
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    query_string = request.query_string
+    log_request(
+        _request_id(request),
         method_label(request.method),
-        path,
+        f"{request.path}?{query_string}" if query_string else request.path,
         status,
-        "-" if duration_ms is None else f"{duration_ms:g}",
-        extra={
-            "request_id": request_id,
-            "fields": {
-                "method": method_label(request.method),
-                "path": path,
-                "status": status,
-                "duration_ms": duration_ms,
-            },
-        },
+        round(duration_s * 1000, 1),
     )
 
 
