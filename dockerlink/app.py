@@ -43,6 +43,7 @@ from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .routes import terminal as terminal_routes
 from .settings import Settings
+from .ssh_bridge import SSHBridge
 from .stats import Sampler, call_timeout_for, open_history
 from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_choice
@@ -217,6 +218,7 @@ async def _open_context(
         metrics=metrics,
         lifecycle=await _open_lifecycle(settings, client, mirror),
         terminals=TerminalSessions(client, settings),
+        ssh=SSHBridge(max_sessions=settings.ssh_max_sessions),
     )
 
 
