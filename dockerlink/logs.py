@@ -4,7 +4,10 @@ Every line of the service goes through the root logger's one handler, Sanic's ow
 included, so ``log_format=json`` gives one JSON object per line for everything. A request's id
 is kept in a context variable while it is handled, so lines logged on its behalf (a hook that
 failed...) carry it. Secrets (the API token) are replaced by ``[redacted]`` in every line, raw
-or URL-encoded, wherever a client put them: a query string, a path, an ``X-Request-Id``.
+or URL-encoded, wherever a client put them: a query string, a path, an ``X-Request-Id``. And
+no line carries a control character but its line breaks and tabs: the others (a carriage
+return, a terminal's escape sequences) are written as ``\\xNN``, so that nothing a client sends
+can forge a line or drive the terminal of an operator reading the log.
 """
 
 from __future__ import annotations
@@ -173,8 +176,17 @@ class JsonFormatter(logging.Formatter):
 REDACTED = "[redacted]"
 
 
+#: Control characters a line may not carry as they are (C0 but tab and line feed, DEL, C1).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 class RedactingFormatter(logging.Formatter):
-    """Another formatter's lines with every secret, raw or URL-encoded, made ``[redacted]``."""
+    """Another formatter's lines with every secret, raw or URL-encoded, made ``[redacted]``,
+    and control characters escaped."""
 
     def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -202,7 +214,11 @@ class RedactingFormatter(logging.Formatter):
         return self.redact(self.inner.format(record))
 
     def redact(self, line: str) -> str:
-        return self._pattern.sub(REDACTED, line) if self._pattern is not None else line
+        if self._pattern is not None:
+            line = self._pattern.sub(REDACTED, line)
+        if _CONTROL.search(line) is not None:
+            line = _CONTROL.sub(_escaped, line)
+        return line
 
 
 #: The logger of the one line per answered request.
