@@ -374,9 +374,7 @@ def test_append_many_records_what_append_does(
             if tick == 500:
                 for store in (one, many):
                     store.delete(OTHER)
-            taken_one += sum(
-                one.append(cid, sample) for cid, sample in batch if cid != "../etc"
-            )
+            taken_one += sum(one.append(cid, sample) for cid, sample in batch if cid != "../etc")
             taken_many += many.append_many(batch)
             if tick % 20 == 0:
                 one.maintain()
