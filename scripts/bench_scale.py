@@ -20,7 +20,11 @@ test engine that ``scripts/engine up`` starts):
      them asked for the first time);
    - the sampler, run in this process against the same engine: wall time per tick, and CPU time
      per running container sampled against the floor: the CPU time of reading the same cgroup
-     files (open, read, close; no parsing) in a tight loop;
+     files (open, read, close; no parsing) in a tight loop. The timed ticks are steady state:
+     whole 2-minute day buckets (a day point per container each, as every 8th tick writes), in
+     files that exist (warm-up ticks crossed a day and a week bucket, which made each tier's
+     file; a history file is made once per period: an hour for the raw tier, so about 1 tick
+     in 240 pays for it);
    - ``GET /v1/container?id=X`` requests per second under ``wrk``, against a bare Sanic app
      serving a fixed body of the same size on the same ``wrk`` command line;
    - the server's peak RSS (``VmHWM``) after all of the above and one week query for every
@@ -65,7 +69,7 @@ from dockerlink.mirror import ContainerMirror
 from dockerlink.stats.cgroups import CgroupFiles, find_cgroup
 from dockerlink.stats.sampler import Sampler
 from dockerlink.stats.sources import CgroupSource
-from dockerlink.stats.store import HistoryStore
+from dockerlink.stats.store import DAY, RAW, WEEK, HistoryStore
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "dockerlink-test:latest"
@@ -248,6 +252,21 @@ def wrk_rps(url: str, duration_s: int) -> float:
     raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
 
 
+def steady_start(now: float) -> int:
+    """A simulated time before ``now`` that is two sampler intervals before a week bucket's end
+    that is not an hour's end: the two warm-up ticks then make each tier's file (raw, and the
+    day and week points of the buckets they close), and the timed ticks that follow stay within
+    one hour and one 6-hour day file."""
+    boundary = int(now) - int(now) % RAW.file_period_s - RAW.file_period_s + WEEK.resolution_s
+    return boundary - 2 * INTERVAL_S
+
+
+def timed_ticks(asked: int) -> int:
+    """``asked`` rounded up to whole day buckets (8 ticks, one day point per container)."""
+    per_bucket = DAY.resolution_s // INTERVAL_S
+    return max(1, -(-asked // per_bucket)) * per_bucket
+
+
 def cgroup_floor_s(files: list[CgroupFiles], rounds: int) -> float:
     """CPU seconds per container of reading its cgroup files whole, nothing more."""
     paths = [
@@ -285,7 +304,7 @@ async def measure_sampler(
         try:
             if not await mirror.wait_fresh(60):
                 raise RuntimeError("the mirror did not read the engine within 60 s")
-            clock = SimClock(time.time())
+            clock = SimClock(steady_start(time.time()))
             directory = workdir / f"sampler-{running}"
             store = HistoryStore(directory, clock=clock)
             store.open()
@@ -299,8 +318,10 @@ async def measure_sampler(
                 cgroups=source,
                 api_fallback=False,
             )
-            clock.now += INTERVAL_S
-            await sampler.tick()  # warm-up: files found, histories made
+            for _ in range(2):  # warm-up: files found, histories and their files made
+                clock.now += INTERVAL_S
+                await sampler.tick()
+            ticks = timed_ticks(ticks)
             cgroup_before = sampler.cgroup_samples
             cpu_before = time.process_time()
             walls = []
@@ -572,7 +593,12 @@ def main() -> int:
     parser.add_argument(
         "--peer-rounds", type=int, default=4, help="docker-py list+inspect rounds (default 4)"
     )
-    parser.add_argument("--ticks", type=int, default=5, help="sampler ticks (default 5)")
+    parser.add_argument(
+        "--ticks",
+        type=int,
+        default=8,
+        help="sampler ticks timed, rounded up to whole 2-minute buckets of 8 (default 8)",
+    )
     parser.add_argument("--load-seconds", type=int, default=10, help="wrk duration (default 10)")
     parser.add_argument(
         "--engine-sock",
