@@ -186,12 +186,15 @@ class _Track:
 
 
 class _History:
-    __slots__ = ("container_id", "directory", "tracks")
+    __slots__ = ("aggregated", "container_id", "directory", "raw", "tracks")
 
     def __init__(self, container_id: str, directory: Path | None, cache: DecodedCache) -> None:
         self.container_id = container_id
         self.directory = directory
         self.tracks = {tier.name: _Track(tier.file_period_s, cache) for tier in TIERS}
+        #: The same tracks at hand for every sample: the raw one, and the aggregated tiers'.
+        self.raw = self.tracks[RAW.name]
+        self.aggregated = tuple((tier, self.tracks[tier.name]) for tier in TIERS[1:])
 
 
 class HistoryStore:
@@ -406,13 +409,16 @@ class HistoryStore:
         taken: list[tuple[str, Sample]] = []
         tombstones = self._tombstones
         unwritten = self._unwritten
+        histories = self._histories
         valid = _CONTAINER_ID.fullmatch
+        self._serve_written()
         for container_id, sample in samples:
             if container_id in tombstones:
                 continue
-            last = unwritten.get(container_id)
+            last = unwritten.get(container_id)  # what last() returns, without a call each
             if last is None:
-                last = self.last(container_id)
+                history = histories.get(container_id)
+                last = history.raw.series.last() if history is not None else None
             if (last is not None and sample.t <= last.t) or not valid(container_id):
                 continue
             if self.root is None:
@@ -483,17 +489,27 @@ class HistoryStore:
             directory = self.root / container_id if self.root is not None else None
             history = _History(container_id, directory, self._decoded)
             self._histories[container_id] = history
-        raw = history.tracks[RAW.name]
+        raw = history.raw
+        t = sample.t
         if history.directory is not None:
-            raw.files.add(sample.t - sample.t % RAW.file_period_s)
+            raw.files.add(t - t % RAW.file_period_s)
         raw.series.append(sample)
         entries = self._rendered.get(container_id)
         if entries is not None:
             entries.extend(render_entries([sample]))
             self._rendered_entries += 1
             self._evict_rendered()
-        for tier in TIERS[1:]:
-            self._feed(history, tier, sample)
+        # What _feed does for each aggregated tier, inlined: this runs for every sample.
+        for tier, track in history.aggregated:
+            index = t // tier.resolution_s
+            bucket = track.bucket
+            if bucket is None or bucket.index != index:
+                if index < track.closed_before:
+                    continue
+                if bucket is not None:
+                    self._close_bucket(history, tier)
+                bucket = track.bucket = Bucket(index)
+            bucket.add(sample)
 
     def delete(self, container_id: str) -> None:
         """Forget a container's history, on disk and in memory (it was deleted through the API)."""
