@@ -1,9 +1,10 @@
 """A running container's figures read from the kernel: its cgroup files and its network counters.
 
 This is what the engine itself reads for a stats call (runc's cgroup managers and libnetwork's
-interface statistics), minus the engine: about 0.2 ms per container instead of about 1 s of
-latency and several ms of CPU. Every function takes the roots as parameters (``/sys/fs/cgroup``
-and ``/proc`` by default) so that tests point them at a fake tree.
+interface statistics), minus the engine: about 0.05 ms of CPU per container (five small files,
+most of it the kernel's) instead of about 1 s of latency and several ms of CPU. Every function
+takes the roots as parameters (``/sys/fs/cgroup`` and ``/proc`` by default) so that tests point
+them at a fake tree.
 
 Where a container's cgroup is:
 
