@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
-from sanic.exceptions import SanicException
+from sanic.exceptions import BadURL, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import BaseHTTPResponse
 
@@ -33,7 +33,7 @@ from .errors import Forbidden, HTTPError, Unauthorized, domain_error_answer, eng
 from .events import LifecycleEvents, open_event_log
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
-from .logs import cause_note, request_id_var
+from .logs import cause_note, log_request, request_id_var, request_log
 from .mirror import ContainerMirror
 from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from .responses import text_response
@@ -43,6 +43,7 @@ from .routes import logs as logs_routes
 from .routes import stats as stats_routes
 from .routes import terminal as terminal_routes
 from .settings import Settings
+from .ssh_bridge import SSHBridge
 from .stats import Sampler, call_timeout_for, open_history
 from .stats.sampler import concurrency_for
 from .stats.sources import cgroup_source_choice
@@ -53,10 +54,11 @@ from .webhooks import open_outbox
 __all__ = ["create_app"]
 
 log = logging.getLogger("dockerlink")
-request_log = logging.getLogger("dockerlink.request")
 
 #: Request bodies are small JSON objects; anything larger is refused with 413.
 REQUEST_MAX_SIZE = 64 * 1024
+#: The path a request whose target is not a URL is made for (no route has it).
+_BAD_URL_PATH = b"/.bad-url"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: Routes that answer without a token: liveness, the API description (no secrets in it), and
 #: the dashboard page (it holds no data: its own API calls carry the token).
@@ -218,6 +220,7 @@ async def _open_context(
         metrics=metrics,
         lifecycle=await _open_lifecycle(settings, client, mirror),
         terminals=TerminalSessions(client, settings),
+        ssh=SSHBridge(max_sessions=settings.ssh_max_sessions),
     )
 
 
@@ -232,10 +235,19 @@ class _ObservedRequest(Request):
     signals and a response middleware did, for a fraction of their cost per request.
     """
 
-    __slots__ = ("observed", "started_s")
+    __slots__ = ("bad_url", "observed", "started_s")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, url_bytes: bytes, *args: Any, **kwargs: Any) -> None:
+        #: The request line's target when it is not a URL (control characters...), shown
+        #: escaped; the request is then made for a path no route has, and answered 400.
+        self.bad_url: str | None = None
+        try:
+            super().__init__(url_bytes, *args, **kwargs)
+        except BadURL:
+            # Sanic makes the request again with the same URL to answer an error, and fails
+            # again: the client got no answer and the log a traceback with the raw bytes.
+            super().__init__(_BAD_URL_PATH, *args, **kwargs)
+            self.bad_url = repr(url_bytes)[2:-1]
         self.started_s = time.monotonic()
         self.observed = False
         request_id_var.set(_request_id(self))  # lines logged for this request carry it
@@ -403,27 +415,18 @@ def _route_label(request: Request) -> str:
     return "/" + route.path.rstrip("/") if route is not None else UNMATCHED_ROUTE
 
 
-def _log_request(request: Request, status: int, duration_s: float | None) -> None:
+def _log_request(request: Request, status: int, duration_s: float) -> None:
     """One line per request: id, method, path, status, duration (never a header's value)."""
-    duration_ms = round(duration_s * 1000, 1) if duration_s is not None else None
-    path = request.path + (f"?{request.query_string}" if request.query_string else "")
-    request_id = _request_id(request)
-    request_log.info(
-        "[%s] %s %s %s %s ms",
-        request_id,
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    query_string = request.query_string
+    path = f"{request.path}?{query_string}" if query_string else request.path
+    log_request(
+        _request_id(request),
         method_label(request.method),
-        path,
+        getattr(request, "bad_url", None) or path,
         status,
-        "-" if duration_ms is None else f"{duration_ms:g}",
-        extra={
-            "request_id": request_id,
-            "fields": {
-                "method": method_label(request.method),
-                "path": path,
-                "status": status,
-                "duration_ms": duration_ms,
-            },
-        },
+        round(duration_s * 1000, 1),
     )
 
 
@@ -440,6 +443,8 @@ class _ErrorHandler(ErrorHandler):
         return response
 
     def _answer(self, request: Request, exception: Exception) -> HTTPResponse:
+        if getattr(request, "bad_url", None) is not None:
+            return text_response(400, "the request target is not a valid URL")
         if isinstance(exception, HTTPError):
             return text_response(exception.status_code, exception.message, exception.headers)
         if isinstance(exception, DomainError):

@@ -41,7 +41,8 @@ class AppContext:
     terminals: TerminalSessions
     #: The background tasks, by name, from server start to server stop.
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    #: The SSH bridge (/v1/ssh/...), with its in-memory count of failed logins per container.
+    #: The SSH bridge (/v1/ssh/...), with its in-memory count of failed logins per container
+    #: and of open sessions.
     ssh: SSHBridge = field(default_factory=SSHBridge)
 
 

@@ -623,6 +623,7 @@ def _ssh_paths() -> dict[str, Any]:
                     "101": {"description": "switched to the WebSocket protocol"},
                     **_SSH_LOOKUP_ERRORS,
                     "409": _error("container is not running"),
+                    "429": _error("ssh_max_sessions sockets are open, or 8 for this container"),
                 },
             }
         },

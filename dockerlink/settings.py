@@ -87,6 +87,8 @@ class Settings:
     # and the origins whose pages may show it in a frame ("*": any; empty: none).
     ssh_bridge: bool = True
     ssh_frame_ancestors: tuple[str, ...] = ("*",)
+    # Its sockets open at once, in all (each container has at most SSH_SESSIONS_PER_CONTAINER).
+    ssh_max_sessions: int = 256
     # Extra Host names accepted without a token (browsers acting for other sites are refused).
     allowed_hosts: tuple[str, ...] = ()
     # Lifecycle events: every event POSTed, signed, to webhook_url (retried, queued on disk).
@@ -426,6 +428,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "terminal_idle_timeout": _seconds(1, 7 * 86400),
     "ssh_bridge": _boolean,
     "ssh_frame_ancestors": _origins,
+    "ssh_max_sessions": _integer(1, 100_000),
     "allowed_hosts": _host_names,
     "webhook_url": _webhook_url,
     "webhook_secret": _optional_text,

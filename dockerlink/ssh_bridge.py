@@ -20,6 +20,12 @@ reached through a port the engine publishes for that container, and there is no 
 for customers' containers (their keys are made inside their images). Nothing else of
 asyncssh's client set-up is used: no keys or agent of the service's user, no ssh config file.
 
+Sockets: at most ``max_sessions`` are open at once in all and
+:data:`SESSIONS_PER_CONTAINER` for one container (the routes are public: without a bound, anyone
+could hold open sockets, and then SSH connections, until memory or descriptors ran out). Past
+either bound the route answers 429 before the upgrade; a socket that finds the last slot taken
+during its upgrade is closed with code 1013.
+
 Brute force: :class:`LoginGuard` counts failed logins per container. After
 :data:`MAX_FAILURES` failures within :data:`FAILURE_WINDOW_S`, the container's logins are
 refused for :data:`LOCKOUT_S`, before any SSH connection is made. Attempts on one container
@@ -35,7 +41,7 @@ import logging
 import math
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -43,7 +49,7 @@ from typing import Protocol
 import asyncssh
 import orjson
 
-from .errors import PreconditionFailed
+from .errors import PreconditionFailed, TooManyRequests
 from .hosting import ManagedContainer, host_port_root, labels_of
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "LOCKOUT_S",
     "LOGIN_TIMEOUT_S",
     "MAX_FAILURES",
+    "SESSIONS_PER_CONTAINER",
     "SSH_CONNECT_TIMEOUT_S",
     "LineEditor",
     "LoginGuard",
@@ -73,15 +80,19 @@ SSH_CONNECT_TIMEOUT_S = 15.0
 SSH_CLOSE_TIMEOUT_S = 5.0
 #: The login dialogue (prompts and attempts) must end with a shell within this time.
 LOGIN_TIMEOUT_S = 300.0
+#: Sockets open at once for one container (several browser tabs, a reconnecting page).
+SESSIONS_PER_CONTAINER = 8
 #: Longest user name or password taken at the prompts (more is ignored).
 MAX_LINE_BYTES = 256
 #: Most bytes of shell output sent in one WebSocket frame.
 OUTPUT_CHUNK_BYTES = 32 * 1024
 MAX_TERMINAL_SIDE = 1000
 DEFAULT_SIZE = (80, 24)
-#: WebSocket close codes: the shell ended (or the user left at a prompt); logins refused.
+#: WebSocket close codes: the shell ended (or the user left at a prompt); logins refused; no
+#: room for another session.
 CLOSE_NORMAL = 1000
 CLOSE_REFUSED = 1008
+CLOSE_TRY_AGAIN = 1013
 
 _ESC, _BACKSPACE, _DELETE, _CTRL_C, _CTRL_D, _CTRL_U = 0x1B, 0x08, 0x7F, 0x03, 0x04, 0x15
 
@@ -309,14 +320,51 @@ class SSHBridge:
         connect: SSHConnect = asyncssh_connect,
         *,
         login_timeout_s: float = LOGIN_TIMEOUT_S,
+        max_sessions: int = 256,
+        sessions_per_container: int = SESSIONS_PER_CONTAINER,
     ) -> None:
         self.guard = guard or LoginGuard()
         self._connect = connect
         self._login_timeout_s = login_timeout_s
         self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.max_sessions = max_sessions
+        self.sessions_per_container = sessions_per_container
+        #: Open sessions by container id, and in all.
+        self._open: Counter[str] = Counter()
+        self._open_total = 0
+
+    def check_room(self, container_id: str) -> None:
+        """TooManyRequests when no other session may open (checked before the upgrade)."""
+        if self._open_total >= self.max_sessions:
+            raise TooManyRequests(
+                f"{self._open_total} SSH terminal sessions are open, the most allowed "
+                "(ssh_max_sessions)"
+            )
+        if self._open[container_id] >= self.sessions_per_container:
+            raise TooManyRequests(
+                f"{self._open[container_id]} SSH terminal sessions are open for this container, "
+                "the most allowed"
+            )
 
     async def serve(self, terminal: Terminal, target: SSHTarget) -> None:
         """Until the shell ends, the browser goes away, or logins are refused."""
+        key = target.container_id
+        try:
+            self.check_room(key)
+        except TooManyRequests as exc:  # others took the last slots during the upgrade
+            await terminal.write(f"{exc.message}: try again later.\r\n".encode())
+            return await terminal.close(CLOSE_TRY_AGAIN, "too many sessions")
+        self._open[key] += 1
+        self._open_total += 1
+        try:
+            await self._serve(terminal, target)
+        finally:
+            self._open_total -= 1
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
+
+    async def _serve(self, terminal: Terminal, target: SSHTarget) -> None:
         editor = LineEditor(terminal)
         try:
             async with asyncio.timeout(self._login_timeout_s):

@@ -40,12 +40,15 @@ async def container_named(request: Request, name: str) -> ManagedContainer:
 
 @socket_bp.on_request
 async def before_upgrade(request: Request) -> None:
-    """404, 412, 409 (not running), as HTTP answers: Sanic upgrades the connection before a
-    websocket handler runs, so they are given here, in the route's middleware."""
+    """404, 412, 409 (not running), 429 (too many sessions), as HTTP answers: Sanic upgrades
+    the connection before a websocket handler runs, so they are given here, in the route's
+    middleware."""
     container = await container_named(request, str(request.match_info.get("name", "")))
     if not container.running:
         raise Conflict("container is not running")
-    request.ctx.ssh_target = ssh_target(container)
+    target = ssh_target(container)
+    context_of(request).ssh.check_room(target.container_id)
+    request.ctx.ssh_target = target
 
 
 class WebSocketTerminal:

@@ -269,3 +269,31 @@ async def test_ssh_bridge_false_answers_404_for_the_page_and_the_socket(
         for path in ("wetty", "static/vendor/xterm.js"):
             response = await api.get(f"/v1/ssh/{name}/{path}")
             assert (response.status_code, response.text) == (404, "not found\n")
+
+
+async def test_past_ssh_max_sessions_the_socket_answers_429_until_one_closes(
+    engine_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    name = unique_name("ssh")
+    settings = replace(engine_settings, api_token=TEST_TOKEN, ssh_max_sessions=2)
+    async with serve(settings) as api:
+        await create_and_start(api, docker, cleanup, name)
+        async with terminal(api, name) as first, terminal(api, name) as second:
+            await first.expect("login as: ")
+            await second.expect("login as: ")
+            status, text = await refused(api, name)
+            assert status == 429
+            assert text == "2 SSH terminal sessions are open, the most allowed (ssh_max_sessions)\n"
+
+        # Both closed by the client: their slots are free again.
+        async def room() -> bool:
+            with contextlib.suppress(InvalidStatus):
+                async with terminal(api, name) as again:
+                    await again.expect("login as: ")
+                    return True
+            return False
+
+        await wait_for(room, timeout=20, interval=0.1)

@@ -92,6 +92,28 @@ async def test_invented_methods_are_recorded_and_logged_as_other(
     assert sum(" other /v1/env " in line for line in logged) >= 150
 
 
+@pytest.mark.parametrize(
+    "target",
+    [b"/v1/con\rtainer?id=x\x1b[31mRED", b"/v1/env\x00", b"/v1/\x7f", b"/v1/container\x0b"],
+)
+async def test_a_target_that_is_not_a_url_gets_a_400_and_one_escaped_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, target: bytes
+) -> None:
+    """Sanic itself closed such a connection without an answer and logged a traceback with the
+    raw bytes (terminal escape sequences included)."""
+    caplog.set_level(logging.INFO)
+    async with serve_app(settings_for(tmp_path), docker=fake_engine()) as (_app, client):
+        port = client.base_url.port
+        assert port is not None
+        status, body = await raw_request(port, b"GET " + target + b" HTTP/1.1\r\nHost: localhost")
+        assert (await client.get("/v1/env")).status_code == 200  # the server is fine
+    assert (status, body) == (400, b"the request target is not a valid URL\n")
+    lines = [r.getMessage() for r in caplog.records if r.name == "dockerlink.request"]
+    assert lines[0].startswith(f"[{lines[0][1:33]}] GET {repr(target)[2:-1]} 400 ")
+    # No traceback (the fake engine's mirror warns of its own, unrelated to the request).
+    assert not [r for r in caplog.records if r.name.startswith("sanic") or r.exc_info]
+
+
 # -- the token ---------------------------------------------------------------------------------
 
 

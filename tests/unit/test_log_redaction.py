@@ -59,3 +59,9 @@ def test_configure_logging_redacts_every_logger(monkeypatch: pytest.MonkeyPatch)
     logging.getLogger("dockerlink.request").info("[%s] GET /", TOKEN)
     assert TOKEN not in stream.getvalue()
     assert stream.getvalue().count(REDACTED) == 2
+
+
+def test_control_characters_are_escaped_but_line_breaks_and_tabs_kept() -> None:
+    formatter = RedactingFormatter(logging.Formatter("%(message)s"), [TOKEN])
+    line = formatter.format(record("GET /a\rINFO forged\x1b[2J\x9b31m\x00 %s\n  next\tline", TOKEN))
+    assert line == f"GET /a\\x0dINFO forged\\x1b[2J\\x9b31m\\x00 {REDACTED}\n  next\tline"

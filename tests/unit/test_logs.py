@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from docker_api import DockerClient
-from dockerlink.logs import JsonFormatter, configure_logging, describe_causes
+from dockerlink.logs import JsonFormatter, configure_logging, describe_causes, log_request
 from dockerlink.settings import Settings
 
 from ..conftest import serve
@@ -143,3 +143,49 @@ def test_json_format_covers_sanic_own_loggers(monkeypatch: pytest.MonkeyPatch) -
     assert logging.getLogger("httpx").level == logging.WARNING  # one line per engine call: no
     configure_logging("DEBUG", "text")
     assert logging.getLogger("httpx").level == logging.DEBUG
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_request_lines_written_directly_are_the_lines_records_make(
+    monkeypatch: pytest.MonkeyPatch, log_format: str
+) -> None:
+    """The service writes request lines without a log record; they must be the same lines."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    monkeypatch.setattr("time.time", lambda: 1764561600.25)
+    configure_logging("INFO", log_format, [TOKEN])
+    request_log = logging.getLogger("dockerlink.request")
+
+    def no_record(*args: object, **kwargs: object) -> logging.LogRecord:
+        raise AssertionError("a log record was made")
+
+    monkeypatch.setattr(request_log, "makeRecord", no_record)
+    path = f"/v1/container?id=web1&token={TOKEN}"
+    log_request("req-7", "GET", path, 200, 0.3)
+    direct = stream.getvalue()
+    monkeypatch.undo()  # makeRecord back; then a second handler forces the record path
+    monkeypatch.setattr("sys.stderr", stream)
+    monkeypatch.setattr("time.time", lambda: 1764561600.25)
+    capture = io.StringIO()
+    extra = logging.StreamHandler(capture)
+    logging.getLogger("dockerlink").addHandler(extra)
+    try:
+        log_request("req-7", "GET", path, 200, 0.3)
+    finally:
+        logging.getLogger("dockerlink").removeHandler(extra)
+    assert "[req-7] GET /v1/container?id=web1&token=" in capture.getvalue()
+    assert stream.getvalue() == direct * 2
+    assert TOKEN not in direct
+    assert direct.count("\n") == 1
+    if log_format == "text":
+        assert direct.endswith(  # the date and time are local
+            ":00,250 INFO dockerlink.request: "
+            "[req-7] GET /v1/container?id=web1&token=[redacted] 200 0.3 ms\n"
+        )
+    else:
+        entry = orjson.loads(direct)
+        assert entry["time"] == "2025-12-01T04:00:00.250+00:00"
+        assert entry["request_id"] == "req-7"
+        assert entry["path"] == "/v1/container?id=web1&token=[redacted]"
+        assert (entry["method"], entry["status"], entry["duration_ms"]) == ("GET", 200, 0.3)

@@ -12,7 +12,7 @@ from collections import deque
 import asyncssh
 import pytest
 
-from dockerlink.errors import PreconditionFailed
+from dockerlink.errors import PreconditionFailed, TooManyRequests
 from dockerlink.hosting import ManagedContainer
 from dockerlink.ssh_bridge import (
     LineEditor,
@@ -234,3 +234,42 @@ async def test_a_login_that_never_comes_times_out() -> None:
     assert terminal.text == "login as: \r\nNo login within the time allowed.\r\n"
     assert terminal.closed == 1000
     assert ssh.attempts == []
+
+
+async def test_sessions_are_bounded_per_container_and_in_all() -> None:
+    bridge = SSHBridge(
+        LoginGuard(clock=Clock()), connect=RefusingSSH(), max_sessions=3, sessions_per_container=2
+    )
+    other = SSHTarget(container_id="beef" * 16, name="web2", port=11022)
+    third = SSHTarget(container_id="f00d" * 16, name="web3", port=12022)
+    silent = [SilentTerminal() for _ in range(3)]
+    served = [asyncio.ensure_future(bridge.serve(silent[i], TARGET)) for i in range(2)]
+    await asyncio.sleep(0)  # each has taken its slot and prompts
+    assert [terminal.text for terminal in silent[:2]] == ["login as: "] * 2
+
+    with pytest.raises(
+        TooManyRequests, match="2 SSH terminal sessions are open for this container"
+    ):
+        bridge.check_room(TARGET.container_id)
+    bridge.check_room(other.container_id)  # another container: room
+    served.append(asyncio.ensure_future(bridge.serve(silent[2], other)))
+    await asyncio.sleep(0)
+    with pytest.raises(
+        TooManyRequests, match=r"^3 SSH terminal sessions are open, .*_max_sessions"
+    ):
+        bridge.check_room(third.container_id)
+    # One that got past the check before the others took the slots: closed with 1013.
+    late = FakeTerminal(b"admin\rpw\r")
+    await bridge.serve(late, third)
+    assert late.closed == 1013
+    assert late.text.endswith("try again later.\r\n")
+
+    served[0].cancel()  # the browser went away
+    await asyncio.gather(served[0], return_exceptions=True)
+    bridge.check_room(TARGET.container_id)  # room again, for that container and in all
+    bridge.check_room(third.container_id)
+    for task in served[1:]:
+        task.cancel()
+    await asyncio.gather(*served, return_exceptions=True)
+    assert bridge._open == {}
+    assert bridge._open_total == 0
