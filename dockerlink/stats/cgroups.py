@@ -287,12 +287,10 @@ def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, _CHUNK)
-        if not data:
-            return data
-        parts = [data]
-        while chunk := os.read(fd, _CHUNK):
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if data:
+            while chunk := os.read(fd, _CHUNK):  # rare: a few pages at most
+                data += chunk
+        return data
     finally:
         os.close(fd)
 
