@@ -45,7 +45,7 @@ def lock_directory(directory: Path) -> int:
     return fd
 
 
-def append_lines(path: Path, data: bytes) -> None:
+def append_lines(path: str | Path, data: bytes) -> None:
     """One ``write()`` of whole lines at the end of the file (created if needed)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -56,7 +56,7 @@ def append_lines(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def repair_tail(path: Path) -> bool:
+def repair_tail(path: str | Path) -> bool:
     """Cut a torn last line (no ``\\n`` at the end), so the next line starts clean; True if cut."""
     try:
         fd = os.open(path, os.O_RDWR)

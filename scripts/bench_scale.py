@@ -20,7 +20,12 @@ test engine that ``scripts/engine up`` starts):
      them asked for the first time);
    - the sampler, run in this process against the same engine: wall time per tick, and CPU time
      per running container sampled against the floor: the CPU time of reading the same cgroup
-     files (open, read, close; no parsing) in a tight loop;
+     files (open, read, close; no parsing) in a tight loop, one round after each timed tick
+     (so that both are measured under the same load). The timed ticks are steady state:
+     whole 2-minute day buckets (a day point per container each, as every 8th tick writes), in
+     files that exist (warm-up ticks crossed a day and a week bucket, which made each tier's
+     file; a history file is made once per period: an hour for the raw tier, so about 1 tick
+     in 240 pays for it);
    - ``GET /v1/container?id=X`` requests per second under ``wrk``, against a bare Sanic app
      serving a fixed body of the same size on the same ``wrk`` command line;
    - the server's peak RSS (``VmHWM``) after all of the above and one week query for every
@@ -65,7 +70,7 @@ from dockerlink.mirror import ContainerMirror
 from dockerlink.stats.cgroups import CgroupFiles, find_cgroup
 from dockerlink.stats.sampler import Sampler
 from dockerlink.stats.sources import CgroupSource
-from dockerlink.stats.store import HistoryStore
+from dockerlink.stats.store import DAY, RAW, WEEK, HistoryStore
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "dockerlink-test:latest"
@@ -248,6 +253,21 @@ def wrk_rps(url: str, duration_s: int) -> float:
     raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
 
 
+def steady_start(now: float) -> int:
+    """A simulated time before ``now`` that is two sampler intervals before a week bucket's end
+    that is not an hour's end: the two warm-up ticks then make each tier's file (raw, and the
+    day and week points of the buckets they close), and the timed ticks that follow stay within
+    one hour and one 6-hour day file."""
+    boundary = int(now) - int(now) % RAW.file_period_s - RAW.file_period_s + WEEK.resolution_s
+    return boundary - 2 * INTERVAL_S
+
+
+def timed_ticks(asked: int) -> int:
+    """``asked`` rounded up to whole day buckets (8 ticks, one day point per container)."""
+    per_bucket = DAY.resolution_s // INTERVAL_S
+    return max(1, -(-asked // per_bucket)) * per_bucket
+
+
 def cgroup_floor_s(files: list[CgroupFiles], rounds: int) -> float:
     """CPU seconds per container of reading its cgroup files whole, nothing more."""
     paths = [
@@ -268,6 +288,26 @@ def cgroup_floor_s(files: list[CgroupFiles], rounds: int) -> float:
     return (time.process_time() - started) / (rounds * len(files))
 
 
+def running_files(version: int, mirror: ContainerMirror) -> list[CgroupFiles]:
+    """The cgroup files of every running container the mirror knows, as the sampler finds them."""
+    files = []
+    for info in mirror.all():
+        state = info.get("State") or {}
+        if not state.get("Running"):
+            continue
+        host_config = info.get("HostConfig") or {}
+        found = find_cgroup(
+            version,
+            str(info["Id"]),
+            int(state.get("Pid") or 0),
+            cgroup_parent=str(host_config.get("CgroupParent") or ""),
+            own_network=host_config.get("NetworkMode") != "host",
+        )
+        if found is not None:
+            files.append(found)
+    return files
+
+
 # -- one count ------------------------------------------------------------------------------------
 
 
@@ -285,7 +325,7 @@ async def measure_sampler(
         try:
             if not await mirror.wait_fresh(60):
                 raise RuntimeError("the mirror did not read the engine within 60 s")
-            clock = SimClock(time.time())
+            clock = SimClock(steady_start(time.time()))
             directory = workdir / f"sampler-{running}"
             store = HistoryStore(directory, clock=clock)
             store.open()
@@ -299,42 +339,36 @@ async def measure_sampler(
                 cgroups=source,
                 api_fallback=False,
             )
-            clock.now += INTERVAL_S
-            await sampler.tick()  # warm-up: files found, histories made
+            for _ in range(2):  # warm-up: files found, histories and their files made
+                clock.now += INTERVAL_S
+                await sampler.tick()
+            ticks = timed_ticks(ticks)
+            files = running_files(source.version, mirror)
+            if not files:
+                raise RuntimeError("no running container's cgroup files were found")
+            # Each timed tick is followed by one round of the floor, so that both see the same
+            # machine (other work on it makes both vary by tens of percent within a minute).
             cgroup_before = sampler.cgroup_samples
-            cpu_before = time.process_time()
+            cpu = floor_total = 0.0
             walls = []
             for _ in range(ticks):
                 clock.now += INTERVAL_S
+                cpu_started = time.process_time()
                 started = time.perf_counter()
                 await sampler.tick()
                 walls.append(time.perf_counter() - started)
-            cpu = time.process_time() - cpu_before
+                cpu += time.process_time() - cpu_started
+                floor_total += cgroup_floor_s(files, 1)
             sampled_running = sampler.cgroup_samples - cgroup_before
             store.close()
             shutil.rmtree(directory, ignore_errors=True)
-            files = []
-            for info in mirror.all():
-                state = info.get("State") or {}
-                if not state.get("Running"):
-                    continue
-                host_config = info.get("HostConfig") or {}
-                found = find_cgroup(
-                    source.version,
-                    str(info["Id"]),
-                    int(state.get("Pid") or 0),
-                    cgroup_parent=str(host_config.get("CgroupParent") or ""),
-                    own_network=host_config.get("NetworkMode") != "host",
-                )
-                if found is not None:
-                    files.append(found)
         finally:
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
-    if not sampled_running or not files:
+    if not sampled_running:
         raise RuntimeError("the sampler read no running container's cgroup files")
-    floor = cgroup_floor_s(files, max(ticks, 3))
+    floor = floor_total / ticks
     per_sample = cpu / sampled_running
     wall = Figure(
         f"sampler tick ({len(mirror.all())} containers, {running} running)",
@@ -572,7 +606,12 @@ def main() -> int:
     parser.add_argument(
         "--peer-rounds", type=int, default=4, help="docker-py list+inspect rounds (default 4)"
     )
-    parser.add_argument("--ticks", type=int, default=5, help="sampler ticks (default 5)")
+    parser.add_argument(
+        "--ticks",
+        type=int,
+        default=16,
+        help="sampler ticks timed, rounded up to whole 2-minute buckets of 8 (default 16)",
+    )
     parser.add_argument("--load-seconds", type=int, default=10, help="wrk duration (default 10)")
     parser.add_argument(
         "--engine-sock",

@@ -1,9 +1,10 @@
 """A running container's figures read from the kernel: its cgroup files and its network counters.
 
 This is what the engine itself reads for a stats call (runc's cgroup managers and libnetwork's
-interface statistics), minus the engine: about 0.2 ms per container instead of about 1 s of
-latency and several ms of CPU. Every function takes the roots as parameters (``/sys/fs/cgroup``
-and ``/proc`` by default) so that tests point them at a fake tree.
+interface statistics), minus the engine: about 0.05 ms of CPU per container (five small files,
+most of it the kernel's) instead of about 1 s of latency and several ms of CPU. Every function
+takes the roots as parameters (``/sys/fs/cgroup`` and ``/proc`` by default) so that tests point
+them at a fake tree.
 
 Where a container's cgroup is:
 
@@ -51,8 +52,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from .resources import memory_used_bytes
+from .resources import memory_used
 
 __all__ = [
     "CGROUP_ROOT",
@@ -73,9 +75,11 @@ _CHUNK = 65536
 _ENDPOINT_INTERFACE = re.compile(rb"eth[0-9]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One running container's cumulative figures at one moment, whichever source read them."""
+class Reading(NamedTuple):
+    """One running container's cumulative figures at one moment, whichever source read them.
+
+    (A named tuple: made for every running container at every tick, and several times cheaper to
+    make than a frozen dataclass.)"""
 
     #: When they were read, unix nanoseconds (the engine's ``read`` for the API source).
     read_ns: int
@@ -146,6 +150,7 @@ def read_figures(
     read_ns = clock_ns()
     stat = _read(files.memory_stat)
     usage = int(_read(files.memory_usage))
+    total: int | None = None
     if files.version == 2:
         usage_usec = _stat_value(_read(files.cpu), b"usage_usec")
         if usage_usec is None:
@@ -153,24 +158,20 @@ def read_figures(
         cpu_ns = usage_usec * 1000
         limit_text = _read(files.memory_limit).strip()
         limit = host_memory_bytes if limit_text == b"max" else int(limit_text)
-        inactive = {"inactive_file": _stat_value(stat, b"inactive_file") or 0}
     else:
         cpu_ns = int(_read(files.cpu))
         limit = int(_read(files.memory_limit))
-        inactive = {"inactive_file": _stat_value(stat, b"inactive_file") or 0}
         total = _stat_value(stat, b"total_inactive_file")
-        if total is not None:
-            inactive["total_inactive_file"] = total
     if host_memory_bytes and limit > host_memory_bytes:  # "no limit" is a huge number in v1
         limit = host_memory_bytes
     tx, rx = parse_net_dev(_read(files.net_dev)) if files.net_dev is not None else (0, 0)
     return Reading(
-        read_ns=read_ns,
-        cpu_ns=cpu_ns,
-        memory_used_bytes=memory_used_bytes({"usage": usage, "stats": inactive}),
-        memory_limit_bytes=limit,
-        tx_bytes=tx,
-        rx_bytes=rx,
+        read_ns,
+        cpu_ns,
+        memory_used(usage, _stat_value(stat, b"inactive_file") or 0, total),
+        limit,
+        tx,
+        rx,
     )
 
 
@@ -183,6 +184,8 @@ def parse_net_dev(data: bytes) -> tuple[int, int]:
     """
     tx = rx = 0
     for line in data.splitlines()[2:]:
+        if b"eth" not in line:  # lo, most often: no need to look closer
+            continue
         name, _, counters = line.partition(b":")
         if not counters or _ENDPOINT_INTERFACE.fullmatch(name.strip()) is None:
             continue
@@ -284,12 +287,10 @@ def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, _CHUNK)
-        if not data:
-            return data
-        parts = [data]
-        while chunk := os.read(fd, _CHUNK):
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if data:
+            while chunk := os.read(fd, _CHUNK):  # rare: a few pages at most
+                data += chunk
+        return data
     finally:
         os.close(fd)
 

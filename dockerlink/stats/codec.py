@@ -50,35 +50,37 @@ class LineEncoder:
         """The line for ``sample``, ending in ``\\n``."""
         previous = self._previous
         self._previous = sample
-        if (
-            previous is None
-            or self._since_keyframe >= self._keyframe_every
-            or not _delta_holds(previous, sample)
+        if previous is None or self._since_keyframe >= self._keyframe_every:
+            return self._keyframe(sample)
+        # Unpacked once: this runs for every sample of every container at every tick.
+        t, mem, mem_limit, cpu, cpu_limit, up, down, delta_up, delta_down = sample
+        t0, mem0, mem_limit0, cpu0, cpu_limit0, up0, down0, _, _ = previous
+        if not (  # a delta line decodes back to exactly ``sample`` (net_delta, inlined)
+            t > t0
+            and mem_limit == mem_limit0
+            and cpu_limit == cpu_limit0
+            and delta_up == (up if up < up0 else up - up0)
+            and delta_down == (down if down < down0 else down - down0)
         ):
-            self._since_keyframe = 0
-            return orjson.dumps(dict(zip(_KEYS, sample.as_tuple(), strict=True))) + b"\n"
+            return self._keyframe(sample)
         self._since_keyframe += 1
-        deltas = [
-            sample.t - previous.t,
-            sample.mem_used_kib - previous.mem_used_kib,
-            sample.cpu_centi - previous.cpu_centi,
-            sample.up_kib - previous.up_kib,
-            sample.down_kib - previous.down_kib,
-        ]
-        while len(deltas) > 1 and deltas[-1] == 0:
-            deltas.pop()
-        return ("[" + ",".join(map(str, deltas)) + "]\n").encode()
+        # [dt, d_mem_used, d_cpu, d_up, d_down] without its trailing zeros.
+        dt, d_mem, d_cpu, d_up, d_down = t - t0, mem - mem0, cpu - cpu0, up - up0, down - down0
+        if d_down:
+            line = f"[{dt},{d_mem},{d_cpu},{d_up},{d_down}]\n"
+        elif d_up:
+            line = f"[{dt},{d_mem},{d_cpu},{d_up}]\n"
+        elif d_cpu:
+            line = f"[{dt},{d_mem},{d_cpu}]\n"
+        elif d_mem:
+            line = f"[{dt},{d_mem}]\n"
+        else:
+            line = f"[{dt}]\n"
+        return line.encode()
 
-
-def _delta_holds(previous: Sample, sample: Sample) -> bool:
-    """True when a delta line decodes back to exactly ``sample``."""
-    return (
-        sample.t > previous.t
-        and sample.mem_limit_bytes == previous.mem_limit_bytes
-        and sample.cpu_limit_centi == previous.cpu_limit_centi
-        and sample.delta_up_kib == net_delta(previous.up_kib, sample.up_kib)
-        and sample.delta_down_kib == net_delta(previous.down_kib, sample.down_kib)
-    )
+    def _keyframe(self, sample: Sample) -> bytes:
+        self._since_keyframe = 0
+        return orjson.dumps(dict(zip(_KEYS, sample, strict=True))) + b"\n"
 
 
 class LineDecoder:

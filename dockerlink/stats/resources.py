@@ -18,6 +18,7 @@ from ..units import KIB, cpus_of
 __all__ = [
     "cpu_limit_centi",
     "cpu_percent",
+    "memory_used",
     "memory_used_bytes",
     "net_delta",
     "network_totals",
@@ -31,15 +32,21 @@ def memory_used_bytes(memory_stats: Mapping[str, Any]) -> int:
     cgroup v1 reports ``total_inactive_file``, cgroup v2 ``inactive_file``; the cache is only
     subtracted when it is smaller than the usage, as the CLI does.
     """
-    usage = _int(memory_stats.get("usage"))
     stats = memory_stats.get("stats") or {}
-    if "total_inactive_file" in stats:  # cgroup v1
-        inactive = _int(stats.get("total_inactive_file"))
-        if inactive < usage:
-            return usage - inactive
-    inactive = _int(stats.get("inactive_file"))  # cgroup v2
-    if inactive < usage:
-        return usage - inactive
+    return memory_used(
+        _int(memory_stats.get("usage")),
+        _int(stats.get("inactive_file")),
+        _int(stats["total_inactive_file"]) if "total_inactive_file" in stats else None,
+    )
+
+
+def memory_used(usage: int, inactive_file: int, total_inactive_file: int | None = None) -> int:
+    """:func:`memory_used_bytes` of the figures themselves (``total_inactive_file`` None when
+    the cgroup reports none, as on cgroup v2)."""
+    if total_inactive_file is not None and total_inactive_file < usage:  # cgroup v1
+        return usage - total_inactive_file
+    if inactive_file < usage:  # cgroup v2
+        return usage - inactive_file
     return usage
 
 

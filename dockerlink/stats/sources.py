@@ -115,7 +115,7 @@ class CgroupSource:
     """Reads running containers' figures from their cgroup files.
 
     Where each container's files are is found once per run of it (its init pid) and remembered.
-    Reads are plain blocking file reads, about 0.2 ms a container: a tick reads them all in one
+    Reads are plain blocking file reads, about 0.05 ms a container: a tick reads them all in one
     worker thread (:meth:`read`), a single on-the-spot sample in place (:meth:`read_one`).
     """
 

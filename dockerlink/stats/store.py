@@ -95,7 +95,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,12 +186,15 @@ class _Track:
 
 
 class _History:
-    __slots__ = ("container_id", "directory", "tracks")
+    __slots__ = ("aggregated", "container_id", "directory", "raw", "tracks")
 
     def __init__(self, container_id: str, directory: Path | None, cache: DecodedCache) -> None:
         self.container_id = container_id
         self.directory = directory
         self.tracks = {tier.name: _Track(tier.file_period_s, cache) for tier in TIERS}
+        #: The same tracks at hand for every sample: the raw one, and the aggregated tiers'.
+        self.raw = self.tracks[RAW.name]
+        self.aggregated = tuple((tier, self.tracks[tier.name]) for tier in TIERS[1:])
 
 
 class HistoryStore:
@@ -395,20 +398,38 @@ class HistoryStore:
 
         The sample is served once the writer has written its line (at once without a writer
         thread); :meth:`last` returns it already."""
-        if container_id in self._tombstones:
-            return False
         if not _CONTAINER_ID.fullmatch(container_id):
             raise ValueError(f"not a full container id: {container_id!r}")
-        last = self.last(container_id)
-        if last is not None and sample.t <= last.t:
-            return False
-        if self.root is None:
-            self._serve(container_id, sample)
-            return True
-        self._unwritten[container_id] = sample
-        self._submit(self._writer.append_line, container_id, RAW, sample, True)
+        return self.append_many([(container_id, sample)]) == 1
+
+    def append_many(self, samples: Iterable[tuple[str, Sample]]) -> int:
+        """Record each ``(container id, sample)`` as :meth:`append` does, in order, handing them
+        to the writer at once (the sampler's tick); returns how many were taken. A sample for an
+        id that is not a full container id is not taken."""
+        taken: list[tuple[str, Sample]] = []
+        tombstones = self._tombstones
+        unwritten = self._unwritten
+        histories = self._histories
+        valid = _CONTAINER_ID.fullmatch
         self._serve_written()
-        return True
+        for container_id, sample in samples:
+            if container_id in tombstones:
+                continue
+            last = unwritten.get(container_id)  # what last() returns, without a call each
+            if last is None:
+                history = histories.get(container_id)
+                last = history.raw.series.last() if history is not None else None
+            if (last is not None and sample.t <= last.t) or not valid(container_id):
+                continue
+            if self.root is None:
+                self._serve(container_id, sample)
+            else:
+                unwritten[container_id] = sample
+            taken.append((container_id, sample))
+        if self.root is not None and taken:
+            self._submit(self._writer.append_raw, taken)
+            self._serve_written()
+        return len(taken)
 
     async def written(self) -> None:
         """Wait (without blocking the loop) until every sample appended so far is served."""
@@ -468,17 +489,27 @@ class HistoryStore:
             directory = self.root / container_id if self.root is not None else None
             history = _History(container_id, directory, self._decoded)
             self._histories[container_id] = history
-        raw = history.tracks[RAW.name]
+        raw = history.raw
+        t = sample.t
         if history.directory is not None:
-            raw.files.add(sample.t - sample.t % RAW.file_period_s)
+            raw.files.add(t - t % RAW.file_period_s)
         raw.series.append(sample)
         entries = self._rendered.get(container_id)
         if entries is not None:
             entries.extend(render_entries([sample]))
             self._rendered_entries += 1
             self._evict_rendered()
-        for tier in TIERS[1:]:
-            self._feed(history, tier, sample)
+        # What _feed does for each aggregated tier, inlined: this runs for every sample.
+        for tier, track in history.aggregated:
+            index = t // tier.resolution_s
+            bucket = track.bucket
+            if bucket is None or bucket.index != index:
+                if index < track.closed_before:
+                    continue
+                if bucket is not None:
+                    self._close_bucket(history, tier)
+                bucket = track.bucket = Bucket(index)
+            bucket.add(sample)
 
     def delete(self, container_id: str) -> None:
         """Forget a container's history, on disk and in memory (it was deleted through the API)."""
@@ -607,12 +638,14 @@ _Op = tuple[Callable[..., None], tuple[Any, ...]]
 class _FileState:
     """What the writer knows of the file one container's tier is appended to."""
 
-    __slots__ = ("clean", "encoder", "file_start")
+    __slots__ = ("clean", "encoder", "file_start", "path")
 
     def __init__(self, keyframe_every: int) -> None:
         self.encoder = LineEncoder(keyframe_every)
         #: The period start of the file the encoder is writing, None before the first line.
         self.file_start: int | None = None
+        #: That file's path (a string: made once per file, not once per line).
+        self.path = ""
         #: True once this process wrote a whole line at the end of that file.
         self.clean = False
 
@@ -644,6 +677,11 @@ class _Writer:
                 self._sampled[container_id] = sample.t
                 self._written.append((container_id, sample))
 
+    def append_raw(self, samples: list[tuple[str, Sample]]) -> None:
+        """:meth:`append_line` for each raw sample, in order."""
+        for container_id, sample in samples:
+            self.append_line(container_id, RAW, sample, True)
+
     def _append(self, container_id: str, tier: Tier, sample: Sample) -> None:
         assert self.root is not None
         key = (container_id, tier.name)
@@ -654,11 +692,11 @@ class _Writer:
         if state.file_start != start:
             state.file_start = start
             state.clean = False
-        directory = self.root / container_id
-        path = directory / _file_name(tier, start)
+            state.path = os.path.join(self.root, container_id, _file_name(tier, start))
+        path = state.path
         try:
             if not state.clean:
-                directory.mkdir(parents=True, exist_ok=True)
+                (self.root / container_id).mkdir(parents=True, exist_ok=True)
                 repair_tail(path)
                 state.encoder.restart()
             append_lines(path, state.encoder.encode(sample))

@@ -88,6 +88,60 @@ def test_round_trip_of_a_random_history(seed: int) -> None:
     assert list(decode_lines(b"".join(lines).split(b"\n"))) == samples
 
 
+def reference_line(previous: Sample | None, sample: Sample, since_keyframe: int) -> bytes:
+    """The line format spelled out plainly (how the encoder wrote it before it was made
+    faster): a keyframe object, or the five differences with trailing zeros dropped."""
+    holds = previous is not None and (
+        sample.t > previous.t
+        and sample.mem_limit_bytes == previous.mem_limit_bytes
+        and sample.cpu_limit_centi == previous.cpu_limit_centi
+        and sample.delta_up_kib == net_delta(previous.up_kib, sample.up_kib)
+        and sample.delta_down_kib == net_delta(previous.down_kib, sample.down_kib)
+    )
+    if previous is None or since_keyframe >= 50 or not holds:
+        keys = ("t", "m", "ml", "c", "cl", "u", "d", "du", "dd")
+        return orjson.dumps(dict(zip(keys, sample, strict=True))) + b"\n"
+    deltas = [
+        sample.t - previous.t,
+        sample.mem_used_kib - previous.mem_used_kib,
+        sample.cpu_centi - previous.cpu_centi,
+        sample.up_kib - previous.up_kib,
+        sample.down_kib - previous.down_kib,
+    ]
+    while len(deltas) > 1 and deltas[-1] == 0:
+        deltas.pop()
+    return ("[" + ",".join(map(str, deltas)) + "]\n").encode()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_lines_are_byte_for_byte_the_plain_format(seed: int) -> None:
+    rng = random.Random(seed)
+    samples = history(rng, 600)
+    # Every combination of zero and non-zero differences, for the trailing zeros.
+    for n in range(32):
+        last = samples[-1]
+        samples.append(
+            last._replace(
+                t=last.t + 15,
+                mem_used_kib=last.mem_used_kib + (n & 1) * rng.choice([-3, 5]),
+                cpu_centi=last.cpu_centi + (n >> 1 & 1) * rng.choice([-1, 2]),
+                up_kib=last.up_kib + (n >> 2 & 1) * 7,
+                down_kib=last.down_kib + (n >> 3 & 1) * 9,
+                delta_up_kib=(n >> 2 & 1) * 7,
+                delta_down_kib=(n >> 3 & 1) * 9,
+            )
+        )
+    expected: list[bytes] = []
+    previous, since_keyframe = None, 0
+    for s in samples:
+        line = reference_line(previous, s, since_keyframe)
+        since_keyframe = 0 if line.startswith(b"{") else since_keyframe + 1
+        expected.append(line)
+        previous = s
+    assert encode_all(samples, keyframe_every=50) == expected
+    assert {line[:1] for line in expected} == {b"{", b"["}
+
+
 def test_first_line_is_a_keyframe_then_deltas_with_trailing_zeros_dropped() -> None:
     samples = [
         sample(1000, up_kib=10, down_kib=20, delta_up_kib=10, delta_down_kib=20),

@@ -346,6 +346,60 @@ def test_only_full_ids_are_stored(store: HistoryStore) -> None:
         store.delete("abc")
 
 
+@pytest.mark.parametrize("writer_thread", [False, True], ids=["inline", "writer thread"])
+def test_append_many_records_what_append_does(
+    tmp_path: Path, clock: Clock, writer_thread: bool
+) -> None:
+    """A tick's batch gives the same files and answers as one append at a time: samples of
+    several containers interleaved over hours (buckets and files closing), a sample in the same
+    second refused, a deleted container's refused, and an id that is not a full one left out."""
+    one, many = (
+        HistoryStore(tmp_path / name, clock=clock, writer_thread=writer_thread)
+        for name in ("one", "many")
+    )
+    one.open()
+    many.open()
+    third = "c" * 64
+    try:
+        taken_one = taken_many = 0
+        for tick in range(3 * 240):  # 3 hours of 15-second ticks
+            t = T0 + tick * 15
+            clock.now = t
+            batch = [(CID, make_sample(t, tick)), (OTHER, make_sample(t - tick % 2, 2 * tick))]
+            if tick < 100 or tick > 110:  # stopped, then sampled again: a keyframe
+                batch.append((third, make_sample(t, tick // 3)))
+            if tick == 7:
+                batch.append((CID, make_sample(t, tick + 1)))  # the same second: refused
+                batch.append(("../etc", make_sample(t, tick)))  # not a container id
+            if tick == 500:
+                for store in (one, many):
+                    store.delete(OTHER)
+            taken_one += sum(one.append(cid, sample) for cid, sample in batch if cid != "../etc")
+            taken_many += many.append_many(batch)
+            if tick % 20 == 0:
+                one.maintain()
+                many.maintain()
+        for _ in range(2):  # a sample served by the first flush may close a bucket: its point
+            one.flush()  # is written by the second
+            many.flush()
+        assert taken_many == taken_one == 3 * 240 + 500 + 720 - 11
+        for cid in (CID, third):
+            for scale in ("instant", "day", "week"):
+                assert many.query_json(cid, scale=scale) == one.query_json(cid, scale=scale)
+        written = {
+            p.relative_to(tmp_path / "one"): p.read_bytes()
+            for p in (tmp_path / "one").rglob("*.jsonl")
+        }
+        assert len(written) > 6
+        assert {
+            p.relative_to(tmp_path / "many"): p.read_bytes()
+            for p in (tmp_path / "many").rglob("*.jsonl")
+        } == written
+    finally:
+        one.close()
+        many.close()
+
+
 def test_steady_samples_cost_under_32_bytes_on_disk(
     root: Path, store: HistoryStore, clock: Clock
 ) -> None:

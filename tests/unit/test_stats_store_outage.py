@@ -33,8 +33,8 @@ class Disk:
         self.torn_bytes = 0
         real = journal.append_lines
 
-        def append_line(path: Path, line: bytes) -> None:
-            if path.parent.name in self.full:
+        def append_line(path: str | Path, line: bytes) -> None:
+            if Path(path).parent.name in self.full:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     os.write(fd, line[: self.torn_bytes])

@@ -43,7 +43,7 @@ class SlowDisk:
         self.threads: set[str] = set()
         real = journal.append_lines
 
-        def append_line(path: Path, line: bytes) -> None:
+        def append_line(path: str | Path, line: bytes) -> None:
             self.busy += 1
             self.threads.add(threading.current_thread().name)
             try:
