@@ -490,26 +490,16 @@ class HistoryStore:
             history = _History(container_id, directory, self._decoded)
             self._histories[container_id] = history
         raw = history.raw
-        t = sample.t
         if history.directory is not None:
-            raw.files.add(t - t % RAW.file_period_s)
+            raw.files.add(sample.t - sample.t % RAW.file_period_s)
         raw.series.append(sample)
         entries = self._rendered.get(container_id)
         if entries is not None:
             entries.extend(render_entries([sample]))
             self._rendered_entries += 1
             self._evict_rendered()
-        # What _feed does for each aggregated tier, inlined: this runs for every sample.
         for tier, track in history.aggregated:
-            index = t // tier.resolution_s
-            bucket = track.bucket
-            if bucket is None or bucket.index != index:
-                if index < track.closed_before:
-                    continue
-                if bucket is not None:
-                    self._close_bucket(history, tier)
-                bucket = track.bucket = Bucket(index)
-            bucket.add(sample)
+            self._feed(history, tier, track, sample)
 
     def delete(self, container_id: str) -> None:
         """Forget a container's history, on disk and in memory (it was deleted through the API)."""
@@ -555,16 +545,17 @@ class HistoryStore:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _feed(self, history: _History, tier: Tier, sample: Sample) -> None:
-        track = history.tracks[tier.name]
+    def _feed(self, history: _History, tier: Tier, track: _Track, sample: Sample) -> None:
+        """Add ``sample`` to the open bucket of ``tier`` (``track``), closing the one before."""
         index = sample.t // tier.resolution_s
-        if index < track.closed_before:
-            return
-        if track.bucket is not None and track.bucket.index != index:
-            self._close_bucket(history, tier)
-        if track.bucket is None:
-            track.bucket = Bucket(index)
-        track.bucket.add(sample)
+        bucket = track.bucket
+        if bucket is None or bucket.index != index:
+            if index < track.closed_before:
+                return
+            if bucket is not None:
+                self._close_bucket(history, tier)
+            bucket = track.bucket = Bucket(index)
+        bucket.add(sample)
 
     def _close_bucket(self, history: _History, tier: Tier) -> None:
         track = history.tracks[tier.name]
@@ -621,13 +612,12 @@ class HistoryStore:
                 continue
             track.series.load_chunk(start, data)
         # Rebuild the open buckets (and any point a crash kept from being written) from raw.
-        raw = history.tracks[RAW.name].series
-        for tier in TIERS[1:]:
-            track = history.tracks[tier.name]
+        raw = history.raw.series
+        for tier, track in history.aggregated:
             point = track.series.last()
             track.closed_before = point.t // tier.resolution_s + 1 if point is not None else 0
             for sample in raw.samples_after(track.closed_before * tier.resolution_s - 1):
-                self._feed(history, tier, sample)
+                self._feed(history, tier, track, sample)
         return history
 
 
