@@ -157,7 +157,6 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         return browser_refusal(host, origin, fetch_site, settings)
 
     def authenticate(request: Request) -> HTTPResponse | None:
-        request.ctx.request_id = _request_id(request)
         if request.method == "OPTIONS" and settings.cors_origins:
             return _preflight()
         if (
