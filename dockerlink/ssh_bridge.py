@@ -57,6 +57,7 @@ __all__ = [
     "LOCKOUT_S",
     "LOGIN_TIMEOUT_S",
     "MAX_FAILURES",
+    "MAX_TYPED_AHEAD",
     "SESSIONS_PER_CONTAINER",
     "SSH_CONNECT_TIMEOUT_S",
     "LineEditor",
@@ -84,6 +85,9 @@ LOGIN_TIMEOUT_S = 300.0
 SESSIONS_PER_CONTAINER = 8
 #: Longest user name or password taken at the prompts (more is ignored).
 MAX_LINE_BYTES = 256
+#: Input held while the prompts run (typed ahead of them, or for the shell); more is dropped:
+#: the prompts read it a byte at a time, so a megabyte pasted there would hold the event loop.
+MAX_TYPED_AHEAD = 4096
 #: Most bytes of shell output sent in one WebSocket frame.
 OUTPUT_CHUNK_BYTES = 32 * 1024
 MAX_TERMINAL_SIDE = 1000
@@ -239,7 +243,7 @@ class LineEditor:
             if isinstance(message, Resize):
                 self.size = (message.cols, message.rows)
             else:
-                self._pending += message
+                self._pending += message[:MAX_TYPED_AHEAD]  # (read only once all before is taken)
         return self._pending.pop(0)
 
     async def read_line(self, *, echo: bool) -> str | None:

@@ -15,6 +15,7 @@ import pytest
 from dockerlink.errors import PreconditionFailed, TooManyRequests
 from dockerlink.hosting import ManagedContainer
 from dockerlink.ssh_bridge import (
+    MAX_TYPED_AHEAD,
     LineEditor,
     LoginGuard,
     Resize,
@@ -273,3 +274,17 @@ async def test_sessions_are_bounded_per_container_and_in_all() -> None:
     await asyncio.gather(*served, return_exceptions=True)
     assert bridge._open == {}
     assert bridge._open_total == 0
+
+
+async def test_a_megabyte_pasted_at_a_prompt_is_cut_to_what_a_prompt_can_use() -> None:
+    """The prompts read a byte at a time: a megabyte held there blocked the event loop for
+    seconds (one WebSocket message may be 1 MiB, on a public route)."""
+    terminal = FakeTerminal(b"x" * (1 << 20), b"\radmin\r")
+    editor = LineEditor(terminal)
+    assert await editor.read_line(echo=False) == "x" * 256
+    assert await editor.read_line(echo=True) == "admin"
+    assert terminal.text == "\r\nadmin\r\n"
+    assert len(editor._pending) == 0
+    big = LineEditor(FakeTerminal(b"admin\r" + b"y" * (1 << 20)))
+    assert await big.read_line(echo=False) == "admin"
+    assert big.take_pending() == b"y" * (MAX_TYPED_AHEAD - len(b"admin\r"))
