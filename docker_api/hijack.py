@@ -294,17 +294,15 @@ async def open_hijacked(
             if status == 101:
                 return HijackedStream(connection)
             error_body = await _read_error_body(connection, headers)
-    except TimeoutError as exc:
+    except BaseException as exc:
+        # Whatever ended it (a cancellation too: a client that left during the upgrade), the
+        # connection is closed, not left to the engine.
         if transport is not None:
             transport.close()
-        raise EngineTimeout(f"no answer from the engine within {timeout:g} s") from exc
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
-        if transport is not None:
-            transport.close()
-        raise EngineUnreachable(f"connection to {address} failed: {exc}") from exc
-    except DockerError:
-        if transport is not None:
-            transport.close()
+        if isinstance(exc, TimeoutError):
+            raise EngineTimeout(f"no answer from the engine within {timeout:g} s") from exc
+        if isinstance(exc, OSError | ssl.SSLError | asyncio.IncompleteReadError | ValueError):
+            raise EngineUnreachable(f"connection to {address} failed: {exc}") from exc
         raise
     transport.close()
     raise error_for_status(status, error_body, headers.get("content-type", ""), reason)

@@ -121,3 +121,30 @@ async def test_a_client_on_a_transport_cannot_hijack() -> None:
     async with DockerClient(transport=transport, api_version="1.41") as docker:
         with pytest.raises(docker_api.DockerError, match="engine's own socket"):
             await docker.execs.attach("abc", tty=True)
+
+
+async def test_a_cancelled_attach_closes_its_connection(tmp_path: Path) -> None:
+    """A client that leaves while the upgrade is under way cancels the attach: the connection
+    it opened is closed then, not left for the engine to close."""
+    sock = tmp_path / "engine.sock"
+    asked, closed = asyncio.Event(), asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()
+        while await reader.read(4096):  # until the client closes its end
+            pass
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_unix_server(silent, path=str(sock))
+    try:
+        async with DockerClient(str(sock), timeout=30, api_version="1.41") as docker:
+            attach = asyncio.create_task(docker.execs.attach("abc", tty=True))
+            await asyncio.wait_for(asked.wait(), 10)
+            attach.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await attach
+            await asyncio.wait_for(closed.wait(), 10)
+    finally:
+        server.close()
