@@ -141,8 +141,10 @@ async def test_route_answers_bad_unknown_and_foreign_ids(
     _app, api = served
     container_id = await create_container(api, docker, cleanup, unique_name("route"))
     for _ in range(3):  # start, stop: more events than the limit asked below
-        assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
-        await api.post("/v1/container/stop", params={"id": container_id, "t": "0"})
+        started = await api.post("/v1/container/start", params={"id": container_id})
+        assert started.status_code == 204, started.text
+        stopped = await api.post("/v1/container/stop", params={"id": container_id, "t": "0"})
+        assert stopped.status_code == 204, stopped.text
     patched = await api.patch("/v1/container", params={"id": container_id}, json={"memory": 0.5})
     assert patched.status_code == 200, patched.text
     await until_event(api, container_id, "update")
@@ -197,7 +199,8 @@ async def test_a_death_while_dockerlink_was_down_is_recorded_once(
             unique_name("down"),
             commands=["while [ ! -e /tmp/die ]; do sleep 0.1; done", "exit 3"],
         )
-        assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
+        started = await api.post("/v1/container/start", params={"id": container_id})
+        assert started.status_code == 204, started.text
         await until_event(api, container_id, "start")
     # dockerlink is down: the container exits on its own.
     await docker_cli(engine_sock, "exec", container_id, "touch", "/tmp/die")
@@ -224,7 +227,8 @@ async def test_each_restart_by_the_restart_policy_is_recorded(
         container_id = await create_container(
             api, docker, cleanup, unique_name("policy"), restart="on-failure", commands=["exit 1"]
         )
-        assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
+        started = await api.post("/v1/container/start", params={"id": container_id})
+        assert started.status_code == 204, started.text
         events = await until_event(api, container_id, "die", count=3)
         info = await docker.containers.inspect(container_id)
         assert (info["RestartCount"], info["State"]["Status"]) == (2, "exited")

@@ -90,8 +90,10 @@ async def test_events_arrive_once_in_order_signed_and_survive_a_receiver_outage(
         outbox = app.ctx.lifecycle.outbox
         failures_before = outbox.failures
         down_since = asyncio.get_running_loop().time()
-        assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
-        await api.post("/v1/container/stop", params={"id": container_id, "t": "0"})
+        started = await api.post("/v1/container/start", params={"id": container_id})
+        assert started.status_code == 204, started.text
+        stopped = await api.post("/v1/container/stop", params={"id": container_id, "t": "0"})
+        assert stopped.status_code == 204, stopped.text
         events = await until_event(api, container_id, "stop", count=3)
         await wait_for(
             lambda: (
@@ -135,7 +137,8 @@ async def test_deliveries_pending_at_a_kill_9_arrive_after_the_restart(
         await server.until_healthy()
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
             container_id = await create_container(api, docker, cleanup, unique_name("kill9"))
-            assert (await api.post("/v1/container/start", params={"id": container_id})).status_code
+            started = await api.post("/v1/container/start", params={"id": container_id})
+            assert started.status_code == 204, started.text
             events = await until_event(api, container_id, "start")
 
             async def queued() -> bool:
