@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import functools
 import logging
 import os
 import re
@@ -53,7 +54,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,7 @@ import docker_api
 
 from .journal import JournalLocked, append_lines, lock_directory, read_objects, repair_tail
 from .prometheus import Counter, Exposition
+from .units import engine_time_ns
 
 if TYPE_CHECKING:
     from docker_api import DockerClient
@@ -144,8 +145,7 @@ class EventLog:
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if entry.is_dir() and _CONTAINER_ID.fullmatch(entry.name):
                 self._load(Path(entry.path))
-        for path in self.maintain():
-            _unlink(path)
+        self.remove(self.maintain())
 
     def close(self) -> None:
         self._containers.clear()
@@ -267,8 +267,7 @@ class EventLog:
 
         def write() -> None:
             self._append(path, line + b"\n")
-            for old in expired:
-                _unlink(old)
+            self.remove(expired)
 
         return write
 
@@ -302,6 +301,21 @@ class EventLog:
                 dropped.append(self.root / container.container_id / _file_name(oldest.number))
         return dropped
 
+    def remove(self, paths: list[Path]) -> None:
+        """In the writer thread: delete files, or containers' folders (what :meth:`maintain`
+        returns), and forget them as written: a file made again later starts with its folder."""
+        for path in paths:
+            self._clean_paths = {p for p in self._clean_paths if p != path and p.parent != path}
+            try:
+                if path.is_dir():
+                    for child in path.iterdir():
+                        child.unlink(missing_ok=True)
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("event log: cannot delete %s: %s", path, exc)
+
     def _append(self, path: Path, data: bytes) -> None:
         """In the writer thread: one append, repairing a torn tail first the first time."""
         try:
@@ -329,32 +343,12 @@ def _nothing() -> None:
     return None
 
 
-def _unlinking(paths: list[Path]) -> Callable[[], None]:
-    def unlink_all() -> None:
-        for path in paths:
-            _unlink(path)
-
-    return unlink_all
-
-
 def _in_turn(jobs: list[Callable[[], None]]) -> Callable[[], None]:
     def run_all() -> None:
         for job in jobs:
             job()
 
     return run_all
-
-
-def _unlink(path: Path) -> None:
-    try:
-        if path.is_dir():
-            for child in path.iterdir():
-                child.unlink(missing_ok=True)
-            path.rmdir()
-        else:
-            path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("event log: cannot delete %s: %s", path, exc)
 
 
 def open_event_log(root: Path) -> EventLog:
@@ -456,7 +450,7 @@ class LifecycleEvents:
     async def _maintain_forever(self) -> None:
         while True:
             await asyncio.sleep(MAINTAIN_EVERY_S)
-            await self._write(_unlinking(self.log.maintain()))
+            await self._write(functools.partial(self.log.remove, self.log.maintain()))
 
     async def _write(self, job: Callable[[], None]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._writer, job)
@@ -602,7 +596,7 @@ class LifecycleEvents:
             return
         container_id = str(info["Id"])
         state = info.get("State") or {}
-        finished = _rfc3339_nanos(state.get("FinishedAt"))
+        finished = engine_time_ns(state.get("FinishedAt"))
         threshold = self.log.last_time(container_id)
         if finished is None or finished / 1e9 <= (threshold if threshold is not None else since):
             return
@@ -653,16 +647,3 @@ def _event_nanos(event: dict[str, Any]) -> int:
         return nanos
     seconds = event.get("time")
     return int(seconds) * 1_000_000_000 if isinstance(seconds, int | float) else 0
-
-
-def _rfc3339_nanos(text: object) -> int | None:
-    """The engine's ``2026-11-30T23:42:32.879607146Z`` as unix nanoseconds; None when unset."""
-    if not isinstance(text, str) or not text or text.startswith("0001-"):
-        return None
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
-    if match is None:
-        return None
-    base, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    seconds = int(moment.astimezone(UTC).timestamp())
-    return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))

@@ -22,9 +22,9 @@ from dockerlink.events import (
     RETENTION_S,
     EventLog,
     LifecycleEvents,
-    _rfc3339_nanos,
 )
 from dockerlink.settings import SettingsError, load_settings
+from dockerlink.units import engine_time_ns
 from dockerlink.webhooks import WebhookOutbox, sign
 
 CID = "a" * 64
@@ -116,11 +116,27 @@ def test_files_older_than_thirty_days_are_deleted(tmp_path: Path) -> None:
     assert not (tmp_path / CID).exists() and not (tmp_path / OTHER).exists()
 
 
+def test_an_event_after_its_container_folder_expired_is_written(tmp_path: Path) -> None:
+    """A container quiet for 30 days has its folder deleted; its next event makes it again
+    (the log had kept the old file as written, so the append failed and the event was lost)."""
+    now = 2_000_000_000.0
+    clock = [now]
+    log = EventLog(tmp_path, clock=lambda: clock[0])
+    log.open()
+    record(log, event(now - 5))
+    clock[0] = now + RETENTION_S + 60
+    log.remove(log.maintain())
+    assert not (tmp_path / CID).exists()
+    record(log, event(clock[0] - 1, "restart"))
+    log.close()
+    assert [e["type"] for e in reopened(tmp_path, clock[0]).events(CID)] == ["restart"]
+
+
 def test_engine_times_are_read_to_the_nanosecond() -> None:
-    assert _rfc3339_nanos("2026-11-30T23:42:32.879607146Z") == 1796082152879607146
-    assert _rfc3339_nanos("2026-11-30T23:42:32Z") == 1796082152000000000
-    assert _rfc3339_nanos("0001-01-01T00:00:00Z") is None
-    assert _rfc3339_nanos("yesterday") is None
+    assert engine_time_ns("2026-11-30T23:42:32.879607146Z") == 1796082152879607146
+    assert engine_time_ns("2026-11-30T23:42:32Z") == 1796082152000000000
+    assert engine_time_ns("0001-01-01T00:00:00Z") is None
+    assert engine_time_ns("yesterday") is None
 
 
 def test_the_webhook_queue_survives_a_restart_and_forgets_what_was_delivered(
