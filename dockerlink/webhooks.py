@@ -259,7 +259,7 @@ class WebhookOutbox:
         headers = _headers(entry.body, self._secret, entry.kind, entry.event_id)
         try:
             response = await client.post(self.url, content=entry.body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # OSError: httpx lets ssl.SSLError through
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if 200 <= response.status_code < 300:
             return None

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -276,3 +278,18 @@ async def test_a_death_only_inspect_shows_is_recorded_once_and_not_called_a_cras
         assert [e["type"] for e in log.events(CID)] == ["start", "die"]
     finally:
         await asyncio.to_thread(lifecycle.close)
+
+
+async def test_a_tls_error_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> None:
+    """httpx lets an ssl.SSLError raised while reading through unwrapped."""
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac")
+
+    outbox = WebhookOutbox(tmp_path, "https://127.0.0.1:9/hook", "s3cret")
+    outbox.open()
+    outbox.add(event(100.0))()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
+        reason = await outbox._post(client, outbox._pending[0])
+    outbox.close()
+    assert reason is not None and reason.startswith("SSLError: ")
