@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncssh
-import orjson
 
 from .errors import PreconditionFailed, TooManyRequests
 from .hosting import ManagedContainer, host_port_root, labels_of
+from .terminal import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN, Resize, parse_resize
 
 __all__ = [
     "FAILURE_WINDOW_S",
@@ -90,43 +90,21 @@ MAX_LINE_BYTES = 256
 MAX_TYPED_AHEAD = 4096
 #: Most bytes of shell output sent in one WebSocket frame.
 OUTPUT_CHUNK_BYTES = 32 * 1024
-MAX_TERMINAL_SIDE = 1000
 DEFAULT_SIZE = (80, 24)
-#: WebSocket close codes: the shell ended (or the user left at a prompt); logins refused; no
-#: room for another session.
-CLOSE_NORMAL = 1000
-CLOSE_REFUSED = 1008
-CLOSE_TRY_AGAIN = 1013
 
 _ESC, _BACKSPACE, _DELETE, _CTRL_C, _CTRL_D, _CTRL_U = 0x1B, 0x08, 0x7F, 0x03, 0x04, 0x15
 
 
-@dataclass(frozen=True, slots=True)
-class Resize:
-    cols: int
-    rows: int
-
-
 def parse_terminal_message(message: str | bytes) -> bytes | Resize:
-    """One WebSocket message: bytes to type, or a resize (a bad resize is dropped: ``b""``)."""
+    """One WebSocket message of the terminal protocol (the terminal's, :func:`parse_resize`):
+    bytes to type, or a resize; a bad resize is dropped (``b""``) rather than ending a login."""
     if isinstance(message, bytes):
         return message
-    if message.startswith("{"):
-        try:
-            value = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict) and value.get("type") == "resize":
-            cols, rows = value.get("cols"), value.get("rows")
-            if (
-                type(cols) is int
-                and type(rows) is int
-                and 0 < cols <= MAX_TERMINAL_SIDE
-                and 0 < rows <= MAX_TERMINAL_SIDE
-            ):
-                return Resize(cols, rows)
-            return b""
-    return message.encode("utf-8", "replace")
+    try:
+        resize = parse_resize(message)
+    except ValueError:
+        return b""
+    return resize if resize is not None else message.encode("utf-8", "replace")
 
 
 class Terminal(Protocol):
@@ -410,7 +388,7 @@ class SSHBridge:
         await terminal.write(
             f"Too many failed logins for {target.name}: try again in {minutes} min.\r\n".encode()
         )
-        await terminal.close(CLOSE_REFUSED, "too many failed logins")
+        await terminal.close(CLOSE_POLICY, "too many failed logins")
         return True
 
     async def _login(
