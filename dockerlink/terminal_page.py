@@ -17,6 +17,8 @@ from importlib import resources
 
 from sanic import HTTPResponse
 
+from .errors import NotFound
+
 __all__ = ["ASSETS", "asset_response", "page_response", "terminal_policy"]
 
 #: Files the page may load (path under ``static/`` -> content type). Nothing else is served.
@@ -33,11 +35,11 @@ def _static(path: str) -> bytes:
     return resources.files("dockerlink").joinpath("static", *path.split("/")).read_bytes()
 
 
-def asset_response(path: str) -> HTTPResponse | None:
-    """One of :data:`ASSETS`, or None (the caller answers 404) for any other path."""
+def asset_response(path: str) -> HTTPResponse:
+    """One of :data:`ASSETS`; 404 for any other path."""
     content_type = ASSETS.get(path)
     if content_type is None:
-        return None
+        raise NotFound("not found")
     return HTTPResponse(
         _static(path),
         content_type=content_type,

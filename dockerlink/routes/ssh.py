@@ -15,7 +15,7 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
 from ..context import context_of
-from ..errors import Conflict, NotFound
+from ..errors import Conflict
 from ..hosting import ManagedContainer
 from ..requests import parse_container_ref
 from ..ssh_bridge import Resize, SSHTarget, parse_terminal_message, ssh_target
@@ -102,7 +102,4 @@ async def wetty(request: Request, name: str) -> HTTPResponse:
 @page_bp.get("/v1/ssh/<name>/static/<path:path>")
 async def static_file(request: Request, name: str, path: str) -> HTTPResponse:
     """The page's files (the same as /static/...), where the page finds them behind nginx."""
-    response = asset_response(path)
-    if response is None:
-        raise NotFound("not found")
-    return response
+    return asset_response(path)

@@ -6,7 +6,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from ..context import context_of
-from ..errors import Conflict, NotFound
+from ..errors import Conflict
 from ..requests import parse_container_ref
 from ..terminal import SUBPROTOCOL, DirectRelay, TerminalSessions
 from ..terminal_page import asset_response, page_response
@@ -73,7 +73,4 @@ async def terminal_page(request: Request) -> HTTPResponse:
 
 @page_bp.get("/static/<path:path>")
 async def static_file(request: Request, path: str) -> HTTPResponse:
-    response = asset_response(path)
-    if response is None:
-        raise NotFound("not found")
-    return response
+    return asset_response(path)

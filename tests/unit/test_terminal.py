@@ -104,9 +104,14 @@ async def test_the_page_is_public_and_loads_only_its_own_files(tmp_path: Path) -
         assert asset.headers["content-type"] == ASSETS[source.removeprefix("static/")]
         assert len(asset.body) > 0
     # nothing else under /static/, however it is spelled
-    for path in ("/static/vendor/VERSIONS", "/static/%2e%2e/app.py", "/static/dashboard.html"):
+    for path in (
+        "/static/vendor/VERSIONS",
+        "/static/%2e%2e/app.py",
+        "/static/dashboard.html",
+        "/v1/ssh/web1/static/vendor/VERSIONS",  # the same files for the panels' shell tab
+    ):
         _, missing = await client.get(path)
-        assert missing.status_code == 404, path
+        assert (missing.status_code, missing.text) == (404, "not found\n"), path
     # the page needs a container reference; without a token it asks for none
     _, bad = await client.get("/terminal")
     assert (bad.status_code, bad.text) == (400, "id is required\n")
