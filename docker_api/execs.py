@@ -219,6 +219,13 @@ class Execs:
         exit_code = await self._exit_code(exec_id, deadline)
         return collected.result(exit_code)
 
+    async def exit_code(self, exec_id: str, *, timeout: float | None = None) -> int:
+        """The exit code of an exec whose output has ended (it is recorded just after, so this
+        polls briefly); DockerError when the engine reports none. ``timeout``: for the whole
+        (default: the client's)."""
+        limit = self._client.timeout if timeout is None else timeout
+        return await self._exit_code(exec_id, time.monotonic() + limit)
+
     async def _exit_code(self, exec_id: str, deadline: float) -> int:
         """The exit code, polling briefly: the streams may close just before it is recorded."""
         settle_until = min(deadline, time.monotonic() + EXIT_CODE_WAIT_S)

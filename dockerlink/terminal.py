@@ -379,13 +379,10 @@ class TerminalSessions:
     async def _exit_note(self, session: Session) -> str:
         """``shell exited with code N`` (or without the code when the engine cannot say)."""
         assert session.exec_id is not None
-        with contextlib.suppress(docker_api.DockerError):
-            for _ in range(20):  # the code is recorded just after the output closes
-                info = await self.docker.execs.inspect(session.exec_id)
-                if not info.get("Running") and isinstance(info.get("ExitCode"), int):
-                    return f"shell exited with code {info['ExitCode']}"
-                await asyncio.sleep(0.05)
-        return "shell exited"
+        try:
+            return f"shell exited with code {await self.docker.execs.exit_code(session.exec_id)}"
+        except docker_api.DockerError:
+            return "shell exited"
 
     async def _end_processes(self, session: Session) -> None:
         try:
