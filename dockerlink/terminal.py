@@ -247,7 +247,7 @@ class TerminalSessions:
             with contextlib.suppress(Exception):
                 await socket.close(code, reason)
         finally:
-            if relay is not None:
+            if relay is not None:  # (again, for an exception or a cancellation: it is idempotent)
                 await relay.stop()
             if session is not None:
                 await self._end_surely(session)
@@ -305,14 +305,12 @@ class TerminalSessions:
 
         session.relayed = True
         relay.attach(session.stream, resize)
-        try:
+        try:  # (serve stops the relay, before closing the socket)
             outcome = await relay.wait()
         except _ClientGone:
             return CLOSE_NORMAL, "client went away"
         except docker_api.DockerError as exc:
             return CLOSE_ENGINE_ERROR, _reason(engine_error_answer(exc)[1])
-        finally:
-            await relay.stop()
         if isinstance(outcome, _OutputEnded):
             return CLOSE_NORMAL, await self._exit_note(session)
         return outcome
