@@ -52,7 +52,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -386,7 +386,7 @@ class LifecycleEvents:
         docker: DockerClient,
         events: EventLog,
         *,
-        mirror: ContainerMirror | None = None,
+        mirror: ContainerMirror,
         outbox: WebhookOutbox | None = None,
         call_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
@@ -574,21 +574,9 @@ class LifecycleEvents:
                     await self.handle(event)
         finally:
             await stream.aclose()
-        for info in await self._containers():
+        for info in await self._mirror.every_container(timeout=self._call_timeout_s):
             await self._inspected_death(info, since)
         self.catch_ups += 1
-
-    async def _containers(self) -> Iterable[dict[str, Any]]:
-        mirror = self._mirror
-        if mirror is not None and mirror.fresh:
-            return mirror.all()
-        from .mirror import inspect_many
-
-        summaries = await self._docker.containers.list(
-            all=True, filters={"label": [DOCKERLINK_LABEL]}, timeout=self._call_timeout_s
-        )
-        found = await inspect_many(self._docker, [str(s["Id"]) for s in summaries])
-        return [info for info in found if info is not None]
 
     async def _inspected_death(self, info: dict[str, Any], since: float) -> None:
         labels = (info.get("Config") or {}).get("Labels") or {}

@@ -214,12 +214,10 @@ class _Engine:
 
 
 class _Mirror:
-    fresh = True
-
     def __init__(self, infos: list[dict[str, Any]]) -> None:
         self.infos = infos
 
-    def all(self) -> list[dict[str, Any]]:
+    async def every_container(self, **_: Any) -> list[dict[str, Any]]:
         return self.infos
 
 
