@@ -8,7 +8,6 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypedDict, Unpack
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -99,9 +98,12 @@ class DockerClient:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         tcp = is_tcp(address)
+        #: Where a hijacked stream connects: (host, port) over TCP, else the unix socket's path.
+        self._tcp: tuple[str, int] | None = None
         if tcp:
             host, port = split_tcp(address)
-            netloc = f"{host}:{port or (2376 if tls else 2375)}"
+            self._tcp = (host.strip("[]"), port or (2376 if tls else 2375))
+            netloc = f"{host}:{self._tcp[1]}"
             self.address = f"tcp://{netloc}"
             default_base_url = f"{'https' if tls else 'http'}://{netloc}"
         else:
@@ -110,13 +112,14 @@ class DockerClient:
             self.address = unix_socket_path(address)
             default_base_url = "http://docker"
         self._custom_transport = transport is not None
+        #: Made once (it reads the certificate files): for the pool and every hijacked stream.
+        self._ssl_context = tls.ssl_context() if tls is not None else None
         if transport is None:
             if tcp:
-                transport = httpx.AsyncHTTPTransport(verify=tls.ssl_context() if tls else True)
+                transport = httpx.AsyncHTTPTransport(verify=self._ssl_context or True)
             else:
                 transport = httpx.AsyncHTTPTransport(uds=self.address)
         self._tls = tls is not None
-        self._tls_config = tls
         self.timeout = timeout
         #: Connections open to the engine at most; further calls wait for one to be free.
         self.max_connections = max_connections
@@ -353,19 +356,12 @@ class DockerClient:
         if self._custom_transport:
             raise DockerError("a hijacked stream needs the engine's own socket, not a transport")
         version = await self.negotiate()
-        unix_path: str | None = None
-        host: str | None = None
-        port: int | None = None
-        if self.address.startswith("tcp://"):
-            parts = urlsplit(self.address)
-            host, port = parts.hostname, parts.port
-        else:
-            unix_path = self.address
+        host, port = self._tcp or (None, None)
         return await open_hijacked(
-            unix_path=unix_path,
+            unix_path=None if self._tcp else self.address,
             host=host,
             port=port,
-            tls=self._tls_config.ssl_context() if self._tls_config else None,
+            tls=self._ssl_context,
             address=self.address,
             path=f"/v{version}{path}",
             body=json,

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from docker_api import DockerClient, NotFound
+from dockerlink.engine import engine_client
 from dockerlink.settings import Settings
 
 from ..certs import PKI, make_pki
@@ -112,6 +113,18 @@ async def test_the_container_routes_through_a_tls_engine(
 
             assert (await api.post("/v1/container/start", params={"id": name})).status_code == 204
             assert (await remote.containers.inspect(name))["State"]["Running"]
+
+            # A hijacked stream (the terminal's exec attach) over TLS too.
+            async with engine_client(remote_settings) as tls_client:
+                exec_id = await tls_client.execs.create(
+                    container_id, ["sh", "-c", "echo over-$((20+22))"], tty=True
+                )
+                stream = await tls_client.execs.attach(exec_id, tty=True)
+                output = b""
+                while b"over-42" not in output and (chunk := await stream.read()):
+                    output += chunk
+                await stream.aclose()
+                assert b"over-42" in output
 
             patched = await api.patch("/v1/container", params={"id": name}, json={"memory": 0.5})
             assert patched.status_code == 200, patched.text
