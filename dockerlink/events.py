@@ -93,6 +93,8 @@ FILE_PERIOD_S = DAY_S
 INSPECT_DIE_SLACK_S = 5.0
 #: Retention runs this often.
 MAINTAIN_EVERY_S = 3600.0
+#: A catch-up that failed (the engine did not answer) is tried again after this long.
+CATCH_UP_RETRY_S = 10.0
 #: Event ids remembered per container to recognise a replayed event.
 RECENT_IDS = 64
 
@@ -402,6 +404,7 @@ class LifecycleEvents:
         self._call_timeout_s = call_timeout_s
         self._clock = clock
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._catch_up_retry: asyncio.TimerHandle | None = None
         self._states: dict[str, _State] = {}
         self.catch_ups = 0
         self.restarts = Counter(
@@ -444,8 +447,21 @@ class LifecycleEvents:
                 except (docker_api.DockerError, TimeoutError) as exc:
                     text = exc.message if isinstance(exc, docker_api.DockerError) else "timed out"
                     log.warning("event log: engine call failed: %s", text)
+                    if item is _RESYNC and self._catch_up_retry is None:
+                        # Nothing else would ask again until the mirror's stream breaks: a
+                        # death during the gap would go unrecorded.
+                        self._catch_up_retry = asyncio.get_running_loop().call_later(
+                            CATCH_UP_RETRY_S, self._retry_catch_up
+                        )
         finally:
             maintenance.cancel()
+            if self._catch_up_retry is not None:
+                self._catch_up_retry.cancel()
+                self._catch_up_retry = None
+
+    def _retry_catch_up(self) -> None:
+        self._catch_up_retry = None
+        self.on_resync()
 
     async def _maintain_forever(self) -> None:
         while True:

@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+import docker_api
 from dockerlink.events import (
     EVENTS_PER_FILE,
     MAX_PER_CONTAINER,
@@ -291,3 +292,41 @@ async def test_a_tls_error_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> N
         reason = await outbox._post(client, outbox._pending[0])
     outbox.close()
     assert reason is not None and reason.startswith("SSLError: ")
+
+
+class _ReplayDownOnce(_NoReplay):
+    """The engine's replay: no answer the first time, then an empty one."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(self, **_: Any) -> AsyncIterator[dict[str, Any]]:
+        self.calls += 1
+        if self.calls == 1:
+            raise docker_api.EngineTimeout("no answer from the engine within 30 s")
+        async for event in super().stream():
+            yield event
+
+
+async def test_a_failed_catch_up_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dockerlink.events.CATCH_UP_RETRY_S", 0.01)
+    log = reopened(tmp_path, now=1_800_000_000.0)
+    record(log, event(1_796_082_100.0))
+    engine: Any = _Engine()
+    engine.events = _ReplayDownOnce()
+    mirror: Any = _Mirror([inspect_of(CID, "2026-11-30T23:42:32.879607146Z", 3, False)])
+    lifecycle = LifecycleEvents(engine, log, mirror=mirror)
+    running = asyncio.create_task(lifecycle.run())
+    try:
+        lifecycle.on_resync()
+        async with asyncio.timeout(10):
+            while lifecycle.catch_ups < 1:
+                await asyncio.sleep(0.01)
+        assert engine.events.calls == 2
+        assert [e["type"] for e in log.events(CID)] == ["start", "die"]  # the gap's death
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await asyncio.to_thread(lifecycle.close)
