@@ -120,7 +120,8 @@ def serve_also(app: Sanic[Any, Any], sockets: Sequence[socket.socket]) -> None:
     the app's stop listeners once per server, the second time while the loop is stopping: a
     listener that awaits anything leaves the process spinning in Sanic's shutdown for ever.
     Here the extra sockets are plain listeners of the one server: opened after it starts,
-    closed before it stops, their open connections closed like Sanic closes its own.
+    closed before it stops, their open connections given the same time to finish and then
+    closed, like Sanic closes its own.
     """
     if not sockets:
         return
@@ -154,6 +155,13 @@ def serve_also(app: Sanic[Any, Any], sockets: Sequence[socket.socket]) -> None:
 
     @app.after_server_stop
     async def abort_extra(app: Sanic[Any, Any]) -> None:
+        # Sanic gave its own connections GRACEFUL_SHUTDOWN_TIMEOUT to finish; these get it too.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(app.config.GRACEFUL_SHUTDOWN_TIMEOUT)
+        # (Sanic's protocol drops a closed connection from the set and signals nothing: Sanic
+        # polls its own the same way.)
+        while connections and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
         for connection in list(connections):
             if getattr(connection, "websocket", None) is not None:
                 connection.websocket.fail_connection(code=1001)

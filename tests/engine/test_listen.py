@@ -3,27 +3,35 @@ as a panel whose runtime tries ``::1`` first for ``localhost`` needs."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from docker_api import DockerClient, NotFound
 from dockerlink.settings import Settings
 
-from ..conftest import engine_required, free_port
+from ..conftest import TEST_IMAGE, create_body, engine_required, free_port, wait_for
 from ..dockerlink_process import DockerlinkProcess, dockerlink_command
 from ..unit.test_listen import ipv6_loopback
 
 
-async def test_the_default_hosts_answer_on_ipv4_and_ipv6_loopback(
-    engine_sock: str, tmp_path: Path
-) -> None:
+def require_ipv6_loopback() -> None:
     if not ipv6_loopback():
         reason = "this machine has no IPv6 loopback: ::1 cannot be bound, so not tested"
         if engine_required():  # CI: a machine without it must not pass by skipping
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+async def test_the_default_hosts_answer_on_ipv4_and_ipv6_loopback(
+    engine_sock: str, tmp_path: Path
+) -> None:
+    require_ipv6_loopback()
     default_hosts = Settings().host
     assert default_hosts == "127.0.0.1,::1"
     server = DockerlinkProcess(
@@ -59,3 +67,51 @@ def test_a_public_address_anywhere_in_the_list_needs_a_token(tmp_path: Path) -> 
         "dockerlink: invalid setting api_token: refusing to listen on 0.0.0.0 without a token: "
         "set api_token, or allow_unauthenticated=true to accept anyone who can reach the port"
     ]
+
+
+async def test_a_request_on_the_second_address_is_answered_when_dockerlink_stops(
+    engine_sock: str,
+    tmp_path: Path,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """SIGTERM lets requests under way finish on every listen address, not only the first
+    (the others' connections were aborted once Sanic's own had none left)."""
+    require_ipv6_loopback()
+    hook = tmp_path / "slow-create-hook"
+    hook.write_text("#!/bin/sh\nsleep 2\n")
+    hook.chmod(0o755)
+    server = DockerlinkProcess(
+        tmp_path,
+        {
+            "docker_sock": engine_sock,
+            "data_dir": str(tmp_path / "data"),
+            "host": "127.0.0.1,::1",
+            "base_image": TEST_IMAGE,
+            "hook_on_create": str(hook),
+        },
+    )
+    server.start()
+    name = unique_name("drain")
+    cleanup.append(name)
+    try:
+        await server.until_healthy()
+        async with httpx.AsyncClient(base_url=f"http://[::1]:{server.port}", timeout=30) as panel:
+            body = await create_body(docker, name)
+            creating = asyncio.ensure_future(panel.put("/v1/container", json=body))
+
+            async def hook_running() -> bool:  # the container exists: its create hook runs
+                try:
+                    await docker.containers.inspect(name)
+                except NotFound:
+                    return False
+                return True
+
+            await wait_for(hook_running, timeout=20, interval=0.05)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            created = await creating
+        assert created.status_code == 200, created.text
+    finally:
+        assert server.stop() == 0, server.log_tail()
