@@ -138,6 +138,7 @@ async def test_input_sent_at_once_keeps_its_order_and_bad_text_closes_the_sessio
         await screen.resize(cols=81, rows=25)
         await screen.type("stty size\n")
         await screen.expect(r"\b25 81\b")
+        await start_leftovers(screen, docker, container)  # ended with the session, 1007 too
         await ws.send(b"echo \xff\n", text=True)
         async with asyncio.timeout(15):
             await ws.wait_closed()
