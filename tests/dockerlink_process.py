@@ -100,6 +100,18 @@ class DockerlinkProcess:
                 process.wait()
         return process.returncode
 
+    def peak_rss_kib(self) -> int:
+        """Its peak resident set (``VmHWM``) since it started or :meth:`reset_peak_rss`."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no VmHWM for pid {self.pid}")
+
+    def reset_peak_rss(self) -> None:
+        """Start its peak over from its present size, so that a growth measured from here is
+        not hidden under an earlier peak (start-up, warm-up)."""
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -23,13 +23,6 @@ LIMIT = 1 << 20
 MAX_GROWTH = 40 << 20
 
 
-def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmHWM for pid {pid}")
-
-
 async def test_200_mib_of_git_output_leaves_peak_rss_bounded(
     engine_sock: str,
     docker: DockerClient,
@@ -74,11 +67,12 @@ async def test_200_mib_of_git_output_leaves_peak_rss_bounded(
             # Warm up (imports, connection pools, the first git answer), then measure.
             warm = await api.get("/v1/git/head", params={"id": cid})
             assert warm.status_code == 200, warm.text
-            before = peak_rss_bytes(process.pid)
+            process.reset_peak_rss()
+            before = process.peak_rss_kib() * 1024
 
             answer = await api.post("/v1/git/branch", params={"id": cid, "branch": "other"})
 
-            after = peak_rss_bytes(process.pid)
+            after = process.peak_rss_kib() * 1024
         assert answer.status_code == 200, answer.text[:200]
         growth = after - before
         print(f"peak RSS {before >> 20} MiB -> {after >> 20} MiB for {PRINTED >> 20} MiB of output")

@@ -380,7 +380,8 @@ async def test_a_slow_reader_does_not_grow_dockerlinks_memory(
             await exited(docker, container_id)
             warm = await client.get(LOGS, params={"id": container_id, "tail": "10"})
             assert warm.status_code == 200 and warm.text.count("\n") == 10
-            before_kib = vm_kib(server.pid, "VmHWM")
+            server.reset_peak_rss()
+            before_kib = server.peak_rss_kib()
 
             params = {"id": container_id, "tail": str(BIG_LINES)}
             async with client.stream("GET", LOGS, params=params) as response:
@@ -398,12 +399,12 @@ async def test_a_slow_reader_does_not_grow_dockerlinks_memory(
                     return len(recent) == 10 and max(recent) - min(recent) < 512
 
                 await wait_for(steady, timeout=30, interval=0.1)
-                stalled_kib = vm_kib(server.pid, "VmHWM")
+                stalled_kib = server.peak_rss_kib()
                 # Then it reads everything: the answer is whole.
                 async for chunk in chunks:
                     received += len(chunk)
                     newlines += chunk.count(b"\n")
-            after_kib = vm_kib(server.pid, "VmHWM")
+            after_kib = server.peak_rss_kib()
         assert (received, newlines) == (BIG_LINES * 8187, BIG_LINES)  # "00001 <8180 spaces>\n"
         grown_kib = after_kib - before_kib
         report(

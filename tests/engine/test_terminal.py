@@ -303,14 +303,15 @@ async def test_a_flood_read_slowly_keeps_dockerlink_memory_bounded(
             screen = Screen(ws)
             await screen.type("echo ready-$((1+1))\n")
             await screen.expect("ready-2")
-            before = peak_rss_bytes(process.pid)
+            process.reset_peak_rss()
+            before = process.peak_rss_kib() * 1024
             await screen.type("yes dockerlink-flood-line\n")
             received = 0
             for _ in range(40):  # 40 small reads, 50 ms apart: about 2 s of a slow reader
                 message = await ws.recv()
                 received += len(message)
                 await asyncio.sleep(0.05)
-            after = peak_rss_bytes(process.pid)
+            after = process.peak_rss_kib() * 1024
             assert received > 0
             # what the shell had printed meanwhile (hundreds of MiB at yes' pace) was not
             # buffered: dockerlink's peak grew by less than 16 MiB
@@ -330,11 +331,3 @@ async def test_a_flood_read_slowly_keeps_dockerlink_memory_bounded(
         await none_left(docker, container)
     finally:
         process.stop()
-
-
-def peak_rss_bytes(pid: int) -> int:
-    """The process's peak resident set (``VmHWM``)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"VmHWM:\s+(\d+) kB", status)
-    assert found is not None
-    return int(found.group(1)) * 1024
