@@ -19,7 +19,15 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JournalLocked", "append_lines", "lock_directory", "read_objects", "repair_tail"]
+__all__ = [
+    "JournalLocked",
+    "append_lines",
+    "lock_directory",
+    "open_for_append",
+    "read_objects",
+    "repair_tail",
+    "write_lines",
+]
 
 log = logging.getLogger("dockerlink.journal")
 
@@ -47,13 +55,24 @@ def lock_directory(directory: Path) -> int:
 
 def append_lines(path: str | Path, data: bytes) -> None:
     """One ``write()`` of whole lines at the end of the file (created if needed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_for_append(path)
     try:
-        written = os.write(fd, data)
-        if written != len(data):  # only when the disk is full; the reader skips the torn part
-            raise OSError(errno.ENOSPC, f"short write to {path}")
+        write_lines(fd, data, path)
     finally:
         os.close(fd)
+
+
+def open_for_append(path: str | Path) -> int:
+    """The file at ``path`` (created if needed) opened for :func:`write_lines`."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def write_lines(fd: int, data: bytes, path: str | Path) -> None:
+    """One ``write()`` of whole lines at the end of the file ``fd`` (from
+    :func:`open_for_append`; ``path`` names it in an error)."""
+    written = os.write(fd, data)
+    if written != len(data):  # only when the disk is full; the reader skips the torn part
+        raise OSError(errno.ENOSPC, f"short write to {path}")
 
 
 def repair_tail(path: str | Path) -> bool:

@@ -60,11 +60,13 @@ __all__ = [
     "CGROUP_ROOT",
     "PROC_ROOT",
     "CgroupFiles",
+    "HeldFiles",
     "Reading",
     "cgroup_version",
     "find_cgroup",
     "parse_net_dev",
     "read_figures",
+    "read_file",
 ]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -107,6 +109,11 @@ class CgroupFiles:
     #: then reports no network figures at all).
     net_dev: str | None
 
+    def paths(self) -> list[str]:
+        """Every file's path."""
+        paths = [self.cpu, self.memory_usage, self.memory_stat, self.memory_limit]
+        return paths if self.net_dev is None else [*paths, self.net_dev]
+
 
 def cgroup_version(root: Path = CGROUP_ROOT) -> int | None:
     """2 for a unified hierarchy at ``root``, 1 when the v1 controllers are there, else None."""
@@ -143,28 +150,36 @@ def find_cgroup(
 
 
 def read_figures(
-    files: CgroupFiles, host_memory_bytes: int, clock_ns: Callable[[], int] = time.time_ns
+    files: CgroupFiles,
+    host_memory_bytes: int,
+    clock_ns: Callable[[], int] = time.time_ns,
+    read: Callable[[str], bytes] | None = None,
 ) -> Reading:
     """Read the container's figures now. Raises OSError or ValueError when they can't be read
-    (the container stopped, its cgroup went away, or a file is not what it should be)."""
+    (the container stopped, its cgroup went away, or a file is not what it should be).
+
+    ``read``: how a file is read whole, by its path (:meth:`HeldFiles.read` for files kept
+    open); by default it is opened, read and closed."""
+    if read is None:
+        read = read_file
     read_ns = clock_ns()
-    stat = _read(files.memory_stat)
-    usage = int(_read(files.memory_usage))
+    stat = read(files.memory_stat)
+    usage = int(read(files.memory_usage))
     total: int | None = None
     if files.version == 2:
-        usage_usec = _stat_value(_read(files.cpu), b"usage_usec")
+        usage_usec = _stat_value(read(files.cpu), b"usage_usec")
         if usage_usec is None:
             raise ValueError(f"{files.cpu} has no usage_usec")
         cpu_ns = usage_usec * 1000
-        limit_text = _read(files.memory_limit).strip()
+        limit_text = read(files.memory_limit).strip()
         limit = host_memory_bytes if limit_text == b"max" else int(limit_text)
     else:
-        cpu_ns = int(_read(files.cpu))
-        limit = int(_read(files.memory_limit))
+        cpu_ns = int(read(files.cpu))
+        limit = int(read(files.memory_limit))
         total = _stat_value(stat, b"total_inactive_file")
     if host_memory_bytes and limit > host_memory_bytes:  # "no limit" is a huge number in v1
         limit = host_memory_bytes
-    tx, rx = parse_net_dev(_read(files.net_dev)) if files.net_dev is not None else (0, 0)
+    tx, rx = parse_net_dev(read(files.net_dev)) if files.net_dev is not None else (0, 0)
     return Reading(
         read_ns,
         cpu_ns,
@@ -240,7 +255,7 @@ def _up_to_container(cgroup: str, container_id: str) -> str | None:
 def _own_cgroups(path: Path, version: int) -> tuple[str, str] | None:
     """The cpu (cpuacct) and memory cgroup paths a ``/proc/<pid>/cgroup`` file names."""
     try:
-        text = _read(str(path)).decode()
+        text = read_file(str(path)).decode()
     except (OSError, UnicodeDecodeError):
         return None
     cpu = memory = None
@@ -279,20 +294,65 @@ def _files_in(version: int, cpu_dir: Path, memory_dir: Path, net_dev: str | None
     )
 
 
-def _read(path: str) -> bytes:
-    """A small kernel file, whole (plain blocking reads: these never wait on a disk).
-
-    Read to the end of the file: the kernel may return less than asked before the end (record
-    files such as ``net/dev`` give about a page per read), so only an empty read ends it."""
+def read_file(path: str) -> bytes:
+    """A small kernel file, whole: opened, read and closed."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, _CHUNK)
-        if data:
-            while chunk := os.read(fd, _CHUNK):  # rare: a few pages at most
-                data += chunk
-        return data
+        return _read_all(fd)
     finally:
         os.close(fd)
+
+
+def _read_all(fd: int, records: bool = True) -> bytes:
+    """An open kernel file read whole from its start (plain blocking reads: these never wait on
+    a disk). Kernel files make their text again at each read from offset 0, so a file kept open
+    gives fresh figures every time.
+
+    A record file (``records``: ``net/dev``) may give less than asked before its end (about a
+    page per read), so only an empty read ends it. A cgroup file is one record, which the kernel
+    makes whole before it copies what was asked: a read that gives less than asked (or a regular
+    file's, in tests) has it all."""
+    data = os.pread(fd, _CHUNK, 0)
+    if data and (records or len(data) == _CHUNK):
+        while chunk := os.pread(fd, _CHUNK, len(data)):  # rare: a few pages at most
+            data += chunk
+    return data
+
+
+class HeldFiles:
+    """One run of a container's files (:class:`CgroupFiles`), kept open: a read is then a
+    ``pread()`` with no walk of the path (see :mod:`.held`).
+
+    A file of a removed cgroup, kept open, fails to read (``ENODEV``); but ``/proc/<pid>/net/dev``
+    kept open still reads the network namespace it was opened in, even after that process ended:
+    files are held only for one run of a container (one init pid) and closed when it stops."""
+
+    __slots__ = ("_fds", "files")
+
+    def __init__(self, files: CgroupFiles) -> None:
+        self.files = files
+        #: Each file's descriptor, and whether it is a record file (``net/dev``).
+        self._fds: dict[str, tuple[int, bool]] = {}
+        try:
+            for path in files.paths():
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                self._fds[path] = (fd, path == files.net_dev)
+        except OSError:
+            self.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def read(self, path: str) -> bytes:
+        """The file at ``path`` (one of :attr:`files`), whole, as it is now."""
+        fd, records = self._fds[path]
+        return _read_all(fd, records)
+
+    def close(self) -> None:
+        for fd, _records in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def _stat_value(data: bytes, key: bytes) -> int | None:

@@ -156,6 +156,10 @@ class Sampler:
         self.maintain_every_s = maintain_every_s
         self._clock = clock
         self._cpu: dict[str, _CpuReading] = {}
+        #: The containers not running at the last tick: the inspect answer their sample was
+        #: made from, and that sample but its time (each tick's sample of a container whose
+        #: inspect did not change is the same but for its time).
+        self._idle: dict[str, tuple[Mapping[str, Any], tuple[int, ...]]] = {}
         self._host_memory_bytes: int | None = None
         self._engine_failing = False
         #: Completed ticks, for tests and logs.
@@ -184,9 +188,16 @@ class Sampler:
         """
         if not self.store.persistent:
             return
+        log.info("stats sampler: every %g s, %s", self.interval_s, self.describe_source())
+        try:
+            await self._run()
+        finally:
+            if self.cgroups is not None:
+                self.cgroups.close()  # the files it kept open
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_maintain = loop.time() + self.maintain_every_s
-        log.info("stats sampler: every %g s, %s", self.interval_s, self.describe_source())
         if self._wait_for_mirror:
             await self.mirror.wait_fresh(MIRROR_WAIT_S)
         due = loop.time()
@@ -251,19 +262,30 @@ class Sampler:
         ids = [str(info["Id"]) for info in infos]
         readings: dict[str, Reading] = {}
         running = [info for info in infos if (info.get("State") or {}).get("Running")]
+        running_ids = [str(info["Id"]) for info in running]
         if self.cgroups is not None:
             if running:
                 host_memory = await self._host_memory()
                 readings = await asyncio.to_thread(self.cgroups.read, running, host_memory)
                 self.cgroup_samples += len(readings)
-            self.cgroups.keep_only(ids)
+            self.cgroups.keep_only(running_ids)
         recorded = 0
         by_engine: list[Mapping[str, Any]] = []
         # The samples made from the readings (and of the stopped containers) are made here, on
         # the loop, without a coroutine each, and handed to the store YIELD_EVERY at a time.
         batch: list[tuple[str, Sample]] = []
+        idle = self._idle
         for index, (container_id, info) in enumerate(zip(ids, infos, strict=True), 1):
             reading = readings.get(container_id)
+            still = idle.get(container_id) if reading is None else None
+            if still is not None and still[0] is info:
+                # Not running, and the same inspect as at the last tick: the same sample, now.
+                batch.append((container_id, Sample(int(self._clock()), *still[1])))
+                if index % YIELD_EVERY == 0:
+                    recorded += self.store.append_many(batch)
+                    batch.clear()
+                    await asyncio.sleep(0)
+                continue
             state = info.get("State") or {}
             if reading is None and state.get("Running"):
                 by_engine.append(info)
@@ -273,14 +295,14 @@ class Sampler:
                     memory_limit = int(host_config.get("Memory") or 0) or self._host_memory_bytes
                     if memory_limit is None:
                         memory_limit = await self._host_memory()
-                    batch.append(
-                        (
-                            container_id,
-                            self._make_sample(
-                                container_id, state, host_config, reading, memory_limit
-                            ),
-                        )
+                    sample = self._make_sample(
+                        container_id, state, host_config, reading, memory_limit
                     )
+                    batch.append((container_id, sample))
+                    if reading is None:
+                        idle[container_id] = (info, sample[1:])
+                    else:
+                        idle.pop(container_id, None)
                 except Exception as exc:
                     self._log_failure(container_id, exc)
             if index % YIELD_EVERY == 0:
@@ -300,7 +322,9 @@ class Sampler:
             del self._cpu[gone]
         for gone in set(self.usage).difference(ids):
             del self.usage[gone]
-        self._report_source([str(info["Id"]) for info in running])
+        for gone in set(idle).difference(ids):
+            del idle[gone]
+        self._report_source(running_ids)
         self.ticks += 1
         return recorded
 
@@ -406,6 +430,7 @@ class Sampler:
         """
         self._cpu.pop(container_id, None)
         self.usage.pop(container_id, None)
+        self._idle.pop(container_id, None)
         self.store.delete(container_id)
 
     def _running_sample(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -22,11 +23,13 @@ from .cgroups import (
     CGROUP_ROOT,
     PROC_ROOT,
     CgroupFiles,
+    HeldFiles,
     Reading,
     cgroup_version,
     find_cgroup,
     read_figures,
 )
+from .held import held_files_budget
 from .resources import memory_used_bytes, network_totals
 
 __all__ = [
@@ -114,9 +117,13 @@ def reading_from_stats(stats: Mapping[str, Any]) -> Reading | None:
 class CgroupSource:
     """Reads running containers' figures from their cgroup files.
 
-    Where each container's files are is found once per run of it (its init pid) and remembered.
-    Reads are plain blocking file reads, about 0.05 ms a container: a tick reads them all in one
-    worker thread (:meth:`read`), a single on-the-spot sample in place (:meth:`read_one`).
+    Where each container's files are is found once per run of it (its init pid) and remembered,
+    and the files are kept open for that run (:class:`.cgroups.HeldFiles`, as many as
+    ``held_files`` allows; past that, each read opens and closes them). Reads are plain blocking
+    file reads, about 0.03 ms of CPU a container with the files open, parsing included (opening,
+    reading and closing them alone took 0.05 ms): a tick reads them all in one worker thread
+    (:meth:`read`), a single on-the-spot sample in another (:meth:`read_one`); a lock keeps the
+    two apart.
     """
 
     def __init__(
@@ -126,12 +133,19 @@ class CgroupSource:
         root: Path = CGROUP_ROOT,
         proc_root: Path = PROC_ROOT,
         clock_ns: Callable[[], int] = time.time_ns,
+        held_files: int | None = None,
     ) -> None:
+        """``held_files``: how many files may be kept open (default: :func:`.held_files_budget`)."""
         self.version = version
         self.root = root
         self.proc_root = proc_root
         self.clock_ns = clock_ns
-        self._files: dict[str, tuple[int, CgroupFiles]] = {}
+        self.held_files = held_files_budget() if held_files is None else held_files
+        #: By full id: the init pid of the run its files were found for, those files, and the
+        #: files open when they are held.
+        self._files: dict[str, tuple[int, CgroupFiles, HeldFiles | None]] = {}
+        self._held_count = 0
+        self._lock = threading.Lock()
         #: Why the last read of a container (full id) gave nothing, until one succeeds.
         self.failures: dict[str, str] = {}
 
@@ -141,33 +155,47 @@ class CgroupSource:
         version = cgroup_version(root)
         return None if version is None else cls(version, root=root, proc_root=proc_root)
 
+    @property
+    def open_files(self) -> int:
+        """How many files are held open now."""
+        return self._held_count
+
     def read(
         self, infos: Iterable[Mapping[str, Any]], host_memory_bytes: int
     ) -> dict[str, Reading]:
         """Readings by full id of those running containers (inspect answers) whose files can be
         read; the others are left out, for the caller to ask the engine."""
         readings: dict[str, Reading] = {}
-        for info in infos:
-            reading = self.read_one(info, host_memory_bytes)
-            if reading is not None:
-                readings[str(info["Id"])] = reading
+        with self._lock:
+            for info in infos:
+                reading = self._read_one(info, host_memory_bytes)
+                if reading is not None:
+                    readings[str(info["Id"])] = reading
         return readings
 
     def read_one(self, info: Mapping[str, Any], host_memory_bytes: int) -> Reading | None:
         """The figures of one running container (its inspect answer), or None."""
+        with self._lock:
+            return self._read_one(info, host_memory_bytes)
+
+    def _read_one(self, info: Mapping[str, Any], host_memory_bytes: int) -> Reading | None:
         container_id = str(info["Id"])
         pid = int((info.get("State") or {}).get("Pid") or 0)
         known = self._files.get(container_id)
-        files = known[1] if known is not None and known[0] == pid else self._find(info, pid)
-        if files is None:
+        if known is None or known[0] != pid:
+            known = self._find(info, pid)
+        if known is None:
             self.failures[container_id] = self._proc_problem(info, pid) or (
                 f"no cgroup v{self.version} files for it under {self.root}"
             )
             return None
+        _pid, files, held = known
         try:
-            reading = read_figures(files, host_memory_bytes, self.clock_ns)
+            reading = read_figures(
+                files, host_memory_bytes, self.clock_ns, held.read if held is not None else None
+            )
         except (OSError, ValueError) as exc:
-            self._files.pop(container_id, None)  # look again next time
+            self._forget(container_id)  # look again next time
             self.failures[container_id] = (
                 self._proc_problem(info, pid) or f"cgroup files unreadable: {exc}"
             )
@@ -175,12 +203,26 @@ class CgroupSource:
         self.failures.pop(container_id, None)
         return reading
 
-    def keep_only(self, container_ids: Collection[str]) -> None:
-        """Forget where the files of containers not in ``container_ids`` were."""
-        for gone in set(self._files).difference(container_ids):
-            self._files.pop(gone, None)
-        for gone in set(self.failures).difference(container_ids):
-            self.failures.pop(gone, None)
+    def keep_only(self, running: Collection[str]) -> None:
+        """Forget where the files of containers not in ``running`` (full ids) were, and close
+        them: a container that starts again is a new run, with files to find again."""
+        with self._lock:
+            for gone in set(self._files).difference(running):
+                self._forget(gone)
+            for gone in set(self.failures).difference(running):
+                self.failures.pop(gone, None)
+
+    def close(self) -> None:
+        """Close every file held open (the source may still be used: it opens them again)."""
+        with self._lock:
+            for container_id in list(self._files):
+                self._forget(container_id)
+
+    def _forget(self, container_id: str) -> None:
+        known = self._files.pop(container_id, None)
+        if known is not None and known[2] is not None:
+            self._held_count -= len(known[2])
+            known[2].close()
 
     def _proc_problem(self, info: Mapping[str, Any], pid: int) -> str | None:
         """Why the ``/proc`` entry of a running container's init cannot be used, or None."""
@@ -204,8 +246,11 @@ class CgroupSource:
                 return why
         return None
 
-    def _find(self, info: Mapping[str, Any], pid: int) -> CgroupFiles | None:
+    def _find(
+        self, info: Mapping[str, Any], pid: int
+    ) -> tuple[int, CgroupFiles, HeldFiles | None] | None:
         container_id = str(info["Id"])
+        self._forget(container_id)
         host_config = info.get("HostConfig") or {}
         files = find_cgroup(
             self.version,
@@ -217,7 +262,14 @@ class CgroupSource:
             proc_root=self.proc_root,
         )
         if files is None:
-            self._files.pop(container_id, None)
-        else:
-            self._files[container_id] = (pid, files)
-        return files
+            return None
+        held: HeldFiles | None = None
+        if self._held_count + len(files.paths()) <= self.held_files:
+            try:
+                held = HeldFiles(files)
+            except OSError:
+                held = None  # read by path, which says why if it fails again
+            else:
+                self._held_count += len(held)
+        known = self._files[container_id] = (pid, files, held)
+        return known

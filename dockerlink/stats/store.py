@@ -100,9 +100,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..journal import JournalLocked, append_lines, lock_directory, repair_tail
+from ..journal import (
+    JournalLocked,
+    lock_directory,
+    open_for_append,
+    repair_tail,
+    write_lines,
+)
 from .chunks import ChunkedSeries, DecodedCache
 from .codec import KEYFRAME_EVERY, LineEncoder
+from .held import held_files_budget
 from .series import Bucket, Sample, join_entries, render_entries, render_json
 
 __all__ = [
@@ -211,8 +218,11 @@ class HistoryStore:
         clock: Callable[[], float] = time.time,
         keyframe_every: int = KEYFRAME_EVERY,
         writer_thread: bool = False,
+        held_files: int | None = None,
     ) -> None:
-        """``writer_thread``: do the disk operations in a thread of their own (see above)."""
+        """``writer_thread``: do the disk operations in a thread of their own (see above).
+        ``held_files``: how many raw files may be kept open for appending (default:
+        :func:`.held_files_budget`)."""
         self.root = root
         self._clock = clock
         self._histories: dict[str, _History] = {}
@@ -221,7 +231,12 @@ class HistoryStore:
         self._unwritten: dict[str, Sample] = {}
         #: Raw samples whose lines the writer has written (or failed to), to be served.
         self._written: deque[tuple[str, Sample]] = deque()
-        self._writer = _Writer(root, keyframe_every, self._written)
+        self._writer = _Writer(
+            root,
+            keyframe_every,
+            self._written,
+            held_files_budget() if held_files is None else held_files,
+        )
         self._writer_thread = writer_thread
         self._ops: queue.SimpleQueue[_Op | None] | None = None
         self._thread: threading.Thread | None = None
@@ -266,6 +281,7 @@ class HistoryStore:
             self._ops.put(None)
             self._thread.join()
             self._ops = self._thread = None
+        self._writer.close()
         self._histories.clear()
         self._unwritten.clear()
         self._written.clear()
@@ -628,7 +644,7 @@ _Op = tuple[Callable[..., None], tuple[Any, ...]]
 class _FileState:
     """What the writer knows of the file one container's tier is appended to."""
 
-    __slots__ = ("clean", "encoder", "file_start", "path")
+    __slots__ = ("clean", "encoder", "fd", "file_start", "path")
 
     def __init__(self, keyframe_every: int) -> None:
         self.encoder = LineEncoder(keyframe_every)
@@ -638,6 +654,8 @@ class _FileState:
         self.path = ""
         #: True once this process wrote a whole line at the end of that file.
         self.clean = False
+        #: That file kept open for appending (raw files, within the writer's budget), or None.
+        self.fd: int | None = None
 
 
 class _Writer:
@@ -646,12 +664,19 @@ class _Writer:
     (the store's writer thread, or its caller's)."""
 
     def __init__(
-        self, root: Path | None, keyframe_every: int, written: deque[tuple[str, Sample]]
+        self,
+        root: Path | None,
+        keyframe_every: int,
+        written: deque[tuple[str, Sample]],
+        held_files: int,
     ) -> None:
         self.root = root
         self._keyframe_every = keyframe_every
         self._written = written
         self._files: dict[tuple[str, str], _FileState] = {}
+        #: How many raw files may be kept open (see :mod:`.held`), and how many are.
+        self._held_files = held_files
+        self.open_files = 0
         #: The (container id, tier) whose last write failed: non-empty during a write outage.
         self._failed: set[tuple[str, str]] = set()
         #: The newest raw sample time of each container, for :meth:`forget_stale`.
@@ -680,6 +705,7 @@ class _Writer:
             state = self._files[key] = _FileState(self._keyframe_every)
         start = sample.t - sample.t % tier.file_period_s
         if state.file_start != start:
+            self._let_go(state)
             state.file_start = start
             state.clean = False
             state.path = os.path.join(self.root, container_id, _file_name(tier, start))
@@ -689,8 +715,20 @@ class _Writer:
                 (self.root / container_id).mkdir(parents=True, exist_ok=True)
                 repair_tail(path)
                 state.encoder.restart()
-            append_lines(path, state.encoder.encode(sample))
+                if tier is RAW and self.open_files < self._held_files:
+                    state.fd = open_for_append(path)
+                    self.open_files += 1
+            line = state.encoder.encode(sample)
+            if state.fd is not None:
+                write_lines(state.fd, line, path)
+            else:
+                fd = open_for_append(path)
+                try:
+                    write_lines(fd, line, path)
+                finally:
+                    os.close(fd)
         except OSError as exc:
+            self._let_go(state)
             state.clean = False
             if not self._failed:
                 log.error("stats history: cannot write under %s: %s", self.root, exc)
@@ -711,17 +749,30 @@ class _Writer:
             log.warning("stats history: cannot delete an expired file: %s", exc)
         state = self._files.get((container_id, tier.name))
         if state is not None and state.file_start == start:
+            self._let_go(state)
             state.file_start = None
 
     def remove(self, container_id: str, directory: Path) -> None:
         """Delete a container's history directory, and forget its files."""
         for key in [key for key in self._files if key[0] == container_id]:
-            del self._files[key]
+            self._let_go(self._files.pop(key))
         self._failed = {key for key in self._failed if key[0] != container_id}
         self._sampled.pop(container_id, None)
 
         if directory.exists():
             _remove_tree(directory)
+
+    def close(self) -> None:
+        """Close every file kept open."""
+        for state in self._files.values():
+            self._let_go(state)
+
+    def _let_go(self, state: _FileState) -> None:
+        """Close the file ``state`` keeps open, if any."""
+        if state.fd is not None:
+            os.close(state.fd)
+            state.fd = None
+            self.open_files -= 1
 
     def forget_stale(self, sampled_before: float) -> None:
         """Stop waiting for a failed file to take a line again when its container is no longer

@@ -208,3 +208,61 @@ async def test_containers_whose_cgroups_cannot_be_read_go_through_the_engine(
         # a sleeping shell: a few hundred KiB, which moves while it settles
         assert 0 < a.mem_used_kib < 4096
         assert 0 < b.mem_used_kib < 4096
+
+
+def fds_under(*prefixes: str) -> list[str]:
+    """The files this process has open whose paths start with one of ``prefixes``."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(prefixes):
+            found.append(target)
+    return found
+
+
+async def test_files_kept_open_give_fresh_figures_and_are_let_go_when_the_container_stops(
+    docker: DockerClient, busy_pair: list[dict[str, Any]]
+) -> None:
+    """The cgroup source keeps a running container's five files open and reads them again at
+    every tick: the figures are the kernel's of that moment, and a stopped container's files
+    (its network namespace pinned by ``net/dev``) are closed."""
+    source = real_cgroups()
+    server, client = busy_pair
+    host_memory = 64 << 30
+    first = source.read_one(client, host_memory)
+    assert first is not None
+    assert source.open_files == 5
+    cgroup_dir = next(p for p in fds_under(str(source.root)) if client["Id"] in p).rsplit("/", 1)[0]
+    net_dev = f"/proc/{client['State']['Pid']}/net/dev"
+    # Work done after the files were opened: 10 MiB more received, 16 MiB more in /dev/shm,
+    # and a second of CPU.
+    address = next(iter(server["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    script = (
+        f"wget -q -O /dev/null http://{address}:8080/blob"
+        " && dd if=/dev/zero of=/dev/shm/more bs=1M count=16 2>/dev/null"
+        " && end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done"
+    )
+    result = await docker.execs.run(client["Id"], ["sh", "-c", script], timeout=30)
+    assert result.exit_code == 0, result
+    again = source.read_one(client, host_memory)
+    assert again is not None
+    assert source.open_files == 5  # the same files, not opened again
+    assert again.rx_bytes - first.rx_bytes >= 10 * MIB
+    assert again.memory_used_bytes - first.memory_used_bytes >= 15 * MIB
+    assert again.cpu_ns - first.cpu_ns >= 500_000_000  # half a CPU's quota, for 1 s at least
+
+    await docker.containers.stop(client["Id"], t=1)
+    # Read through the files still open, a stopped container's cgroup is gone: nothing.
+    assert source.read_one(client, host_memory) is None
+    assert source.open_files == 0
+    assert not fds_under(cgroup_dir, net_dev)
+    # A tick lets go of every container that is not running.
+    assert source.read_one(server, host_memory) is not None
+    assert source.open_files == 5
+    source.keep_only([])
+    assert source.open_files == 0
+    assert not [p for p in fds_under(str(source.root) + "/") if server["Id"] in p]
+    assert not fds_under(f"/proc/{server['State']['Pid']}/")

@@ -11,6 +11,7 @@ import pytest
 
 from dockerlink.stats.cgroups import (
     CgroupFiles,
+    HeldFiles,
     Reading,
     cgroup_version,
     find_cgroup,
@@ -265,8 +266,9 @@ def test_init_in_a_child_cgroup_reads_the_whole_container(tmp_path: Path, versio
     assert read(deep).cpu_ns == 7 * 10**9
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["opened", "held"])
 def test_files_are_read_to_the_end_when_the_kernel_returns_a_page_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
 ) -> None:
     """A record file (net/dev) gives about a page per read: a short read is not the end."""
     host = FakeHost(tmp_path, 2)
@@ -278,20 +280,53 @@ def test_files_are_read_to_the_end_when_the_kernel_returns_a_page_at_a_time(
     text = net_dev(**interfaces)
     assert len(text) > 2 * 4096
     (host.proc / str(PID) / "net" / "dev").write_text(text)
+    files = host.find()
+    assert files is not None
+    opened = HeldFiles(files) if held else None
     page = 4096
-    real_read = os.read
+    real_pread = os.pread
     reads: list[int] = []
 
-    def one_page_at_a_time(fd: int, n: int) -> bytes:
-        data = real_read(fd, min(n, page))
+    def one_page_at_a_time(fd: int, n: int, offset: int) -> bytes:
+        data = real_pread(fd, min(n, page), offset)
         reads.append(len(data))
         return data
 
-    monkeypatch.setattr(os, "read", one_page_at_a_time)
-    reading = read(host)
-    monkeypatch.undo()
+    monkeypatch.setattr(os, "pread", one_page_at_a_time)
+    try:
+        reading = read_figures(files, HOST_MEMORY, read=opened.read if opened else None)
+    finally:
+        monkeypatch.undo()
+        if opened is not None:
+            opened.close()
     assert (reading.tx_bytes, reading.rx_bytes) == (2020, 1010)
     assert reads.count(page) >= 2  # the fake really returned short reads
+
+
+def test_held_files_give_what_the_files_hold_at_each_read(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, 1)
+    host.add(CID, f"docker/{CID}", Figures(cpu_ns=5))
+    files = host.find()
+    assert files is not None
+    held = HeldFiles(files)
+    try:
+        assert len(held) == 5
+        assert read_figures(files, HOST_MEMORY, read=held.read).cpu_ns == 5
+        # rewritten in place, as the kernel does: the next read gives the new text
+        (host.root / "cpuacct" / "docker" / CID / "cpuacct.usage").write_text("123456789\n")
+        assert read_figures(files, HOST_MEMORY, read=held.read).cpu_ns == 123456789
+        # A cgroup file (one record) is whole after one short read; a longer one is read on.
+        stat = host.root / "memory" / "docker" / CID / "memory.stat"
+        padding = "".join(f"pad_{n} 0\n" for n in range(8000))
+        stat.write_text(padding + "total_inactive_file 1048576\n")
+        assert stat.stat().st_size > 65536
+        assert read_figures(files, HOST_MEMORY, read=held.read).memory_used_bytes == 299 * MIB
+    finally:
+        held.close()
+    assert len(held) == 0
+    (host.root / "memory" / "docker" / CID / "memory.stat").unlink()
+    with pytest.raises(FileNotFoundError):
+        HeldFiles(files)  # nothing left open: the files it had opened are closed again
 
 
 def test_cgroup_version(tmp_path: Path) -> None:
@@ -326,12 +361,14 @@ def test_the_source_remembers_where_files_are_and_looks_again_when_they_go(
 ) -> None:
     host = FakeHost(tmp_path, 1)
     host.add(CID, f"docker/{CID}", Figures())
-    source = CgroupSource(1, root=host.root, proc_root=host.proc, clock_ns=lambda: 5)
+    # held_files=0: every read opens the files by their paths
+    source = CgroupSource(1, root=host.root, proc_root=host.proc, clock_ns=lambda: 5, held_files=0)
     info = {"Id": CID, "State": {"Running": True, "Pid": PID}, "HostConfig": {}}
     stopped = {"Id": OTHER, "State": {"Running": True, "Pid": 0}, "HostConfig": {}}
     readings = source.read([info, stopped], HOST_MEMORY)
     assert list(readings) == [CID]
     assert readings[CID].memory_used_bytes == 260 * MIB
+    assert source.open_files == 0
     # Found once, then read where it was (the /proc entry is not looked at again).
     (host.proc / str(PID) / "cgroup").unlink()
     assert source.read_one(info, HOST_MEMORY) == readings[CID]
@@ -340,3 +377,39 @@ def test_the_source_remembers_where_files_are_and_looks_again_when_they_go(
     assert source.read_one(info, HOST_MEMORY) is None
     assert source.read_one(info, HOST_MEMORY) is None
     source.keep_only([])
+
+
+def test_the_source_keeps_files_open_for_one_run_within_its_budget(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, 1)
+    host.add(CID, f"docker/{CID}", Figures(cpu_ns=1))
+    host.add(OTHER, f"docker/{OTHER}", Figures(cpu_ns=2), pid=PID + 1)
+    # room for one container's five files, not for two
+    source = CgroupSource(1, root=host.root, proc_root=host.proc, held_files=7)
+    info = {"Id": CID, "State": {"Running": True, "Pid": PID}, "HostConfig": {}}
+    other = {"Id": OTHER, "State": {"Running": True, "Pid": PID + 1}, "HostConfig": {}}
+    assert source.read([info, other], HOST_MEMORY)[OTHER].cpu_ns == 2
+    assert source.open_files == 5  # CID's; OTHER's are read by path
+    usage = host.root / "memory" / "docker" / CID / "memory.usage_in_bytes"
+    usage.write_text("garbage\n")
+    # A held file that fails to read: None, its files closed, and found again next time.
+    assert source.read_one(info, HOST_MEMORY) is None
+    assert "garbage" in source.failures[CID]
+    assert source.open_files == 0
+    usage.write_text(f"{20 * MIB}\n")
+    assert source.read_one(info, HOST_MEMORY) is not None
+    assert source.open_files == 5
+    assert CID not in source.failures
+    # A new run (another init pid) is looked for again, with files of its own.
+    host.add(CID, f"docker/{CID}", Figures(cpu_ns=3, rx=77), pid=PID + 2)
+    restarted = {**info, "State": {"Running": True, "Pid": PID + 2}}
+    reading = source.read_one(restarted, HOST_MEMORY)
+    assert reading is not None
+    assert (reading.cpu_ns, reading.rx_bytes) == (3, 77)  # the new init's /proc/<pid>/net/dev
+    assert source.open_files == 5
+    # A container that is no longer running lets go of its files; close() of all of them.
+    source.keep_only([OTHER])
+    assert source.open_files == 0
+    assert source.read([restarted, other], HOST_MEMORY)[CID].cpu_ns == 3
+    assert source.open_files == 5
+    source.close()
+    assert source.open_files == 0

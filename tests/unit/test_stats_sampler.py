@@ -183,6 +183,49 @@ async def test_a_stopped_container_gets_zero_usage_and_keeps_its_limits(
     assert other.cpu_limit_centi == 0
 
 
+class SameInspects:
+    """A mirror that answers the same inspect objects at every tick until one is replaced, as
+    the real one does while it follows the engine."""
+
+    def __init__(self, infos: list[dict[str, Any]]) -> None:
+        self.infos = infos
+
+    async def every_container(self, **_: Any) -> list[dict[str, Any]]:
+        return self.infos
+
+
+async def test_a_stopped_container_whose_inspect_did_not_change_gets_the_same_sample(
+    store: HistoryStore, clock: Clock
+) -> None:
+    box = FakeContainer(1, running=False)
+    engine = FakeDockerClient(box)
+    infos = [box.inspect()]
+    sampler = make_sampler(engine, store, clock, mirror=SameInspects(infos))
+    for _ in range(3):
+        await sampler.tick()
+        clock.now += 15
+    samples = store.query(box.id)
+    assert samples is not None
+    assert [sample.t for sample in samples] == [T0, T0 + 15, T0 + 30]
+    assert {sample.as_tuple()[1:] for sample in samples} == {(0, GIB, 0, 5000, 0, 0, 0, 0)}
+    # Resized while stopped: a new inspect, a sample made from it.
+    box.host_config["Memory"] = 2 * GIB
+    infos[0] = box.inspect()
+    await sampler.tick()
+    last = store.last(box.id)
+    assert last is not None
+    assert last.as_tuple() == (T0 + 45, 0, 2 * GIB, 0, 5000, 0, 0, 0, 0)
+    # Started: its figures.
+    box.running = True
+    box.advance(86400, cpus=0.25)
+    infos[0] = box.inspect()
+    clock.now += 15
+    await sampler.tick()
+    last = store.last(box.id)
+    assert last is not None
+    assert (last.t, last.mem_used_kib, last.cpu_centi) == (T0 + 60, 100 * 1024, 2500)
+
+
 async def test_a_restart_resets_deltas_and_cpu(store: HistoryStore, clock: Clock) -> None:
     box = FakeContainer(1)
     box.advance(100, tx=500 * 1024)

@@ -31,19 +31,15 @@ class Disk:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.full: set[str] = set()
         self.torn_bytes = 0
-        real = journal.append_lines
+        real = journal.write_lines
 
-        def append_line(path: str | Path, line: bytes) -> None:
+        def write_line(fd: int, line: bytes, path: str | Path) -> None:
             if Path(path).parent.name in self.full:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    os.write(fd, line[: self.torn_bytes])
-                finally:
-                    os.close(fd)
+                os.write(fd, line[: self.torn_bytes])
                 raise OSError(errno.ENOSPC, "No space left on device")
-            real(path, line)
+            real(fd, line, path)
 
-        monkeypatch.setattr(store_module, "append_lines", append_line)
+        monkeypatch.setattr(store_module, "write_lines", write_line)
 
 
 @pytest.fixture

@@ -41,9 +41,9 @@ class SlowDisk:
         self.busy = 0
         self.lines = 0
         self.threads: set[str] = set()
-        real = journal.append_lines
+        real = journal.write_lines
 
-        def append_line(path: str | Path, line: bytes) -> None:
+        def write_line(fd: int, line: bytes, path: str | Path) -> None:
             self.busy += 1
             self.threads.add(threading.current_thread().name)
             try:
@@ -51,12 +51,12 @@ class SlowDisk:
                     time.sleep(self.delay_s)
                 else:
                     self.gate.wait(10)
-                real(path, line)
+                real(fd, line, path)
                 self.lines += 1
             finally:
                 self.busy -= 1
 
-        monkeypatch.setattr(store_module, "append_lines", append_line)
+        monkeypatch.setattr(store_module, "write_lines", write_line)
 
 
 @pytest.fixture
@@ -218,3 +218,65 @@ async def test_requests_never_wait_on_a_slow_disk(
     await docker.close()
     slow = [(path, round(elapsed, 3)) for path, elapsed in timings if elapsed >= FAST_ANSWER_S]
     assert not slow, f"requests that waited on the disk ({SLOW_WRITE_S} s a line): {slow}"
+
+
+def open_fds() -> set[str]:
+    """The files this process has open now (their targets)."""
+    fds = Path("/proc/self/fd")
+    found = set()
+    for fd in os.listdir(fds):
+        try:
+            found.add(os.readlink(fds / fd))
+        except OSError:
+            continue  # the directory's own fd, closed by now
+    return found
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["inline", "writer thread"])
+def test_raw_files_kept_open_hold_the_same_bytes_and_are_let_go(
+    tmp_path: Path, threaded: bool
+) -> None:
+    """Raw files kept open for appending (within the budget) hold what files opened for each
+    line hold, and each is closed when its hour ends, when it expires, when its container is
+    deleted and when the store closes."""
+    ids = [CID, OTHER, "c" * 64]
+
+    def run(root: Path, held_files: int, check: bool) -> None:
+        clock = Clock()
+        history = HistoryStore(root, clock=clock, writer_thread=threaded, held_files=held_files)
+        history.open()
+        writer = history._writer
+        for i in range(6 * 240 + 5):  # six hours and a bit, every 15 s
+            clock.now = T0 + 15 * i
+            for container_id in ids:
+                history.append(container_id, make_sample(int(clock.now), i))
+            # Served before the retention runs, as a tick 15 s apart would be (else which
+            # files expire, and when buckets close, depends on the writer thread's pace).
+            history.flush()
+            if i % 4 == 0:
+                history.maintain()
+            if i == 3 * 240 + 2:
+                history.delete(OTHER)
+            if check and i in (10, 239, 240, 3 * 240 + 3, 6 * 240 + 4):
+                history.flush()  # the points of the buckets that serving closed
+                held = {p for p in open_fds() if p.startswith(str(root)) and p.endswith(".jsonl")}
+                # one raw file per container within the budget: the current hour's
+                assert writer.open_files == len(held) <= held_files, (i, held)
+                hour = T0 + (15 * i) // 3600 * 3600
+                assert held <= {str(root / c / f"raw-{hour}.jsonl") for c in ids}
+                assert not any(str(root / OTHER) in path for path in held if i > 3 * 240 + 2)
+        history.close()
+        assert writer.open_files == 0
+        assert not any(path.startswith(str(root)) for path in open_fds())  # .lock included
+
+    run(tmp_path / "opened", 0, check=False)
+    run(tmp_path / "held", 2, check=True)
+    opened = sorted(p.relative_to(tmp_path / "opened") for p in (tmp_path / "opened").rglob("*"))
+    held = sorted(p.relative_to(tmp_path / "held") for p in (tmp_path / "held").rglob("*"))
+    assert opened == held
+    assert any(p.name.startswith("raw-") for p in held)
+    for relative in held:
+        if (tmp_path / "held" / relative).is_file() and relative.name != ".lock":
+            assert (tmp_path / "held" / relative).read_bytes() == (
+                tmp_path / "opened" / relative
+            ).read_bytes(), relative
