@@ -47,12 +47,14 @@ import asyncio
 import bisect
 import concurrent.futures
 import functools
+import heapq
+import itertools
 import logging
 import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,12 +228,19 @@ class EventLog:
                 return b"[]"
             start = max(bisect.bisect_right(container.times, since), len(container.times) - limit)
             return b"[" + b",".join(container.lines[start:]) + b"]"
-        picked: list[tuple[float, bytes]] = []
-        for container in self._containers.values():
-            start = max(bisect.bisect_right(container.times, since), len(container.times) - limit)
-            picked.extend(zip(container.times[start:], container.lines[start:], strict=True))
-        picked.sort(key=lambda pair: pair[0])
-        return b"[" + b",".join(line for _, line in picked[-limit:]) + b"]"
+        if limit <= 0:
+            return b"[]"
+        # Each container's events newest first, merged: only the ``limit`` newest are looked at.
+        # The key (time, then the container's place, then the event's) orders events of the
+        # same moment as the containers are kept and their events were recorded.
+        newest_first = [
+            _newest_first(container, place, since, limit)
+            for place, container in enumerate(self._containers.values())
+        ]
+        merged = heapq.merge(*newest_first, key=lambda pair: pair[0], reverse=True)
+        picked = [line for _, line in itertools.islice(merged, limit)]
+        picked.reverse()
+        return b"[" + b",".join(picked) + b"]"
 
     def events(self, container_id: str) -> list[dict[str, Any]]:
         """One container's events, oldest first, as objects."""
@@ -335,6 +344,17 @@ class EventLog:
         if self._write_failing:
             self._write_failing = False
             log.info("event log: writing under %s again", self.root)
+
+
+def _newest_first(
+    container: _Container, place: int, since: float, limit: int
+) -> Iterator[tuple[tuple[float, int, int], bytes]]:
+    """A container's ``limit`` newest events later than ``since``, newest first, each with its
+    key for :meth:`EventLog.query`'s merge: its time, ``place`` (the container's), its index."""
+    times, lines = container.times, container.lines
+    start = max(bisect.bisect_right(times, since), len(times) - limit)
+    for index in range(len(times) - 1, start - 1, -1):
+        yield (times[index], place, index), lines[index]
 
 
 def _file_name(number: int) -> str:

@@ -56,10 +56,22 @@ PORT_AREA_SIZE = 500
 START_TIMEOUT_S = 60
 
 
+#: Where the server listens: below the containers' port blocks (40000 and up, see
+#: :func:`free_root`), since dockerlink refuses a block that holds its own listen port (an
+#: ephemeral port from the kernel could fall in one).
+LISTEN_PORTS = range(10000, 20000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback TCP port from :data:`LISTEN_PORTS`."""
+    for port in random.sample(LISTEN_PORTS, 500):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("no free port to listen on")
 
 
 # -- the server ------------------------------------------------------------------------------------

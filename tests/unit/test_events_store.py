@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import random
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,6 +71,30 @@ def test_events_are_served_oldest_first_by_since_and_limit_and_reload(tmp_path: 
     assert again.resolve("aaaa") == CID
     assert again.resolve("web1") is None  # two containers had that name
     again.close()
+
+
+def test_the_newest_events_of_every_container_are_merged_in_time_order() -> None:
+    """query(None) gives what sorting every container's events would give (ties included: same
+    moment, in the containers' order, then in the order they came), looking at the newest only."""
+    rng = random.Random(15)
+    log = EventLog(None, clock=lambda: 10_000.0)
+    ids = [f"{n:02x}" * 32 for n in range(1, 41)]
+    moments = sorted(1000 + rng.randrange(400) / 4 for _ in range(1500))  # many of a moment
+    recorded: list[dict[str, Any]] = []
+    for n, moment in enumerate(moments):  # each container's events come in time order
+        one = event(moment, rng.choice(["start", "die", "oom"]), rng.choice(ids))
+        one["event_id"] += f"-{n}"
+        log.add(one)
+        recorded.append(one)
+    order = list(dict.fromkeys(e["id"] for e in recorded))  # the containers' order: first seen
+    for since in (0.0, 1050.0, 1099.75, 2000.0):
+        for limit in (1, 7, 100, 1000):
+            expected: list[dict[str, Any]] = []
+            for container_id in order:
+                mine = [e for e in recorded if e["id"] == container_id and e["time"] > since]
+                expected.extend(mine[-limit:])
+            expected.sort(key=lambda e: e["time"])  # stable: containers' order, then arrival
+            assert orjson.loads(log.query(None, since=since, limit=limit)) == expected[-limit:]
 
 
 def log_query_of(root: Path, container_id: str) -> bytes:
