@@ -63,7 +63,7 @@ import orjson
 
 import docker_api
 
-from .journal import JournalLocked, append_lines, lock_directory, read_objects, repair_tail
+from .journal import Appender, JournalLocked, lock_directory, read_objects
 from .prometheus import Counter, Exposition
 from .units import engine_time_ns
 
@@ -136,8 +136,8 @@ class EventLog:
         self._clock = clock
         self._containers: dict[str, _Container] = {}
         self._lock_fd: int | None = None
-        #: Touched only by the writer thread: files this process may append to as they are.
-        self._clean_paths: set[Path] = set()
+        #: Touched only by the writer thread.
+        self._appender = Appender()
         self._write_failing = False
 
     # -- life cycle (blocking: run in a thread) ---------------------------------------------
@@ -316,7 +316,7 @@ class EventLog:
         """In the writer thread: delete files, or containers' folders (what :meth:`maintain`
         returns), and forget them as written: a file made again later starts with its folder."""
         for path in paths:
-            self._clean_paths = {p for p in self._clean_paths if p != path and p.parent != path}
+            self._appender.forget(path)
             try:
                 if path.is_dir():
                     for child in path.iterdir():
@@ -330,17 +330,12 @@ class EventLog:
     def _append(self, path: Path, data: bytes) -> None:
         """In the writer thread: one append, repairing a torn tail first the first time."""
         try:
-            if path not in self._clean_paths:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                repair_tail(path)
-            append_lines(path, data)
+            self._appender.append(path, data, make_folder=True)
         except OSError as exc:
-            self._clean_paths.discard(path)
             if not self._write_failing:
                 log.error("event log: cannot write under %s: %s", self.root, exc)
             self._write_failing = True
             return
-        self._clean_paths.add(path)
         if self._write_failing:
             self._write_failing = False
             log.info("event log: writing under %s again", self.root)

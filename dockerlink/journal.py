@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "Appender",
     "JournalLocked",
     "append_lines",
     "lock_directory",
@@ -73,6 +74,35 @@ def write_lines(fd: int, data: bytes, path: str | Path) -> None:
     written = os.write(fd, data)
     if written != len(data):  # only when the disk is full; the reader skips the torn part
         raise OSError(errno.ENOSPC, f"short write to {path}")
+
+
+class Appender:
+    """Appends whole lines to files, cutting a torn tail first the first time this process
+    appends to each (:func:`repair_tail`), and again after an append to it failed. Used by one
+    thread (a writer thread)."""
+
+    def __init__(self) -> None:
+        #: The files this process may append to as they are.
+        self._clean: set[Path] = set()
+
+    def append(self, path: Path, data: bytes, *, make_folder: bool = False) -> None:
+        """:func:`append_lines` to ``path`` (its folder made first with ``make_folder``);
+        raises OSError."""
+        try:
+            if path not in self._clean:
+                if make_folder:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                repair_tail(path)
+            append_lines(path, data)
+        except OSError:
+            self._clean.discard(path)
+            raise
+        self._clean.add(path)
+
+    def forget(self, path: Path) -> None:
+        """``path`` was deleted (a file, or a folder of files): a file made there again is
+        appended to like one this process did not write."""
+        self._clean = {p for p in self._clean if p != path and p.parent != path}
 
 
 def repair_tail(path: str | Path) -> bool:

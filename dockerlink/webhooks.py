@@ -44,7 +44,7 @@ import httpx
 import orjson
 
 from . import __version__
-from .journal import JournalLocked, append_lines, lock_directory, read_objects, repair_tail
+from .journal import Appender, JournalLocked, lock_directory, read_objects
 from .prometheus import Exposition
 
 __all__ = ["WebhookOutbox", "open_outbox", "send_test", "sign"]
@@ -110,7 +110,7 @@ class WebhookOutbox:
         self._current_count = 0
         self._lock_fd: int | None = None
         self._wake = asyncio.Event()
-        self._clean_paths: set[Path] = set()  # writer thread only
+        self._appender = Appender()  # writer thread only
         self.delivered = 0
         self.failures = 0
         self.dropped = 0
@@ -177,14 +177,9 @@ class WebhookOutbox:
 
         def write() -> None:
             try:
-                if path not in self._clean_paths:
-                    repair_tail(path)
-                append_lines(path, line)
+                self._appender.append(path, line)
             except OSError as exc:
-                self._clean_paths.discard(path)
                 log.error("webhooks: cannot queue event %s on disk: %s", seq, exc)
-                return
-            self._clean_paths.add(path)
 
         return write
 
