@@ -56,22 +56,10 @@ PORT_AREA_SIZE = 500
 START_TIMEOUT_S = 60
 
 
-#: Where the server listens: below the containers' port blocks (40000 and up, see
-#: :func:`free_root`), since dockerlink refuses a block that holds its own listen port (an
-#: ephemeral port from the kernel could fall in one).
-LISTEN_PORTS = range(10000, 20000)
-
-
 def free_port() -> int:
-    """A free loopback TCP port from :data:`LISTEN_PORTS`."""
-    for port in random.sample(LISTEN_PORTS, 500):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port to listen on")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # -- the server ------------------------------------------------------------------------------------
@@ -164,21 +152,25 @@ def host_ports_free(root: int) -> bool:
     return True
 
 
-async def free_root(docker: DockerClient, taken: list[int]) -> int:
-    """A port block no container's block meets (others' blocks are taken to be 5000 long)."""
+async def free_root(docker: DockerClient, taken: list[int], own_port: int) -> int:
+    """A port block no container's block meets (others' blocks are taken to be 5000 long), nor
+    the server's own port (dockerlink refuses such a block; the kernel gave that port, which
+    can be anywhere)."""
     for summary in await docker.containers.list(all=True, filters={"label": ["ports"]}):
         label = (summary.get("Labels") or {}).get("ports", "")
         if label.isdigit():
             taken.append(int(label))
     for root in range(40000, 65536 - PORT_AREA_SIZE, PORT_AREA_SIZE):
         clear = all(other + 5000 <= root or root + PORT_AREA_SIZE <= other for other in taken)
-        if clear and host_ports_free(root):
+        if clear and not root <= own_port < root + PORT_AREA_SIZE and host_ports_free(root):
             taken.append(root)
             return root
     raise SystemExit("no free port block on the engine")
 
 
-async def make_containers(api: httpx.AsyncClient, docker: DockerClient, count: int) -> list[str]:
+async def make_containers(
+    api: httpx.AsyncClient, docker: DockerClient, count: int, own_port: int
+) -> list[str]:
     """Running containers, each with a one-commit git repository in its working directory."""
     ids: list[str] = []
     taken: list[int] = []
@@ -186,7 +178,7 @@ async def make_containers(api: httpx.AsyncClient, docker: DockerClient, count: i
     for i in range(count):
         body = {
             "name": f"{prefix}-{i}",
-            "host_port_root": await free_root(docker, taken),
+            "host_port_root": await free_root(docker, taken, own_port),
             "memory": 0.25,
             "cpulimit": 0.5,
         }
@@ -368,7 +360,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             DockerClient(args.docker_sock, timeout=60) as docker,
         ):
             await server.until_healthy(api)
-            ids = await make_containers(api, docker, args.containers)
+            ids = await make_containers(api, docker, args.containers, server.port)
             for container_id in ids:  # sampled once at least: the stats route has its history
                 await api.get("/v1/container/stats", params={"id": container_id})
             before = await sampler_figures(api)
