@@ -14,6 +14,10 @@ value) beyond the first 512, which are left to the sockets, the listeners and th
 connections: with the 65,536 of the systemd unit that ships with dockerlink, 16,256 each (the
 files of 3,251 running containers, the raw files of 16,256); with a limit of 1,024, 128 each.
 Past its share, a file is opened, used and closed as before: nothing is lost but speed.
+
+A raw history file deleted behind dockerlink's back while it is held (not by the retention or a
+delete through the API, which close it first) takes the lines of the rest of its hour into the
+deleted file; the next hour's file is made as usual.
 """
 
 from __future__ import annotations

@@ -64,12 +64,14 @@ slice and a join.
 
 **One writer.** Every disk operation after :meth:`HistoryStore.open` (appending a line, repairing a
 torn tail, making a directory, deleting expired files and removed histories) is done by one
-writer, in the order the store asked for them. With ``writer_thread=True`` (what the service
-uses, :func:`open_history`) that writer is a dedicated thread fed by a queue, so a slow or stuck
-disk never holds up the event loop: :meth:`~HistoryStore.append`, :meth:`~HistoryStore.delete`
-and :meth:`~HistoryStore.maintain` only queue work, and queries answer from memory. Without it,
-the caller's thread does each operation at once (tools and tests). :meth:`~HistoryStore.close`
-lets the writer finish everything queued first.
+writer, in the order the store asked for them. The writer keeps each container's current raw file
+open for appending, within the budget of :mod:`.held` (a line every tick for every container
+would otherwise cost an ``open()`` and a ``close()`` each). With ``writer_thread=True`` (what
+the service uses, :func:`open_history`) that writer is a dedicated thread fed by a queue, so a
+slow or stuck disk never holds up the event loop: :meth:`~HistoryStore.append`,
+:meth:`~HistoryStore.delete` and :meth:`~HistoryStore.maintain` only queue work, and queries
+answer from memory. Without it, the caller's thread does each operation at once (tools and
+tests). :meth:`~HistoryStore.close` lets the writer finish everything queued first.
 
 **What a query sees.** A raw sample is served once its line is written (or its write failed: a
 full disk), never before, so whatever the route has answered is on disk and survives a ``kill -9``
