@@ -94,9 +94,11 @@ async def cleanup(docker: DockerClient) -> AsyncIterator[list[str]]:
             await docker.containers.remove(ref, force=True, volumes=True)
 
 
-#: Where test servers listen: below the host port blocks tests create (20000 and up), since
-#: dockerlink refuses a block that holds its own listen port.
-LISTEN_PORTS = range(10000, 20000)
+#: Port blocks at fixed places (the fuzz test's seed containers).
+FIXED_BLOCKS = range(10000, 11000)
+#: Where test servers listen: above the fixed blocks and below the host port blocks tests create
+#: (20000 and up), since dockerlink refuses a block that holds its own listen port.
+LISTEN_PORTS = range(11000, 20000)
 
 
 def free_port() -> int:

@@ -39,7 +39,7 @@ from schemathesis.checks import (
 
 from dockerlink.openapi import openapi_document
 
-from ..conftest import TEST_IMAGE, TEST_TOKEN
+from ..conftest import FIXED_BLOCKS, TEST_IMAGE, TEST_TOKEN
 from ..dockerlink_process import DockerlinkProcess
 from ..engines import SecondEngine, require_second_engine
 from ..summary import report
@@ -49,7 +49,8 @@ MAX_EXAMPLES = int(os.environ.get("DOCKERLINK_FUZZ_EXAMPLES", "40"))
 RUNNING, STOPPED, NEW = "fz-running", "fz-stopped", "fz-new"
 PORT_AREA_SIZE = 500
 MAX_GRACE_S = 2
-SEED_ROOTS = {RUNNING: 10000, STOPPED: 10500}
+SEED_ROOTS = {RUNNING: FIXED_BLOCKS.start, STOPPED: FIXED_BLOCKS.start + PORT_AREA_SIZE}
+assert FIXED_BLOCKS.start + 2 * PORT_AREA_SIZE <= FIXED_BLOCKS.stop
 
 
 @dataclass
