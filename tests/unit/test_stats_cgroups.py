@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from dockerlink.stats.cgroups import (
     parse_net_dev,
     read_figures,
 )
+from dockerlink.stats.held import held_files_budget
 from dockerlink.stats.sources import CgroupSource, cgroup_source_choice
 
 GIB = 1 << 30
@@ -413,3 +415,15 @@ def test_the_source_keeps_files_open_for_one_run_within_its_budget(tmp_path: Pat
     assert source.open_files == 5
     source.close()
     assert source.open_files == 0
+
+
+@pytest.mark.parametrize(
+    ("soft", "budget"),
+    [(65536, 16256), (20000, 4872), (1024, 128), (512, 0), (256, 0), (-1, (2**20 - 512) // 4)],
+)
+def test_the_held_files_budget_is_a_quarter_of_the_limit_beyond_512(
+    monkeypatch: pytest.MonkeyPatch, soft: int, budget: int
+) -> None:
+    limit = resource.RLIM_INFINITY if soft == -1 else soft
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, resource.RLIM_INFINITY))
+    assert held_files_budget() == budget
