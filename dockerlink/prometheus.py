@@ -20,6 +20,10 @@ What is exported (``id`` is the full container id, ``name`` the name without its
 - ``dockerlink_background_task_failures_total`` by ``task`` (``mirror``, ``mirror-reconcile``,
   ``sampler``): unexpected failures; each is logged and the task starts again;
 - ``dockerlink_engine_up``: 1 when the engine answered a ping during this scrape;
+- ``dockerlink_stats_open_files`` by ``holder`` (``cgroups``: running containers' files the
+  sampler keeps open; ``history``: raw history files the writer keeps open), and the process's
+  ``process_open_fds`` and ``process_max_fds`` (its soft ``RLIMIT_NOFILE``), named as
+  Prometheus' client libraries name them;
 - from :mod:`.events` and :mod:`.webhooks`: restarts, OOM kills and crashes per container, and the
   webhook delivery counters.
 """
@@ -27,7 +31,10 @@ What is exported (``id`` is the full container id, ``name`` the name without its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import resource
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -256,9 +263,28 @@ async def render_metrics(
     out.sample("dockerlink_sampler_max_lateness_seconds", (), sampler.max_lateness_s)
     out.family("dockerlink_engine_up", "gauge", "1 when the Docker engine answered this scrape.")
     out.sample("dockerlink_engine_up", (), 0 if infos is None else 1)
+    _write_files(out, sampler.open_files, history.open_files)
     for write in extra:  # families kept elsewhere: lifecycle events, webhooks
         write(out)
     return out.text()
+
+
+def _write_files(out: Exposition, cgroups: int, history: int) -> None:
+    out.family(
+        "dockerlink_stats_open_files",
+        "gauge",
+        "Files the stats code keeps open: running containers' cgroup files, raw history files.",
+    )
+    out.sample("dockerlink_stats_open_files", (("holder", "cgroups"),), cgroups)
+    out.sample("dockerlink_stats_open_files", (("holder", "history"),), history)
+    with contextlib.suppress(OSError):  # no /proc: not Linux
+        open_fds = len(os.listdir("/proc/self/fd"))
+        out.family("process_open_fds", "gauge", "Number of open file descriptors.")
+        out.sample("process_open_fds", (), open_fds)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY:
+        out.family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+        out.sample("process_max_fds", (), soft)
 
 
 async def _containers(docker: DockerClient, mirror: ContainerMirror) -> list[dict[str, Any]] | None:

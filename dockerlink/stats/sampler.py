@@ -241,6 +241,11 @@ class Sampler:
             self._engine_failing = False
         log.debug("stats sampler: %d containers sampled", sampled)
 
+    @property
+    def open_files(self) -> int:
+        """The cgroup files kept open now (see :mod:`.held`)."""
+        return self.cgroups.open_files if self.cgroups is not None else 0
+
     def describe_source(self) -> str:
         """Where the figures come from, for the start-up log line."""
         if self.cgroups is None:

@@ -254,6 +254,11 @@ class HistoryStore:
     def persistent(self) -> bool:
         return self.root is not None
 
+    @property
+    def open_files(self) -> int:
+        """The raw files the writer keeps open now (see :mod:`.held`)."""
+        return self._writer.open_files
+
     def open(self) -> None:
         """Take the root (one process at a time), load every history, apply retention."""
         if self.root is None:

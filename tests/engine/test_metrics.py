@@ -121,6 +121,12 @@ async def test_metrics_match_the_engines_own_figures(
         assert of(samples, "dockerlink_container_state", **ids, state="running") == 1
         assert of(samples, "dockerlink_container_state", **ids, state="exited") == 0
         assert of(samples, "dockerlink_engine_up") == 1
+        # The running container's five files kept open by the sampler, and its raw history file.
+        assert (of(samples, "dockerlink_stats_open_files", holder="cgroups") or 0) >= 5
+        assert (of(samples, "dockerlink_stats_open_files", holder="history") or 0) >= 1
+        open_fds = of(samples, "process_open_fds")
+        assert open_fds is not None
+        assert open_fds >= 6
 
         # CPU time keeps adding up between two scrapes.
         async def more_cpu() -> bool:

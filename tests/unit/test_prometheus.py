@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import re
+import resource
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def labels(**given: str) -> tuple[tuple[str, str], ...]:
 class FakeHistory:
     def __init__(self, samples: dict[str, Sample]) -> None:
         self.samples = samples
+        self.open_files = 7
 
     def last(self, container_id: str) -> Sample | None:
         return self.samples.get(container_id)
@@ -65,6 +67,7 @@ class FakeSampler:
     def __init__(self, usage: dict[str, Usage], errors: int = 0) -> None:
         self.usage, self.errors = usage, errors
         self.ticks, self.late_ticks, self.max_lateness_s = 40, 1, 1.25
+        self.open_files = 10
 
 
 def inspect_of(n: int, name: str, status: str, **host_config: Any) -> dict[str, Any]:
@@ -187,6 +190,11 @@ async def test_container_figures_and_own_instruments_read_back_exactly() -> None
     assert samples["dockerlink_sampler_late_ticks_total", ()] == 1
     assert samples["dockerlink_sampler_max_lateness_seconds", ()] == 1.25
     assert samples["dockerlink_engine_up", ()] == 1
+    assert samples["dockerlink_stats_open_files", labels(holder="cgroups")] == 10
+    assert samples["dockerlink_stats_open_files", labels(holder="history")] == 7
+    assert types["process_open_fds"] == types["process_max_fds"] == "gauge"
+    assert 3 <= samples["process_open_fds", ()] <= samples["process_max_fds", ()]
+    assert samples["process_max_fds", ()] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 async def test_an_unreachable_engine_is_engine_up_0_and_no_container_series() -> None:
