@@ -3,8 +3,9 @@
 The same rules as the stats history (:mod:`dockerlink.stats.store`): each line is one ``write()``
 of a whole line on an ``O_APPEND`` file, so a killed process loses nothing it wrote; a reader skips
 a line that does not parse (a write torn by a power loss); before a process appends to a file it
-did not write itself, a torn last line is cut so that the next line starts clean. These functions
-do blocking file I/O: callers run them off the event loop.
+did not write itself, a torn last line is cut so that the next line starts clean (or ended, when
+all it lacks is its line break). These functions do blocking file I/O: callers run them off the
+event loop.
 """
 
 from __future__ import annotations
@@ -106,7 +107,11 @@ class Appender:
 
 
 def repair_tail(path: str | Path) -> bool:
-    """Cut a torn last line (no ``\\n`` at the end), so the next line starts clean; True if cut."""
+    """End the file with a whole line, so the next line starts clean; True if it changed.
+
+    A last line without its ``\n`` is cut (a write torn by a crash), unless it is a whole JSON
+    object or array that only lacks the line break (a write torn just before it): readers take
+    such a line, so it is kept, and ended."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -120,16 +125,29 @@ def repair_tail(path: str | Path) -> bool:
         if tail.endswith(b"\n"):
             return False
         cut = tail.rfind(b"\n")
-        if cut >= 0:
+        if (cut >= 0 or chunk == size) and _whole(tail[cut + 1 :]):
+            os.pwrite(fd, b"\n", size)
+            log.warning("ended a last line that lacked its line break in %s", path)
+        elif cut >= 0:
             os.ftruncate(fd, size - chunk + cut + 1)
+            log.warning("cut a torn line at the end of %s", path)
         elif chunk == size:
             os.ftruncate(fd, 0)
+            log.warning("cut a torn line at the end of %s", path)
         else:  # a line longer than the tail window: end it, readers skip it
             os.pwrite(fd, b"\n", size)
-        log.warning("cut a torn line at the end of %s", path)
+            log.warning("ended a torn line longer than %d bytes in %s", _TAIL_BYTES, path)
         return True
     finally:
         os.close(fd)
+
+
+def _whole(line: bytes) -> bool:
+    """True when ``line`` is a whole JSON object or array (what every journal line is)."""
+    try:
+        return isinstance(orjson.loads(line), (dict, list))
+    except orjson.JSONDecodeError:
+        return False
 
 
 def read_objects(path: Path) -> Iterator[dict[str, Any]]:

@@ -117,6 +117,22 @@ def test_a_torn_last_line_is_skipped_then_cut_before_the_next_append(tmp_path: P
     assert [e["time"] for e in reopened(tmp_path).events(CID)] == [100.0, 101.0, 103.0]
 
 
+def test_an_event_whole_but_for_its_line_break_is_kept(tmp_path: Path) -> None:
+    """A write torn just before its ``\\n``: the event was loaded and served, so the next
+    append ends the line instead of cutting it, and it is still there after another restart."""
+    (tmp_path / CID).mkdir()
+    (tmp_path / CID / "0000000001.jsonl").write_bytes(
+        orjson.dumps(event(1.0)) + b"\n" + orjson.dumps(event(2.0, "die"))
+    )
+    log = reopened(tmp_path)
+    assert [e["type"] for e in log.events(CID)] == ["start", "die"]
+    record(log, event(3.0))
+    log.close()
+    again = reopened(tmp_path)
+    assert [e["type"] for e in again.events(CID)] == ["start", "die", "start"]
+    again.close()
+
+
 def test_at_most_a_thousand_events_per_container_by_whole_files(tmp_path: Path) -> None:
     log = reopened(tmp_path)
     total = MAX_PER_CONTAINER + EVENTS_PER_FILE // 2

@@ -49,3 +49,25 @@ def test_after_a_failed_append_the_tail_is_cut_again(
     appender.forget(tmp_path)
     appender.append(path, b"6\n")
     assert path.read_bytes() == b"9\n6\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "repaired"),
+    [
+        (b'1\n{"a": 1}', b'1\n{"a": 1}\n'),  # whole but for its line break: kept, ended
+        (b"1\n[15,3]", b"1\n[15,3]\n"),
+        (b'{"a": 1}', b'{"a": 1}\n'),  # the only line
+        (b'1\n{"a": 1', b"1\n"),  # torn: cut
+        (b"1\n[15,3", b"1\n"),
+        (b"1\n7", b"1\n"),  # a number is not a journal line
+        (b'{"a"', b""),
+    ],
+)
+def test_a_last_line_without_its_line_break_is_kept_when_whole(
+    tmp_path: Path, content: bytes, repaired: bytes
+) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(content)
+    assert journal.repair_tail(path)
+    assert path.read_bytes() == repaired
+    assert not journal.repair_tail(path)  # nothing more to do
