@@ -46,6 +46,7 @@ container shows no traffic from this source; use ``stats_source=api`` there.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -350,9 +351,10 @@ class HeldFiles:
         return _read_all(fd, records)
 
     def close(self) -> None:
-        for fd, _records in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        fds, self._fds = list(self._fds.values()), {}
+        for fd, _records in fds:
+            with contextlib.suppress(OSError):  # freed all the same
+                os.close(fd)
 
 
 def _stat_value(data: bytes, key: bytes) -> int | None:

@@ -722,6 +722,7 @@ class _Writer:
                 (self.root / container_id).mkdir(parents=True, exist_ok=True)
                 repair_tail(path)
                 state.encoder.restart()
+                self._let_go(state)  # (none is open here; a bug must not leak one)
                 if tier is RAW and self.open_files < self._held_files:
                     state.fd = open_for_append(path)
                     self.open_files += 1
@@ -775,18 +776,26 @@ class _Writer:
             self._let_go(state)
 
     def _let_go(self, state: _FileState) -> None:
-        """Close the file ``state`` keeps open, if any."""
-        if state.fd is not None:
-            os.close(state.fd)
-            state.fd = None
+        """Close the file ``state`` keeps open, if any. The descriptor is forgotten first: the
+        kernel frees it even when ``close()`` reports an error (a network filesystem's failed
+        write-back), and a later ``open()`` may be given the same number."""
+        fd, state.fd = state.fd, None
+        if fd is not None:
             self.open_files -= 1
+            try:
+                os.close(fd)
+            except OSError as exc:
+                log.warning("stats history: closing %s: %s", state.path, exc)
 
     def forget_stale(self, sampled_before: float) -> None:
-        """Stop waiting for a failed file to take a line again when its container is no longer
-        sampled."""
+        """For containers no longer sampled (removed behind dockerlink's back): stop waiting for
+        a failed file to take a line again, and close the raw files kept open for them."""
         self._failed = {
             key for key in self._failed if self._sampled.get(key[0], 0) >= sampled_before
         }
+        for (container_id, _tier), state in self._files.items():
+            if state.fd is not None and self._sampled.get(container_id, 0) < sampled_before:
+                self._let_go(state)
 
 
 def _remove_tree(directory: Path) -> None:

@@ -4,6 +4,7 @@ nothing queued is lost at close, and a history that cannot be deleted is logged.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import threading
@@ -280,3 +281,51 @@ def test_raw_files_kept_open_hold_the_same_bytes_and_are_let_go(
             assert (tmp_path / "held" / relative).read_bytes() == (
                 tmp_path / "opened" / relative
             ).read_bytes(), relative
+
+
+def test_raw_files_of_containers_no_longer_sampled_are_closed(tmp_path: Path) -> None:
+    """A container removed behind dockerlink's back gets no more samples: its raw file is not
+    kept open until its hour ends or expires, but closed once it is stale (10 minutes)."""
+    clock = Clock()
+    history = HistoryStore(tmp_path / "stats", clock=clock, held_files=10)
+    history.open()
+    for i in range(60):  # 15 minutes; CID is removed after the first minute
+        clock.now = T0 + 15 * i
+        for container_id in [CID, OTHER] if i < 4 else [OTHER]:
+            history.append(container_id, make_sample(int(clock.now), i))
+        history.maintain()
+        held = {p for p in open_fds() if p.endswith(".jsonl")}
+        stale = clock.now - (T0 + 45) > store_module.STALE_FAILURE_S
+        assert (str(tmp_path / "stats" / CID / f"raw-{T0}.jsonl") in held) is not stale, i
+        assert history.open_files == len(held) == (1 if stale else 2)
+    history.close()
+
+
+def test_a_close_that_fails_still_lets_go_of_the_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kernel frees a descriptor even when close() reports an error (a network filesystem's
+    failed write-back): the writer must forget it, or a later open() given the same number
+    would take this container's lines."""
+    clock = Clock()
+    history = HistoryStore(tmp_path / "stats", clock=clock, held_files=10)
+    history.open()
+    history.append(CID, make_sample(T0, 0))
+    assert history.open_files == 1
+    real_close = os.close
+
+    def failing_close(fd: int) -> None:
+        real_close(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "close", failing_close)
+    clock.now = T0 + 3600  # a new hour: the old file is let go, the new one held
+    history.append(CID, make_sample(T0 + 3600, 1))
+    monkeypatch.undo()
+    assert "Input/output error" in caplog.text
+    assert history.open_files == 1
+    # the new hour's line is in the new file, the old file holds only its own line
+    assert (tmp_path / "stats" / CID / f"raw-{T0 + 3600}.jsonl").read_bytes().count(b"\n") == 1
+    assert (tmp_path / "stats" / CID / f"raw-{T0}.jsonl").read_bytes().count(b"\n") == 1
+    history.close()
+    assert history.open_files == 0
