@@ -294,7 +294,7 @@ def test_raw_files_of_containers_no_longer_sampled_are_closed(tmp_path: Path) ->
         for container_id in [CID, OTHER] if i < 4 else [OTHER]:
             history.append(container_id, make_sample(int(clock.now), i))
         history.maintain()
-        held = {p for p in open_fds() if p.endswith(".jsonl")}
+        held = {p for p in open_fds() if p.startswith(str(tmp_path)) and p.endswith(".jsonl")}
         stale = clock.now - (T0 + 45) > store_module.STALE_FAILURE_S
         assert (str(tmp_path / "stats" / CID / f"raw-{T0}.jsonl") in held) is not stale, i
         assert history.open_files == len(held) == (1 if stale else 2)
