@@ -253,7 +253,12 @@ class WebhookOutbox:
         """None when delivered, else why not."""
         headers = _headers(entry.body, self._secret, entry.kind, entry.event_id)
         try:
-            response = await client.post(self.url, content=entry.body, headers=headers)
+            # httpx's timeout bounds each connect, read and write, not the whole request: a
+            # receiver that trickles its answer would hold the queue up for as long as it likes.
+            async with asyncio.timeout(self._timeout_s):
+                response = await client.post(self.url, content=entry.body, headers=headers)
+        except TimeoutError:
+            return f"no whole answer within {self._timeout_s:g} s"
         except (httpx.HTTPError, OSError) as exc:  # OSError: httpx lets ssl.SSLError through
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if 200 <= response.status_code < 300:
@@ -322,10 +327,15 @@ async def send_test(url: str, secret: str, *, timeout_s: float) -> tuple[str | N
     event = {"time": now, "id": "", "name": "", "type": "test", "event_id": event_id}
     body = orjson.dumps(event)
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
+        async with (
+            asyncio.timeout(timeout_s),
+            httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client,
+        ):
             response = await client.post(
                 url, content=body, headers=_headers(body, secret, "test", event_id)
             )
+    except TimeoutError:
+        return f"{url} gave no whole answer within {timeout_s:g} s", ""
     except httpx.HTTPError as exc:
         return f"{url} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "), ""
     if not 200 <= response.status_code < 300:

@@ -7,10 +7,12 @@ real engine; the engine tests (tests/engine/test_events*.py, test_webhooks.py) p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from dockerlink.events import (
 )
 from dockerlink.settings import SettingsError, load_settings
 from dockerlink.units import engine_time_ns
-from dockerlink.webhooks import WebhookOutbox, sign
+from dockerlink.webhooks import WebhookOutbox, send_test, sign
 
 CID = "a" * 64
 OTHER = "b" * 64
@@ -333,6 +335,41 @@ async def test_a_tls_error_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> N
         reason = await outbox._post(client, outbox._pending[0])
     outbox.close()
     assert reason is not None and reason.startswith("SSLError: ")
+
+
+async def test_a_receiver_that_trickles_its_answer_is_a_failed_delivery_within_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """httpx bounds each read, not the whole request: a receiver sending one byte every 0.2 s
+    must not hold the queue up for longer than ``webhook_timeout``."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(50):
+                await writer.drain()
+                await asyncio.sleep(0.2)
+                writer.write(b"x")
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    outbox = WebhookOutbox(tmp_path, f"http://127.0.0.1:{port}/hook", "s3cret", timeout_s=0.5)
+    outbox.open()
+    outbox.add(event(100.0))()
+    try:
+        async with httpx.AsyncClient(timeout=0.5, trust_env=False) as client:
+            started = time.monotonic()
+            reason = await outbox._post(client, outbox._pending[0])
+            took = time.monotonic() - started
+        assert reason == "no whole answer within 0.5 s"
+        assert took < 2.0
+        problem, _ = await send_test(f"http://127.0.0.1:{port}/hook", "s3cret", timeout_s=0.5)
+        assert problem == f"http://127.0.0.1:{port}/hook gave no whole answer within 0.5 s"
+    finally:
+        outbox.close()
+        server.close()
 
 
 class _ReplayDownOnce(_NoReplay):
