@@ -27,10 +27,10 @@ crash, a ``start`` whose inspect shows ``RestartCount`` > 0 is recorded as ``sta
 (``since`` the last recorded event, until now: the engine keeps its last 256) is read first, and
 nothing is recorded twice: an event older than the container's last record, or with an
 ``event_id`` already recorded, is skipped. Then a container whose ``State.FinishedAt`` is later
-than anything recorded for it died while nobody watched: its ``die`` is recorded from inspect
-(``"source": "inspect"``, the time is ``FinishedAt``, with ``ExitCode`` and ``OOMKilled``;
-``crash`` is true after an OOM kill and null otherwise, since nobody saw whether a stop was
-asked). Nothing else is invented.
+than anything recorded for it (and not later than the replay's end: the live stream has those
+deaths) died while nobody watched: its ``die`` is recorded from inspect (``"source": "inspect"``,
+the time is ``FinishedAt``, with ``ExitCode`` and ``OOMKilled``; ``crash`` is true after an OOM
+kill and null otherwise, since nobody saw whether a stop was asked). Nothing else is invented.
 
 **On disk** (``<data_dir>/events``): ``<full id>/<file number>.jsonl``, one event per line, as the
 route serves it. Writes are appends of whole lines from one writer thread (never on the event
@@ -606,10 +606,14 @@ class LifecycleEvents:
         finally:
             await stream.aclose()
         for info in await self._mirror.every_container(timeout=self._call_timeout_s):
-            await self._inspected_death(info, since)
+            await self._inspected_death(info, since, until)
         self.catch_ups += 1
 
-    async def _inspected_death(self, info: dict[str, Any], since: float) -> None:
+    async def _inspected_death(self, info: dict[str, Any], since: float, until: float) -> None:
+        """Record the death ``info`` shows when nothing recorded covers it. A death after
+        ``until`` is left to the live stream, open since before then: its events (a ``start``,
+        a ``die`` with its exit code and whether it was asked for) wait in the queue, and a
+        ``die`` from inspect first would have them skipped as older or replayed."""
         labels = (info.get("Config") or {}).get("Labels") or {}
         if DOCKERLINK_LABEL not in labels:
             return
@@ -618,6 +622,8 @@ class LifecycleEvents:
         finished = engine_time_ns(state.get("FinishedAt"))
         threshold = self.log.last_time(container_id)
         if finished is None or finished / 1e9 <= (threshold if threshold is not None else since):
+            return
+        if finished / 1e9 > until:
             return
         oom_killed = bool(state.get("OOMKilled"))
         name = str(info.get("Name", "")).lstrip("/")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import hmac
 import random
@@ -32,6 +33,7 @@ from dockerlink.events import (
 from dockerlink.settings import SettingsError, load_settings
 from dockerlink.units import engine_time_ns
 from dockerlink.webhooks import WebhookOutbox, send_test, sign
+from tests.conftest import wait_for
 
 CID = "a" * 64
 OTHER = "b" * 64
@@ -320,6 +322,46 @@ async def test_a_death_only_inspect_shows_is_recorded_once_and_not_called_a_cras
         assert [e["type"] for e in log.events(CID)] == ["start", "die"]
     finally:
         await asyncio.to_thread(lifecycle.close)
+
+
+async def test_a_death_after_the_replay_is_left_to_the_live_stream(tmp_path: Path) -> None:
+    """A container starts and dies on its own just after the catch-up's replay ends, before the
+    mirror's inspect is read: the live stream's ``start`` and ``die`` (queued behind the
+    resync) are recorded, not an inspect ``die`` that would have them skipped."""
+    last = 1_800_000_000.0
+    until = last + 100.0
+    labels = {"dockerlink": "v1.0.0"}
+
+    def engine_event(action: str, moment: float, **attributes: str) -> dict[str, Any]:
+        return {
+            "Type": "container",
+            "Action": action,
+            "timeNano": int(moment * 1e9),
+            "Actor": {"ID": CID, "Attributes": {**labels, "name": "web1", **attributes}},
+        }
+
+    log = reopened(tmp_path, now=until)
+    record(log, event(last, "stop"))
+    finished = datetime.datetime.fromtimestamp(until + 0.299, datetime.UTC)
+    infos = [inspect_of(CID, finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), 1, False)]
+    engine: Any = _Engine()
+    mirror: Any = _Mirror(infos)
+    lifecycle = LifecycleEvents(engine, log, mirror=mirror, clock=lambda: until)
+    lifecycle.on_resync()
+    lifecycle.on_event(engine_event("start", until + 0.05))
+    lifecycle.on_event(engine_event("die", until + 0.30, exitCode="1"))
+    running = asyncio.create_task(lifecycle.run())
+    try:
+        await wait_for(lambda: len(log.events(CID)) >= 3, timeout=5)
+        recorded = log.events(CID)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await asyncio.to_thread(lifecycle.close)
+    assert [e["type"] for e in recorded] == ["stop", "start", "die"]
+    assert (recorded[-1]["crash"], recorded[-1]["exit_code"]) == (True, 1)
+    assert "source" not in recorded[-1]
+    assert lifecycle.crashes.values == {(CID, "web1"): 1}
 
 
 async def test_a_tls_error_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> None:
