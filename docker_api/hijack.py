@@ -233,11 +233,15 @@ class HijackedStream:
                 self._transport.write_eof()
 
     async def aclose(self) -> None:
-        """Close the connection (the process itself is not stopped by this)."""
+        """Close the connection (the process itself is not stopped by this). Input not yet
+        sent gets 2 s to go (a close waits for the write buffer to empty); then the connection
+        is aborted, so that a process that never reads cannot keep it open."""
         self._transport.close()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        try:
             async with asyncio.timeout(2):
                 await asyncio.shield(self._connection.closed)
+        except (TimeoutError, asyncio.CancelledError):
+            self._transport.abort()
 
     async def __aenter__(self) -> HijackedStream:
         return self

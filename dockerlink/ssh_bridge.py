@@ -50,7 +50,14 @@ import asyncssh
 
 from .errors import PreconditionFailed, TooManyRequests
 from .hosting import ManagedContainer, host_port_root, labels_of
-from .terminal import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN, Resize, parse_resize
+from .terminal import (
+    CLOSE_ENGINE_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    Resize,
+    parse_resize,
+)
 
 __all__ = [
     "FAILURE_WINDOW_S",
@@ -355,7 +362,7 @@ class SSHBridge:
             await terminal.write(b"\r\nNo login within the time allowed.\r\n")
             return await terminal.close(CLOSE_NORMAL, "login timed out")
         if connection is not None:
-            await self._session(terminal, connection, editor)
+            await self._session(terminal, connection, editor, target)
 
     async def _dialogue(
         self, terminal: Terminal, target: SSHTarget, editor: LineEditor
@@ -427,15 +434,26 @@ class SSHBridge:
             return connection
 
     async def _session(
-        self, terminal: Terminal, connection: asyncssh.SSHClientConnection, editor: LineEditor
+        self,
+        terminal: Terminal,
+        connection: asyncssh.SSHClientConnection,
+        editor: LineEditor,
+        target: SSHTarget,
     ) -> None:
         try:
-            process = await connection.create_process(
-                term_type="xterm-256color",
-                term_size=editor.size,
-                encoding=None,
-                stderr=asyncssh.STDOUT,
-            )
+            try:
+                process = await connection.create_process(
+                    term_type="xterm-256color",
+                    term_size=editor.size,
+                    encoding=None,
+                    stderr=asyncssh.STDOUT,
+                )
+            except asyncssh.Error as exc:  # the server refused a session or a terminal
+                reason = exc.reason or type(exc).__name__
+                log.warning("SSH shell on %s refused: %s", target.name, reason)
+                await terminal.write(f"The SSH server refused a shell: {reason}\r\n".encode())
+                await terminal.close(CLOSE_ENGINE_ERROR, "the SSH server refused a shell")
+                return
             typed_ahead = editor.take_pending()
             if typed_ahead:
                 process.stdin.write(typed_ahead)

@@ -52,14 +52,17 @@ __all__ = [
     "CLOSE_INVALID_DATA",
     "CLOSE_NORMAL",
     "CLOSE_POLICY",
+    "CLOSE_TIMEOUT_S",
     "CLOSE_TRY_AGAIN",
     "HELD_INPUT_LIMIT",
+    "RESIZE_COST",
     "SESSION_MARKER",
     "SUBPROTOCOL",
     "DirectRelay",
     "Session",
     "TerminalSessions",
     "TerminalSocket",
+    "close_or_drop",
     "parse_resize",
 ]
 
@@ -114,6 +117,9 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_ENGINE_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
+#: How long a closing handshake may wait for a client that does not read before its
+#: connection is dropped.
+CLOSE_TIMEOUT_S = 5.0
 #: How long a failed write waits for the output to end (the shell exited) before it counts.
 EXIT_GRACE_S = 1.0
 #: Largest terminal a resize may ask for.
@@ -128,6 +134,20 @@ class TerminalSocket(Protocol):
     async def send(self, message: str | bytes) -> None: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+async def close_or_drop(socket: TerminalSocket, code: int, reason: str) -> None:
+    """Close ``socket`` with ``code``; a client that does not read its socket gets
+    ``CLOSE_TIMEOUT_S``, then its connection is dropped. (Sanic's ``close`` waits, without a
+    bound, for room to send the close frame: a stopped client would hold up what follows, the
+    end of the session's processes included.)"""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await socket.close(code, reason)
+    except TimeoutError:
+        fail = getattr(socket, "fail_connection", None)
+        if callable(fail):
+            fail(1006)
 
 
 class _ClientGone(Exception):
@@ -245,7 +265,7 @@ class TerminalSessions:
             if session is None:
                 log.info("terminal session in %s refused: %s", container_id[:12], reason)
             with contextlib.suppress(Exception):
-                await socket.close(code, reason)
+                await close_or_drop(socket, code, reason)
         finally:
             if relay is not None:  # (again, for an exception or a cancellation: it is idempotent)
                 await relay.stop()
@@ -442,6 +462,15 @@ class _OutputEnded:
     """The shell's output ended (it exited): the close reason gives its exit code."""
 
 
+#: What a held resize counts for against HELD_INPUT_LIMIT: each is an engine call, so resizes
+#: between keystrokes fill the hold as bytes do (resizes in a row are held as one).
+RESIZE_COST = 64
+
+
+def _held_cost(item: bytes | Resize) -> int:
+    return RESIZE_COST if isinstance(item, Resize) else len(item)
+
+
 class DirectRelay:
     """A session's two directions on Sanic's own WebSocket, run in the event loop's callbacks.
 
@@ -588,9 +617,11 @@ class DirectRelay:
             self.worker = asyncio.create_task(self._work(), name="terminal.input")
 
     def _hold(self, item: bytes | Resize) -> None:
-        self.held.append(item)
-        if isinstance(item, bytes):
-            self.held_bytes += len(item)
+        if isinstance(item, Resize) and self.held and isinstance(self.held[-1], Resize):
+            self.held[-1] = item  # only the newest of resizes in a row matters
+        else:
+            self.held.append(item)
+            self.held_bytes += _held_cost(item)
             if self.held_bytes > HELD_INPUT_LIMIT and not self.input_paused:
                 self.input_paused = True
                 self.transport.pause_reading()
@@ -607,11 +638,11 @@ class DirectRelay:
                 if not self.held:
                     break
                 item = self.held.popleft()
+                self.held_bytes -= _held_cost(item)
                 if isinstance(item, Resize):
                     await self.resize(item)
-                    continue
-                self.held_bytes -= len(item)
-                self.stream.write_nowait(item)
+                else:
+                    self.stream.write_nowait(item)
                 if self.input_paused and self.held_bytes <= HELD_INPUT_LIMIT:
                     self._resume_input()
         except docker_api.DockerError as exc:

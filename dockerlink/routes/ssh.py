@@ -19,7 +19,7 @@ from ..errors import Conflict
 from ..hosting import ManagedContainer
 from ..requests import parse_container_ref
 from ..ssh_bridge import Resize, SSHTarget, parse_terminal_message, ssh_target
-from ..terminal import SUBPROTOCOL
+from ..terminal import SUBPROTOCOL, close_or_drop
 from ..terminal_page import asset_response, page_response
 from ._common import hosting_of
 
@@ -69,7 +69,7 @@ class WebSocketTerminal:
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(ConnectionClosed, WebsocketClosed):
-            await self._ws.close(code, reason)
+            await close_or_drop(self._ws, code, reason)
 
 
 async def socket(request: Request, ws: WebsocketImplProtocol, name: str) -> None:

@@ -288,3 +288,34 @@ async def test_a_megabyte_pasted_at_a_prompt_is_cut_to_what_a_prompt_can_use() -
     big = LineEditor(FakeTerminal(b"admin\r" + b"y" * (1 << 20)))
     assert await big.read_line(echo=False) == "admin"
     assert big.take_pending() == b"y" * (MAX_TYPED_AHEAD - len(b"admin\r"))
+
+
+class NoShellConnection:
+    """An SSH login that succeeds, on a server that refuses to open a session channel."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def create_process(self, **_: object) -> None:
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no shells")
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+async def test_a_shell_the_server_refuses_is_said_and_closed_with_1011() -> None:
+    connection = NoShellConnection()
+
+    async def accepting(
+        target: SSHTarget, username: str, password: str
+    ) -> asyncssh.SSHClientConnection:
+        return connection  # type: ignore[return-value]
+
+    terminal = FakeTerminal(b"admin\rright\r")
+    await SSHBridge(LoginGuard(clock=Clock()), connect=accepting).serve(terminal, TARGET)
+    assert terminal.text.endswith("The SSH server refused a shell: no shells\r\n")
+    assert terminal.closed == 1011
+    assert connection.closed

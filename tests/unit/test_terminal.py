@@ -7,15 +7,27 @@ import asyncio
 import base64
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from sanic_testing.testing import SanicASGITestClient
+from websockets.protocol import State
 
 import docker_api
+from dockerlink import terminal as terminal_module
 from dockerlink.app import create_app
 from dockerlink.settings import Settings, SettingsError, load_settings
-from dockerlink.terminal import Resize, Session, TerminalSessions, parse_resize
+from dockerlink.terminal import (
+    HELD_INPUT_LIMIT,
+    RESIZE_COST,
+    DirectRelay,
+    Resize,
+    Session,
+    TerminalSessions,
+    close_or_drop,
+    parse_resize,
+)
 from dockerlink.terminal_page import ASSETS
 
 from .fakes import fake_engine_client
@@ -176,3 +188,116 @@ async def test_a_bad_resize_closes_with_1008() -> None:
     socket = ScriptedSocket('{"type": "resize", "cols": 80, "rows": 0}')
     code, reason = await sessions_with(0).bridge(session, socket)
     assert (code, reason) == (1008, "resize: rows must be a whole number from 1 to 4096")
+
+
+# -- the direct relay and the closing handshake, with stand-ins for Sanic's socket ----------------
+
+
+class StubTransport:
+    def __init__(self) -> None:
+        self.paused = False
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16 * 1024, 64 * 1024)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+class StubWebSocket:
+    """What DirectRelay reaches of Sanic's WebSocket when input is held."""
+
+    def __init__(self) -> None:
+        self.io_proto = SimpleNamespace(transport=StubTransport())
+        self.ws_proto = SimpleNamespace(state=State.OPEN)
+
+
+class ShellStdin:
+    """A hijacked stream whose stdin takes everything at once."""
+
+    def __init__(self) -> None:
+        self.typed = bytearray()
+
+    def deliver_to(self, sink: object) -> None:
+        return None
+
+    def write_nowait(self, data: bytes) -> bool:
+        self.typed += data
+        return True
+
+    async def drain(self, *, timeout: float | None = None) -> None:
+        return None
+
+
+async def test_resizes_are_held_as_one_and_count_against_the_hold() -> None:
+    """A client sending resizes faster than the engine applies them: those in a row are held
+    as the newest one, and resizes between keystrokes fill the hold (and stop reading the
+    client) as bytes do, instead of queueing without a bound."""
+    ws = StubWebSocket()
+    relay = DirectRelay(ws, idle_s=600)  # type: ignore[arg-type]
+    gate = asyncio.Event()
+    applied: list[Resize] = []
+
+    async def resize(size: Resize) -> None:
+        applied.append(size)
+        await gate.wait()  # a slow engine call
+
+    stdin = ShellStdin()
+    relay.attach(stdin, resize)  # type: ignore[arg-type]
+    relay._text_message(b'{"type": "resize", "cols": 80, "rows": 24}')
+    await asyncio.sleep(0)  # the worker takes it, and waits on the engine
+    assert applied == [Resize(80, 24)]
+    for n in range(10_000):
+        relay._text_message(f'{{"type": "resize", "cols": {81 + n % 4000}, "rows": 24}}'.encode())
+    assert list(relay.held) == [Resize(81 + 9_999 % 4000, 24)]
+    assert relay.held_bytes == RESIZE_COST
+    for _ in range(1_100):
+        relay._type(b"x")
+        relay._text_message(b'{"type": "resize", "cols": 100, "rows": 30}')
+    assert relay.held_bytes == RESIZE_COST + 1_100 * (1 + RESIZE_COST) > HELD_INPUT_LIMIT
+    assert ws.io_proto.transport.paused
+    gate.set()
+    for _ in range(200):
+        if not relay.held and relay.worker is None:
+            break
+        await asyncio.sleep(0.01)
+    assert not relay.held
+    assert relay.held_bytes == 0
+    assert not ws.io_proto.transport.paused
+    assert bytes(stdin.typed) == b"x" * 1_100
+    assert len(applied) == 2 + 1_100
+    assert not relay.outcome.done()  # nothing in all that ended the session
+    await relay.stop()
+
+
+class StuckSocket:
+    """A client that stopped reading: the close frame never finds room."""
+
+    def __init__(self) -> None:
+        self.failed: int | None = None
+
+    async def recv(self, timeout: float | None = None) -> str | bytes | None:
+        await asyncio.sleep(3600)
+        return None
+
+    async def send(self, message: str | bytes) -> None:
+        await asyncio.sleep(3600)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await asyncio.sleep(3600)
+
+    def fail_connection(self, code: int = 1006, reason: str = "") -> bool:
+        self.failed = code
+        return True
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(terminal_module, "CLOSE_TIMEOUT_S", 0.1)
+    socket = StuckSocket()
+    await asyncio.wait_for(close_or_drop(socket, 1000, "idle"), 2)
+    assert socket.failed == 1006
