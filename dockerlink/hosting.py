@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import docker_api
 from docker_api import DockerClient, Frame
@@ -84,8 +85,10 @@ def labels_of(info: dict[str, Any]) -> dict[str, str]:
 
 
 def host_port_root(labels: dict[str, str]) -> int | None:
+    """The ``ports`` label's port, None when it holds none (anyone with engine access can set
+    it, to anything)."""
     text = labels.get(PORTS_LABEL, "")
-    return int(text) if text.isascii() and text.isdigit() else None
+    return int(text) if len(text) <= 5 and text.isascii() and text.isdigit() else None
 
 
 def describe(info: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +135,31 @@ def start_command(template: str, commands: Iterable[str]) -> str:
     return template
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _to_the_end(
+    action: Callable[Concatenate[Hosting, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[Hosting, _P], Coroutine[Any, Any, _T]]:
+    """Run a changing action to its end even when its caller is cancelled: Sanic cancels a
+    handler when its client goes away, and a create cancelled in its hook would leave a
+    container that no hook_on_delete cleans up (a delete, its history and its sites)."""
+
+    async def run(self: Hosting, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        task = asyncio.ensure_future(action(self, *args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._unfinished.add(task)
+                task.add_done_callback(functools.partial(self._finished, action.__name__))
+            raise
+
+    functools.update_wrapper(run, action)
+    return run
+
+
 class Hosting:
     """Create, inspect, resize, power and delete hosting containers."""
 
@@ -161,6 +189,21 @@ class Hosting:
         #: would otherwise parse the same timestamps over and over).
         self._described: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._described_limit = DESCRIBED_MIN_LIMIT
+        #: Actions finished so far (see :meth:`acting_on`).
+        self._actions_done = 0
+        #: Actions whose caller went away, running to their end.
+        self._unfinished: set[asyncio.Future[Any]] = set()
+
+    def _finished(self, name: str, task: asyncio.Future[Any]) -> None:
+        """An action whose caller went away has ended: say how (no one else will)."""
+        self._unfinished.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            log.info("%s finished after its client went away", name)
+        else:
+            log.warning("%s failed after its client went away: %s", name, exc)
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -199,20 +242,29 @@ class Hosting:
         self, ref: str, *, mirrored: bool = False
     ) -> AsyncIterator[ManagedContainer]:
         """Hold the container's lock for one action; yields its state as of taking the lock
-        (``mirrored``: see :meth:`managed`; after waiting for the lock it is asked again)."""
+        (``mirrored``: see :meth:`managed`; when any action ended since it was read, a slow
+        inspect may predate it, so it is asked again under the lock)."""
+        done_before = self._actions_done
         container = await self.managed(ref, mirrored=mirrored)
         lock = self._locks.get(container.id)
         if lock is None:
             lock = self._locks[container.id] = asyncio.Lock()
-        contended = lock.locked()
         async with lock:
-            if contended:  # another action ran meanwhile: look again
+            if self._actions_done != done_before:  # another action ran meanwhile: look again
                 container = await self.managed(container.id)
-            yield container
+            try:
+                yield container
+            finally:
+                self._actions_done += 1
 
     async def _changed(self, container_id: str) -> None:
-        """Bring the mirror up to date at once after a change made through the API."""
-        await self.mirror.refresh(container_id)
+        """Bring the mirror up to date at once after a change made through the API. The change
+        is made: an engine that does not answer the inspect now must not fail the action (its
+        hooks, its answer); the engine's events bring the view up to date later."""
+        try:
+            await self.mirror.refresh(container_id)
+        except docker_api.DockerError as exc:
+            log.warning("%s: cannot read it again after a change: %s", container_id[:12], exc)
 
     async def _removed(self, container_id: str) -> None:
         """Forget a container the API has just removed: in the mirror, then in every hook."""
@@ -292,6 +344,7 @@ class Hosting:
 
     # -- create / delete ----------------------------------------------------------------------
 
+    @_to_the_end
     async def create(self, request: CreateRequest) -> dict[str, Any]:
         """Create the container, then run hook_on_create.
 
@@ -429,6 +482,7 @@ class Hosting:
                     f"({other_root}-{other_root + size - 1})"
                 )
 
+    @_to_the_end
     async def delete(self, ref: str, *, delete_volume: bool) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
@@ -439,6 +493,7 @@ class Hosting:
 
     # -- limits -------------------------------------------------------------------------------
 
+    @_to_the_end
     async def update_limits(self, ref: str, request: LimitsRequest) -> list[str]:
         if request.cpus is not None:
             await self._check_cpus(request.cpus)
@@ -483,6 +538,7 @@ class Hosting:
 
     # -- power --------------------------------------------------------------------------------
 
+    @_to_the_end
     async def start(self, ref: str) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if container.running:
@@ -496,6 +552,7 @@ class Hosting:
                 raise AlreadyRunning()
             return await self._run_hook("start", container)
 
+    @_to_the_end
     async def stop(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:
@@ -506,6 +563,7 @@ class Hosting:
                 raise AlreadyStopped()
             return await self._run_hook("stop", container)
 
+    @_to_the_end
     async def restart(self, ref: str, *, grace_s: int) -> HookFailure | None:
         async with self.acting_on(ref) as container:
             if not container.running:

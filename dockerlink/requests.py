@@ -336,9 +336,20 @@ def parse_stop_grace(value: str | None, default: int) -> int:
     """``t``: seconds a stop waits before the engine kills, 0 to 300."""
     if value is None:
         return default
-    if not value.isascii() or not value.isdigit() or int(value) > 300:
+    seconds = _small_number(value)
+    if seconds is None or seconds > 300:
         raise BadRequest("t must be a whole number of seconds from 0 to 300")
-    return int(value)
+    return seconds
+
+
+def _small_number(value: str) -> int | None:
+    """The number ``value``'s digits write when it is below a million (leading zeros allowed),
+    else None: a longer one is refused before ``int()``, which refuses over 4,300 digits with
+    an error of its own."""
+    if not value.isascii() or not value.isdigit():
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 6 else None
 
 
 def _json_type(value: Any) -> str:
@@ -494,9 +505,10 @@ def parse_events_limit(value: str | None) -> int:
     """``limit``: how many of the newest events to answer, 1 to 1000 (default 100)."""
     if value is None or value == "":
         return DEFAULT_EVENTS_LIMIT
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_EVENTS_LIMIT:
+    limit = _small_number(value)
+    if limit is None or not 1 <= limit <= MAX_EVENTS_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_EVENTS_LIMIT}")
-    return int(value)
+    return limit
 
 
 __all__ += ["parse_events_limit"]

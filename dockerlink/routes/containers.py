@@ -27,7 +27,7 @@ def _ref(request: Request) -> str:
 async def list_containers(request: Request) -> HTTPResponse:
     args = query(request)
     ids = [parse_container_ref(ref) for ref in args.getlist("id")] or None
-    running = args.get("running")
+    running = None if ids else args.get("running")  # ignored when ids are given
     running_flag = None if running is None else parse_bool(running, "running", False)
     listing = await hosting_of(request).list_containers(
         list(dict.fromkeys(ids)) if ids else None, running_flag
