@@ -412,6 +412,10 @@ async def test_listing(
     assert running_id in only_running and stopped_id not in only_running
     not_running = (await api.get("/v1/container/", params={"running": "false"})).json()["success"]
     assert stopped_id in not_running and running_id not in not_running
+    # With ids, running is ignored (whatever it holds), as the spec says.
+    asked = await api.get("/v1/container", params={"id": stopped_id, "running": "maybe"})
+    assert asked.status_code == 200, asked.text
+    assert set(asked.json()["success"]) == {stopped_id}
 
     name = running["name"].lstrip("/")
     by_id = await api.get(
