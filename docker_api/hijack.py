@@ -240,8 +240,11 @@ class HijackedStream:
         try:
             async with asyncio.timeout(2):
                 await asyncio.shield(self._connection.closed)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             self._transport.abort()
+        except asyncio.CancelledError:
+            self._transport.abort()
+            raise
 
     async def __aenter__(self) -> HijackedStream:
         return self

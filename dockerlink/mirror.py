@@ -70,6 +70,8 @@ class ContainerMirror:
         self._docker = docker
         self._by_id: dict[str, dict[str, Any]] = {}
         self._id_by_name: dict[str, str] = {}
+        #: For each re-read under way, what changed meanwhile (an inspect, or None: removed).
+        self._reading: list[dict[str, dict[str, Any] | None]] = []
         self._fresh = False
         self._following = False
         self._reconcile_interval_s = reconcile_interval_s
@@ -155,6 +157,8 @@ class ContainerMirror:
             self._store(info)
 
     def forget(self, container_id: str) -> None:
+        for changes in self._reading:
+            changes[container_id] = None
         info = self._by_id.pop(container_id, None)
         if info is not None:
             name = str(info.get("Name", "")).lstrip("/")
@@ -163,9 +167,17 @@ class ContainerMirror:
 
     def _store(self, info: dict[str, Any]) -> None:
         container_id = str(info["Id"])
+        for changes in self._reading:
+            changes[container_id] = info
+        self._put(info)
+
+    def _put(self, info: dict[str, Any]) -> None:
+        container_id = str(info["Id"])
         old = self._by_id.get(container_id)
         if old is not None and old.get("Name") != info.get("Name"):
-            self._id_by_name.pop(str(old.get("Name", "")).lstrip("/"), None)
+            old_name = str(old.get("Name", "")).lstrip("/")
+            if self._id_by_name.get(old_name) == container_id:  # (not another's by now)
+                del self._id_by_name[old_name]
         self._by_id[container_id] = info
         self._id_by_name[str(info.get("Name", "")).lstrip("/")] = container_id
 
@@ -241,12 +253,26 @@ class ContainerMirror:
             await self.refresh(container_id)
 
     async def resync(self) -> None:
-        """Re-read every container from the engine and replace the whole view."""
-        infos = await self._read_all()
+        """Re-read every container from the engine and replace the whole view.
+
+        What the events and the routes changed while the re-read ran is newer than what it
+        read: it is applied again over the new view (a container destroyed meanwhile stays
+        forgotten, one created meanwhile stays)."""
+        changes: dict[str, dict[str, Any] | None] = {}
+        self._reading.append(changes)
+        try:
+            infos = await self._read_all()
+        finally:
+            self._reading.remove(changes)
         self._by_id = {}
         self._id_by_name = {}
         for info in infos:
-            self._store(info)
+            self._put(info)
+        for container_id, changed in changes.items():
+            if changed is None:
+                self.forget(container_id)
+            else:
+                self._store(changed)
         self.resyncs += 1
         self._resynced.set()
 

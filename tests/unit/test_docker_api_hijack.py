@@ -148,3 +148,43 @@ async def test_a_cancelled_attach_closes_its_connection(tmp_path: Path) -> None:
             await asyncio.wait_for(closed.wait(), 10)
     finally:
         server.close()
+
+
+async def test_a_close_that_cannot_send_ends_the_connection_and_keeps_a_cancellation(
+    tmp_path: Path,
+) -> None:
+    """A process that never reads its stdin: the close gives what was written 2 s to go, then
+    aborts the connection; a cancellation while it waits is not swallowed."""
+    sock = tmp_path / "engine.sock"
+    ended = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+            b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(4)  # reads nothing, then sees whether the client is still there
+        while await reader.read(1 << 20):
+            pass
+        ended.set()
+
+    server = await asyncio.start_unix_server(never_reads, path=str(sock))
+    try:
+        async with DockerClient(str(sock), timeout=30, api_version="1.41") as docker:
+            for cancel in (False, True):
+                ended.clear()
+                stream = await docker.execs.attach("abc", tty=True)
+                stream.write_nowait(b"x" * (8 << 20))  # more than the socket buffers hold
+                closing = asyncio.create_task(stream.aclose())
+                if cancel:
+                    await asyncio.sleep(0.1)
+                    closing.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await closing
+                else:
+                    await asyncio.wait_for(closing, 5)
+                await asyncio.wait_for(ended.wait(), 10)  # the connection is gone
+    finally:
+        server.close()
