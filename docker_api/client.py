@@ -158,13 +158,19 @@ class DockerClient:
         """The negotiated API version, or None before the first successful call."""
         return self._api_version
 
-    async def negotiate(self) -> str:
-        """Negotiate (once) and return the API version used for every call."""
+    async def negotiate(self, *, timeout: float | None = None) -> str:
+        """Negotiate (once) and return the API version used for every call. ``timeout`` (the
+        client's by default) bounds it all, the wait for another caller's negotiation too: a
+        call's own timeout covers the negotiation it needs first."""
         if self._api_version is not None:
             return self._api_version
-        async with self._negotiate_lock:
-            if self._api_version is None:
-                self._api_version = await self._negotiate()
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
+        try:
+            async with asyncio.timeout(limit), self._negotiate_lock:
+                if self._api_version is None:
+                    self._api_version = await self._negotiate()
+        except TimeoutError as exc:
+            raise EngineTimeout(f"no answer from the engine within {limit:g} s") from exc
         return self._api_version
 
     async def _negotiate(self) -> str:
@@ -227,7 +233,7 @@ class DockerClient:
         :class:`NotModified` unless ``not_modified_ok``, in which case it returns ``NotModified``
         (the class itself) so callers can tell "already in that state" from a change.
         """
-        version = await self.negotiate()
+        version = await self.negotiate(timeout=options.get("timeout"))
         return await self._checked(method, f"/v{version}{path}", **options)
 
     async def _checked(
@@ -314,7 +320,7 @@ class DockerClient:
         :meth:`request`; transport errors while reading the body are mapped by the caller's
         iteration through :meth:`iter_raw`.
         """
-        version = await self.negotiate()
+        version = await self.negotiate(timeout=connect_timeout)
         limit = self.timeout if connect_timeout is None else connect_timeout
         request = self._build(
             method, f"/v{version}{path}", params, json, httpx.Timeout(limit, read=read_timeout)
@@ -348,6 +354,7 @@ class DockerClient:
         except httpx.TimeoutException as exc:
             raise EngineTimeout("the engine stopped sending within the read timeout") from exc
         except _TRANSPORT_ERRORS as exc:
+            self._forget_version()  # as for any call: the engine may come back as another
             raise self._unreachable(exc) from exc
 
     async def hijack(self, path: str, *, json: Any, timeout: float | None = None) -> HijackedStream:
@@ -355,7 +362,7 @@ class DockerClient:
         :mod:`docker_api.hijack`. ``timeout`` bounds the answer, not the stream's life."""
         if self._custom_transport:
             raise DockerError("a hijacked stream needs the engine's own socket, not a transport")
-        version = await self.negotiate()
+        version = await self.negotiate(timeout=timeout)
         host, port = self._tcp or (None, None)
         return await open_hijacked(
             unix_path=None if self._tcp else self.address,

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -403,3 +404,25 @@ async def test_event_watch_reports_a_break_before_waiting_for_the_engine() -> No
     assert seen[1] == "the engine closed the event stream"  # before the engine is asked again
     assert isinstance(seen[2], docker_api.Reconnected)
     assert seen[3] == {"Action": "die", "time": 2}
+
+
+async def test_a_calls_timeout_covers_the_negotiation_it_waits_for() -> None:
+    """An engine that takes connections but does not answer (restarting): every call gives up
+    at its own timeout, however many wait for the same negotiation."""
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/_ping":
+            await asyncio.sleep(3600)
+        return httpx.Response(200, json=[])
+
+    client = DockerClient("/x.sock", timeout=1.0, transport=httpx.MockTransport(silent))
+    started = time.monotonic()
+
+    async def one() -> float:
+        with pytest.raises(engine_errors.EngineTimeout, match=r"within 0\.2 s"):
+            await client.containers.list(timeout=0.2)
+        return time.monotonic() - started
+
+    took = await asyncio.gather(*(one() for _ in range(3)))
+    assert max(took) < 0.8, took
+    await client.close()
