@@ -142,9 +142,10 @@ _T = TypeVar("_T")
 def _to_the_end(
     action: Callable[Concatenate[Hosting, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[Hosting, _P], Coroutine[Any, Any, _T]]:
-    """Run a changing action to its end even when its caller is cancelled: Sanic cancels a
-    handler when its client goes away, and a create cancelled in its hook would leave a
-    container that no hook_on_delete cleans up (a delete, its history and its sites)."""
+    """Run a changing action to its end even when its caller is cancelled. Sanic cancels a
+    handler when its client goes away: a create cancelled while its hook ran would leave the
+    container with no undo nor hook_on_delete, a delete cancelled after the engine removed the
+    container would keep its history and its sites."""
 
     async def run(self: Hosting, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         task = asyncio.ensure_future(action(self, *args, **kwargs))
