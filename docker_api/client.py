@@ -175,6 +175,13 @@ class DockerClient:
 
     async def _negotiate(self) -> str:
         response = await self._send("GET", "/_ping", timeout=self.timeout)
+        if response.status_code >= 400:  # a proxy's 502, an engine that is starting: say so
+            raise error_for_status(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", ""),
+                response.reason_phrase,
+            )
         # An engine that sends no header predates 1.25; it is below our range either way.
         engine_max = response.headers.get("api-version", "1.24")
         try:

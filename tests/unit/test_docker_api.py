@@ -426,3 +426,16 @@ async def test_a_calls_timeout_covers_the_negotiation_it_waits_for() -> None:
     took = await asyncio.gather(*(one() for _ in range(3)))
     assert max(took) < 0.8, took
     await client.close()
+
+
+async def test_a_failed_ping_is_said_as_the_failure_it_is() -> None:
+    """A proxy's 502 (or an engine starting up) while negotiating is that error, not an
+    engine too old for this client."""
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="Bad Gateway", headers={"content-type": "text/plain"})
+
+    client = DockerClient("/x.sock", timeout=1.0, transport=httpx.MockTransport(proxy))
+    with pytest.raises(engine_errors.ServerError, match="Bad Gateway"):
+        await client.containers.list()
+    await client.close()
