@@ -49,7 +49,10 @@ HOOK_ERROR_HEADER = "X-Dockerlink-Hook-Error"
 #: Output kept from a hook (stdout and stderr together); the rest is read and dropped.
 OUTPUT_LIMIT_BYTES = 16 * 1024
 #: Environment variables never passed to a hook: whoever reads them controls every container.
-_SECRET_NAMES = frozenset({"api_token", "dockerlink_api_token"})
+#: Settings never passed to a hook (in a .env or the environment, either spelling).
+_SECRET_NAMES = frozenset(
+    {"api_token", "dockerlink_api_token", "webhook_secret", "dockerlink_webhook_secret"}
+)
 _HEADER_TEXT_MAX = 200
 
 

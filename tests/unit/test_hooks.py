@@ -57,13 +57,21 @@ async def test_the_hook_gets_the_container_facts_and_the_environment(tmp_path: P
     assert env["PATH"] == os.environ["PATH"]
 
 
-async def test_the_api_token_is_never_passed_to_a_hook(tmp_path: Path) -> None:
+async def test_the_api_token_and_the_webhook_secret_are_never_passed_to_a_hook(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "env.txt"
     hook = script(tmp_path, "hook", f"env > {out}\n")
     settings = Settings(data_dir=tmp_path, hook_on_stop=hook)
     hooks = Hooks(
         settings,
-        environ={"DOCKERLINK_API_TOKEN": "secret-secret-secret", "api_token": "secret2", "A": "b"},
+        environ={
+            "DOCKERLINK_API_TOKEN": "secret-secret-secret",
+            "api_token": "secret2",
+            "DOCKERLINK_WEBHOOK_SECRET": "secret3",
+            "webhook_secret": "secret4",
+            "A": "b",
+        },
     )
     assert await hooks.run("stop", TARGET) is None
     text = out.read_text()
