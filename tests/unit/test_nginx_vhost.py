@@ -371,3 +371,27 @@ def test_a_certbot_failure_rolls_back_and_fails_the_hook(
     )
     assert site_files(sites) == []
     assert reloads.read_text().count("\n") == 2  # the challenge site, then without it
+
+
+def test_a_name_another_site_serves_is_not_taken(sites: Path) -> None:
+    """Docker tells foo and Foo apart, host names do not; an operator's own site may serve
+    www: a second site for the same name would leave nginx to pick one, and a certificate of
+    that name would be shared, then deleted with either."""
+    assert run_hook(sites, "create", name="foo").returncode == 0
+    clash = run_hook(sites, "create", name="Foo")
+    assert clash.returncode == 1
+    assert clash.stdout == (
+        f"nginx-vhost: foo.sites.example is served already, by {sites}/dockerlink-foo.conf\n"
+    )
+    (sites / "panel.conf").write_text(
+        "server {\n    listen 80;\n    server_name  panel.sites.example WWW.sites.example ;\n}\n"
+    )
+    taken = run_hook(sites, "create", name="www")
+    assert taken.returncode == 1
+    assert "www.sites.example is served already, by" in taken.stdout
+    assert site_files(sites) == ["dockerlink-foo.conf", "panel.conf"]
+    # its own site, again; and names that only contain another's are not a clash
+    assert run_hook(sites, "create", name="foo").returncode == 0
+    for name in ("fo", "foo2", "ssh"):
+        result = run_hook(sites, "create", name=name)
+        assert result.returncode == 0, (name, result.stdout)
