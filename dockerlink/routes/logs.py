@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -70,6 +71,20 @@ def _drop(request: Request) -> None:
         request.transport.close()
 
 
+def _probe_the_peer(request: Request) -> None:
+    """TCP keepalive on a followed log's connection: a client that vanished without closing
+    it (a dropped NAT entry, a machine turned off) is noticed in about two minutes even while
+    the container prints nothing, and the engine's stream is closed then."""
+    sock = request.transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+            if hasattr(socket, option):  # Linux names; other systems keep their defaults
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 def _age_s(request: Request) -> float:
     started = getattr(request, "started_s", None)  # set by the app's request class
     return time.monotonic() - started if isinstance(started, float) else 0.0
@@ -87,6 +102,7 @@ async def _kept_open(request: Request, *, enabled: bool) -> AsyncIterator[None]:
         yield
         return
     protocol = request.protocol
+    _probe_the_peer(request)
 
     async def touch() -> None:
         while True:
