@@ -134,6 +134,11 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     @app.after_server_stop
     async def close_services(app: DockerlinkApp) -> None:
         if isinstance(app.ctx, AppContext):
+            # A create whose client left (its handler cancelled) is still running: it gets its
+            # hooks' time to end, with the engine client still open, or to be undone.
+            await app.ctx.hosting.wait_unfinished(
+                2 * settings.hook_timeout + settings.docker_timeout
+            )
             # The writer finishes what is queued: that waits on the disk, so not on the loop.
             await asyncio.to_thread(app.ctx.history.close)
             await asyncio.to_thread(app.ctx.lifecycle.close)

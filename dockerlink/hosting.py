@@ -195,6 +195,20 @@ class Hosting:
         #: Actions whose caller went away, running to their end.
         self._unfinished: set[asyncio.Future[Any]] = set()
 
+    async def wait_unfinished(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the actions whose callers went away (at shutdown,
+        while the engine client is still open); returns how many were still running."""
+        unfinished = set(self._unfinished)
+        if not unfinished:
+            return 0
+        log.info(
+            "waiting up to %g s for %d action(s) whose clients went away", timeout, len(unfinished)
+        )
+        _done, pending = await asyncio.wait(unfinished, timeout=timeout)
+        for task in pending:
+            log.warning("an action whose client went away is still running at shutdown: %s", task)
+        return len(pending)
+
     def _finished(self, name: str, task: asyncio.Future[Any]) -> None:
         """An action whose caller went away has ended: say how (no one else will)."""
         self._unfinished.discard(task)

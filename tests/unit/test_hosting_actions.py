@@ -77,10 +77,8 @@ async def test_a_create_whose_client_goes_away_during_its_hook_is_still_undone(
     handler.cancel()
     with pytest.raises(asyncio.CancelledError):
         await handler
-    for _ in range(100):
-        if not hosting._unfinished:
-            break
-        await asyncio.sleep(0.05)
+    # what the service does at shutdown: wait for it, with the engine client still open
+    assert await hosting.wait_unfinished(5) == 0
     assert writes == ["POST create", f"DELETE {CID}"]
     assert deleted.exists()
 
