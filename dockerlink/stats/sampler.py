@@ -283,16 +283,11 @@ class Sampler:
         for index, (container_id, info) in enumerate(zip(ids, infos, strict=True), 1):
             reading = readings.get(container_id)
             still = idle.get(container_id) if reading is None else None
+            state = info.get("State") or {}
             if still is not None and still[0] is info:
                 # Not running, and the same inspect as at the last tick: the same sample, now.
                 batch.append((container_id, Sample(int(self._clock()), *still[1])))
-                if index % YIELD_EVERY == 0:
-                    recorded += self.store.append_many(batch)
-                    batch.clear()
-                    await asyncio.sleep(0)
-                continue
-            state = info.get("State") or {}
-            if reading is None and state.get("Running"):
+            elif reading is None and state.get("Running"):
                 by_engine.append(info)
             else:  # read from its cgroup, or not running: nothing to wait for
                 try:
