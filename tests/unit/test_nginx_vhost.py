@@ -164,11 +164,33 @@ def test_delete_removes_the_site_and_is_idempotent(sites: Path) -> None:
     assert "nothing to remove" in again.stdout
 
 
-def test_a_rejected_delete_puts_the_site_back(sites: Path) -> None:
+def test_a_delete_removes_the_site_even_when_another_file_fails_the_check(
+    sites: Path, tmp_path: Path
+) -> None:
+    """The container is gone: put back, its site would send the name to a port block that the
+    next container may get. nginx is not reloaded with a failing check, and the hook says so."""
     assert run_hook(sites, "create").returncode == 0
-    result = run_hook(sites, "delete", DOCKERLINK_NGINX_TEST="false")
+    (sites / "operator.conf").write_text("server { oops; }\n")
+    check = tmp_path / "check"
+    check.write_text(
+        "#!/bin/sh\necho 'nginx: [emerg] unknown directive \"oops\" in operator.conf' >&2\nexit 1\n"
+    )
+    check.chmod(0o755)
+    reloads = tmp_path / "reloads"
+    result = run_hook(
+        sites,
+        "delete",
+        DOCKERLINK_NGINX_TEST=str(check),
+        DOCKERLINK_NGINX_RELOAD=f"touch {reloads}",
+    )
     assert result.returncode == 1
-    assert site_files(sites) == ["dockerlink-web1.conf"]
+    assert result.stdout.splitlines()[0] == (
+        "nginx-vhost: removed the sites for web1.sites.example and ssh.web1.sites.example, but "
+        "did not reload nginx, whose check fails for another file: "
+        'nginx: [emerg] unknown directive "oops" in operator.conf'
+    )
+    assert site_files(sites) == ["operator.conf"]
+    assert not reloads.exists()
 
 
 @pytest.mark.parametrize("event", ["start", "stop", "restart"])
