@@ -11,7 +11,9 @@ executable. It runs without a shell, with dockerlink's own environment (less the
 
 in a process group of its own, with stdin closed, stdout and stderr captured together (the first
 ``OUTPUT_LIMIT_BYTES`` are kept), for at most ``hook_timeout`` seconds, after which the whole
-group is killed. A background process the hook leaves behind does not hold the action up.
+group is killed. Output goes through a pipe, not a file: a hook printing without end fills
+neither memory nor disk. A background process the hook leaves behind does not hold the action
+up, but must send its output elsewhere: once the hook exited, the pipe is closed.
 A hook fails when it exits non-zero, times out or cannot be run; what that means for the
 action is the domain's policy (:mod:`dockerlink.hosting`).
 """
@@ -23,12 +25,10 @@ import contextlib
 import logging
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from .logs import current_request_id
 from .settings import Settings
@@ -193,20 +193,21 @@ class Hooks:
 async def _run_one(
     setting: str, event: str, path: Path, env: dict[str, str], timeout_s: float
 ) -> HookFailure | None:
-    # Output goes to an anonymous file, not a pipe: a background child that inherits it cannot
-    # hold the action up (asyncio's wait() also waits for pipes to close).
-    with tempfile.TemporaryFile(prefix="dockerlink-hook-") as output_file:
+    output = _Output(asyncio.get_running_loop())
+    try:
         try:
             process = await asyncio.create_subprocess_exec(
                 str(path),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=output_file,
+                stdout=output.write_fd,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # its own process group, killed whole on timeout
             )
         except OSError as exc:
             return HookFailure(setting, event, None, False, "", error=exc.strerror or str(exc))
+        finally:
+            output.close_write_end()
         timed_out = False
         try:
             async with asyncio.timeout(timeout_s):
@@ -218,24 +219,85 @@ async def _run_one(
         except BaseException:  # cancelled: leave nothing running behind us
             _kill_group(process.pid)
             raise
-        code = process.returncode
-        if not timed_out and code == 0:
-            return None
-        output = _read_capped(output_file)
-    return HookFailure(setting, event, code, timed_out, output, timeout_s=timeout_s)
+        text = output.finish()
+    finally:
+        output.close()
+    code = process.returncode
+    if not timed_out and code == 0:
+        return None
+    return HookFailure(setting, event, code, timed_out, text, timeout_s=timeout_s)
+
+
+class _Output:
+    """A hook's stdout and stderr: a pipe read as the hook writes, keeping the first
+    ``OUTPUT_LIMIT_BYTES`` and counting the rest, so that a hook printing without end costs
+    neither memory nor disk.
+
+    asyncio's own pipes would make ``wait()`` wait for every holder of the pipe to close it, a
+    background child the hook leaves behind included; here the pipe is read until the hook
+    exits, then emptied and closed. (Such a child that writes to it later gets SIGPIPE, as a
+    program whose terminal closed: it should send its output elsewhere.)
+    """
+
+    #: Reads made to empty the pipe once the hook exited (a child may write on meanwhile).
+    FINAL_READS = 16
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.kept = bytearray()
+        self.dropped = 0
+        self.reading = True
+        loop.add_reader(self.read_fd, self._read)
+
+    def _read(self) -> bool:
+        """One read; False once nothing more is there now (or ever)."""
+        try:
+            data = os.read(self.read_fd, 64 * 1024)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self._stop_reading()
+            return False
+        room = OUTPUT_LIMIT_BYTES - len(self.kept)
+        self.kept += data[:room]
+        self.dropped += max(len(data) - room, 0)
+        return True
+
+    def close_write_end(self) -> None:
+        """Once the hook has it (or could not be started): only the hook may hold it."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def finish(self) -> str:
+        """What the hook wrote: the pipe emptied, then closed."""
+        for _ in range(self.FINAL_READS):
+            if not (self.reading and self._read()):
+                break
+        self.close()
+        text = self.kept.decode("utf-8", "replace").rstrip("\n")
+        if self.dropped > 0:
+            text += f"\n[dockerlink: {self.dropped} more bytes of output dropped]"
+        return text
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.read_fd)
+
+    def close(self) -> None:
+        """Both ends closed (idempotent)."""
+        self.close_write_end()
+        self._stop_reading()
+        if self.read_fd >= 0:
+            os.close(self.read_fd)
+            self.read_fd = -1
 
 
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _read_capped(output_file: IO[bytes]) -> str:
-    """The first ``OUTPUT_LIMIT_BYTES`` of what the hook wrote, and how much more there was."""
-    output_file.seek(0)
-    kept = output_file.read(OUTPUT_LIMIT_BYTES)
-    dropped = os.fstat(output_file.fileno()).st_size - len(kept)
-    text = kept.decode("utf-8", "replace").rstrip("\n")
-    if dropped > 0:
-        text += f"\n[dockerlink: {dropped} more bytes of output dropped]"
-    return text

@@ -151,6 +151,41 @@ async def test_output_is_capped(tmp_path: Path) -> None:
     assert f"{100000 - OUTPUT_LIMIT_BYTES} more bytes of output dropped" in failure.output
 
 
+async def test_output_goes_through_a_pipe_read_as_it_comes(tmp_path: Path) -> None:
+    """Not a file: 50 MB of output take no disk, and the hook is not held up writing them."""
+    hook = script(
+        tmp_path,
+        "hook",
+        "stat -L -c %F /proc/self/fd/1 /proc/self/fd/2\n"
+        "head -c 50000000 /dev/zero | tr '\\0' x\nexit 1\n",
+    )
+    failure = await hooks_for(tmp_path, timeout_s=60, hook_on_stop=hook).run("stop", TARGET)
+    assert failure is not None
+    assert failure.reason == "exit 1"
+    assert failure.output.startswith("fifo\nfifo\nxxx")
+    kept = len("fifo\nfifo\n") + failure.output.count("x")
+    assert kept == OUTPUT_LIMIT_BYTES
+    dropped = len("fifo\nfifo\n") + 50_000_000 - OUTPUT_LIMIT_BYTES
+    assert failure.output.endswith(f"\n[dockerlink: {dropped} more bytes of output dropped]")
+
+
+async def test_the_output_pipe_is_closed_once_the_hook_exited(tmp_path: Path) -> None:
+    """A background child that writes on gets a broken pipe, not an ever-growing file."""
+    pid_file = tmp_path / "pid"
+    report = tmp_path / "report"
+    hook = script(
+        tmp_path,
+        "hook",
+        f"(trap '' PIPE; sleep 0.5; echo late || echo write-failed > {report}) &\n"
+        f"echo $! > {pid_file}\necho done\n",
+    )
+    opened_before = len(os.listdir("/proc/self/fd"))
+    assert await hooks_for(tmp_path, hook_on_start=hook).run("start", TARGET) is None
+    assert len(os.listdir("/proc/self/fd")) == opened_before  # both ends of the pipe closed
+    await wait_for(lambda: report.exists(), timeout=5)
+    assert report.read_text() == "write-failed\n"
+
+
 async def test_a_hook_that_cannot_run_is_a_failure(tmp_path: Path) -> None:
     hook = script(tmp_path, "hook", "exit 0\n")
     hooks = hooks_for(tmp_path, hook_on_start=hook)
