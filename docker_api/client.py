@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import re
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, TypedDict, Unpack
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 import orjson
@@ -39,6 +39,9 @@ MIN_API_VERSION = "1.41"
 MAX_API_VERSION = "1.49"
 
 Params = Mapping[str, str | int | float | bool | None]
+_T = TypeVar("_T")
+#: The engine's 400 for a version it does not accept (its version middleware's message).
+_VERSION_REFUSED = re.compile(r"client version \S+ is too (old|new)")
 
 
 class CallOptions(TypedDict, total=False):
@@ -240,8 +243,25 @@ class DockerClient:
         :class:`NotModified` unless ``not_modified_ok``, in which case it returns ``NotModified``
         (the class itself) so callers can tell "already in that state" from a change.
         """
-        version = await self.negotiate(timeout=options.get("timeout"))
-        return await self._checked(method, f"/v{version}{path}", **options)
+        return await self._versioned(
+            lambda version: self._checked(method, f"/v{version}{path}", **options),
+            options.get("timeout"),
+        )
+
+    async def _versioned(self, call: Callable[[str], Awaitable[_T]], timeout: float | None) -> _T:
+        """``call`` with the negotiated version; once more with a new one when the engine
+        refuses it. (An engine replaced by another version between two calls breaks no
+        connection when the pool had none open: its 400 is the first sign. It refuses the
+        version before acting, so the call is safe to repeat.)"""
+        version = await self.negotiate(timeout=timeout)
+        try:
+            return await call(version)
+        except BadParameter as exc:
+            if self._pinned_version is not None or not _VERSION_REFUSED.match(exc.message):
+                raise
+        if self._api_version == version:  # (not already renegotiated by another call)
+            self._forget_version()
+        return await call(await self.negotiate(timeout=timeout))
 
     async def _checked(
         self,
@@ -327,21 +347,28 @@ class DockerClient:
         :meth:`request`; transport errors while reading the body are mapped by the caller's
         iteration through :meth:`iter_raw`.
         """
-        version = await self.negotiate(timeout=connect_timeout)
         limit = self.timeout if connect_timeout is None else connect_timeout
-        request = self._build(
-            method, f"/v{version}{path}", params, json, httpx.Timeout(limit, read=read_timeout)
-        )
-        response = await self._dispatch(request, limit, stream=True)
-        try:
+
+        async def open_at(version: str) -> httpx.Response:
+            request = self._build(
+                method, f"/v{version}{path}", params, json, httpx.Timeout(limit, read=read_timeout)
+            )
+            response = await self._dispatch(request, limit, stream=True)
             if response.status_code >= 300:
-                body = await self._read_error_body(response, limit)
+                try:
+                    body = await self._read_error_body(response, limit)
+                finally:
+                    await response.aclose()
                 raise error_for_status(
                     response.status_code,
                     body,
                     response.headers.get("content-type", ""),
                     response.reason_phrase,
                 )
+            return response
+
+        response = await self._versioned(open_at, connect_timeout)
+        try:
             yield response
         finally:
             await response.aclose()
@@ -369,17 +396,19 @@ class DockerClient:
         :mod:`docker_api.hijack`. ``timeout`` bounds the answer, not the stream's life."""
         if self._custom_transport:
             raise DockerError("a hijacked stream needs the engine's own socket, not a transport")
-        version = await self.negotiate(timeout=timeout)
         host, port = self._tcp or (None, None)
-        return await open_hijacked(
-            unix_path=None if self._tcp else self.address,
-            host=host,
-            port=port,
-            tls=self._ssl_context,
-            address=self.address,
-            path=f"/v{version}{path}",
-            body=json,
-            timeout=self.timeout if timeout is None else timeout,
+        return await self._versioned(
+            lambda version: open_hijacked(
+                unix_path=None if self._tcp else self.address,
+                host=host,
+                port=port,
+                tls=self._ssl_context,
+                address=self.address,
+                path=f"/v{version}{path}",
+                body=json,
+                timeout=self.timeout if timeout is None else timeout,
+            ),
+            timeout,
         )
 
     def _unreachable(self, exc: Exception) -> EngineUnreachable:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -272,3 +273,40 @@ async def test_exec_attach_resize_and_half_close(
         await docker.execs.resize("0" * 64, cols=80, rows=24)
     with pytest.raises(ValueError, match="at least one column"):
         await docker.execs.resize(exec_id, cols=0, rows=24)
+
+
+async def test_a_version_the_engine_refuses_is_negotiated_again(
+    engine_sock: str, cleanup: list[str], unique_name: Callable[[str], str]
+) -> None:
+    """An engine replaced by another version between two calls (the pool had no connection
+    open, so none broke) refuses the version negotiated with the one before: "client version
+    1.49 is too new" here. Each kind of call negotiates again and goes through."""
+
+    async def client_of_a_newer_engine() -> DockerClient:
+        client = DockerClient(engine_sock, timeout=30)
+        client._api_version = "1.49"  # as negotiated with an engine that spoke 1.49
+        return client
+
+    async with await client_of_a_newer_engine() as docker:  # a plain call
+        container = await make(docker, cleanup, unique_name("reneg"))
+        assert docker.api_version == "1.41"
+        await docker.containers.start(container)
+    async with await client_of_a_newer_engine() as docker:  # a streamed call
+        since = f"{time.time() - 600:.3f}"
+        events = [e async for e in docker.events.stream(since=since, until=f"{time.time():.3f}")]
+        assert any(e.get("Actor", {}).get("ID") == container for e in events)
+        assert docker.api_version == "1.41"
+    async with await client_of_a_newer_engine() as docker:  # a hijacked one
+        exec_id = await docker.execs.create(container, ["sh"], tty=True, stdin=True)
+        docker._api_version = "1.49"
+        async with await docker.execs.attach(exec_id, tty=True) as stream:
+            await stream.write(b"echo hi-$((6*7)); exit\n")
+            output = b""
+            async with asyncio.timeout(10):
+                while chunk := await stream.read():
+                    output += chunk
+        assert b"hi-42" in output
+        assert docker.api_version == "1.41"
+    async with DockerClient(engine_sock, timeout=30, api_version="1.49") as docker:
+        with pytest.raises(docker_api.BadParameter, match=r"client version 1\.49 is too new"):
+            await docker.containers.list()  # a version the caller chose is not changed
