@@ -40,20 +40,26 @@ def browser_refusal(
             f"refused without a token: Host {_shown(host)} is neither a loopback address nor "
             f"in allowed_hosts (a browser acting for another site, DNS rebinding); {_REMEDY}"
         )
-    listed = origin is not None and (
-        "*" in settings.cors_origins or origin.rstrip("/") in settings.cors_origins
-    )
+    # "*" is not a listing here: without a token it would let every web page drive the API
+    # (a terminal included) through a browser that can reach it.
+    listed = origin is not None and origin.rstrip("/") in settings.cors_origins
     if origin is not None and not listed and not _same_origin(origin, host):
         return (
             f"refused without a token: Origin {_shown(origin)} is neither this service's "
-            f"origin nor in cors_origins (a browser acting for another site); {_REMEDY}"
+            f"origin nor in cors_origins (a browser acting for another site); {_remedy(settings)}"
         )
     if fetch_site is not None and fetch_site.strip().lower() in _FOREIGN_FETCH_SITES and not listed:
         return (
             f"refused without a token: a browser sent this request for another site "
-            f"(Sec-Fetch-Site: {_shown(fetch_site)}); {_REMEDY}"
+            f"(Sec-Fetch-Site: {_shown(fetch_site)}); {_remedy(settings)}"
         )
     return None
+
+
+def _remedy(settings: Settings) -> str:
+    if "*" in settings.cors_origins:
+        return f"{_REMEDY} (cors_origins=* lists no origin without a token)"
+    return _REMEDY
 
 
 def host_name(host: str) -> str:

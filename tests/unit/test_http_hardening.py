@@ -294,10 +294,28 @@ async def test_the_own_origin_and_listed_origins_are_accepted(tmp_path: Path) ->
     _, answer = await client.get("/v1/env", headers=listed)
     assert answer.status_code == 200, answer.text
     assert answer.headers["access-control-allow-origin"] == "https://panel.example"
-    _, star = await browser_client(tmp_path, cors_origins=("*",))[0].get(
-        "/v1/env", headers={"Origin": "https://anyone.example", "Sec-Fetch-Site": "cross-site"}
+
+
+async def test_cors_origins_star_lists_no_origin_without_a_token(tmp_path: Path) -> None:
+    """Else every web page could drive the API, and open a terminal, through a browser that
+    can reach it. With a token, the token decides."""
+    client, engine = browser_client(tmp_path, cors_origins=("*",))
+    anyone = {"Origin": "https://anyone.example", "Sec-Fetch-Site": "cross-site"}
+    _, stop = await client.post("/v1/container/stop?id=web1", headers=anyone)
+    assert_refused(stop, "Origin 'https://anyone.example'")
+    assert "(cors_origins=* lists no origin without a token)" in stop.text
+    _, upgrade = await client.get(
+        "/v1/container/terminal?id=web1",
+        headers={**anyone, "Upgrade": "websocket", "Connection": "Upgrade"},
     )
-    assert star.status_code == 200
+    assert_refused(upgrade, "Origin")
+    assert engine.writes == []
+    client, _ = browser_client(tmp_path, cors_origins=("*",), api_token="t" * 32)
+    _, answer = await client.get(
+        "/v1/env", headers={**anyone, "Authorization": "Bearer " + "t" * 32}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["access-control-allow-origin"] == "*"
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site", "Cross-Site"])
