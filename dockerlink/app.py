@@ -31,6 +31,7 @@ from .domain_errors import DomainError
 from .engine import EngineProbe, engine_client
 from .errors import Forbidden, HTTPError, Unauthorized, domain_error_answer, engine_error_answer
 from .events import LifecycleEvents, open_event_log
+from .git import GitService
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, log_request, request_id_var, request_log
@@ -213,12 +214,14 @@ async def _open_context(
         no_cgroups_reason=no_cgroups_reason,
         tick_hooks=[metrics.observe_tick],
     )
+    hosting = Hosting(client, settings, mirror, delete_hooks=[sampler.forget])
     return AppContext(
         settings=settings,
         docker=client,
         probe=EngineProbe(client),
         mirror=mirror,
-        hosting=Hosting(client, settings, mirror, delete_hooks=[sampler.forget]),
+        hosting=hosting,
+        git=GitService(hosting),
         history=history,
         sampler=sampler,
         metrics=metrics,

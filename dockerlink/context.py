@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .engine import EngineProbe
     from .events import LifecycleEvents
+    from .git import GitService
     from .hosting import Hosting
     from .mirror import ContainerMirror
     from .prometheus import ServiceMetrics
@@ -34,6 +35,8 @@ class AppContext:
     probe: EngineProbe
     mirror: ContainerMirror
     hosting: Hosting
+    #: Git in the containers; it holds each container's git lock.
+    git: GitService
     history: HistoryStore
     sampler: Sampler
     metrics: ServiceMetrics

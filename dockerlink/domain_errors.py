@@ -16,6 +16,7 @@ gives each its answer, next to the engine's errors::
     ├── NotRunningForExec   git in a stopped container (409)
     ├── InUse               a name or a block of host ports taken by another container (409)
     ├── GitFailed           a git command exited non-zero; its output (412)
+    ├── GitBusy             another git command held the repository for all of git_timeout (409)
     └── ActionFailed        the engine could not carry the action out (500)
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "AlreadyRunning",
     "AlreadyStopped",
     "DomainError",
+    "GitBusy",
     "GitFailed",
     "InUse",
     "InvalidRequest",
@@ -103,6 +105,14 @@ class InUse(DomainError):
 
 class GitFailed(DomainError):
     pass
+
+
+class GitBusy(DomainError):
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"another git command in this container held its repository for {timeout_s:g} s "
+            "(git_timeout); try again"
+        )
 
 
 class ActionFailed(DomainError):

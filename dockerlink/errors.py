@@ -76,6 +76,7 @@ DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
     domain.NotManaged: 412,
     domain.MustBeStopped: 412,
     domain.GitFailed: 412,
+    domain.GitBusy: 409,
     domain.ActionFailed: 500,
 }
 

@@ -1,26 +1,32 @@
 """Git inside hosting containers: the domain of the ``/v1/git`` routes.
 
 Each operation runs git with ``docker exec`` as ``exec_user`` in a directory of a running
-dockerlink container, under the container's lock (git in one repository is not safe to run twice
-at once), within ``git_timeout`` for the whole operation. A non-zero exit answers 412 with git's
-output; a timeout lets :class:`docker_api.ExecTimeout` through to the error table (504, with what
-git printed) after killing what the timed-out git left running. Every exec keeps at most
+dockerlink container, within ``git_timeout`` for the whole operation. Operations that may write
+(pull, init, fetch, checkout) take the container's git lock, one at a time (git in one repository
+is not safe to run twice at once), waiting for it at most ``git_timeout`` too (then 409); it is
+not the lock of the container's power actions, which never wait behind git. Such an
+operation runs to its end when its client goes away (a cancelled handler would otherwise free the
+lock while git runs on). A non-zero exit answers 412 with git's output, or 409 when the container
+stopped meanwhile; a timeout lets :class:`docker_api.ExecTimeout` through to the error table (504,
+with what git printed) after killing what the timed-out git left running. Every exec keeps at most
 ``git_output_limit`` bytes of output (the tenant controls hooks, aliases and commit messages, so
 the size is theirs to choose); what is dropped past it is reported at the end of the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import docker_api
 from docker_api import ExecResult
 
-from .domain_errors import GitFailed, NotRunningForExec, dropped_note
+from .domain_errors import GitBusy, GitFailed, NotRunningForExec, dropped_note
 from .hosting import Hosting, ManagedContainer
 
 __all__ = [
@@ -38,6 +44,8 @@ log = logging.getLogger("dockerlink.git")
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
 #: Environment variable that tags every process of one git run, so a timed-out run can be killed.
 RUN_MARKER = "DOCKERLINK_GIT_RUN"
+#: How long a git killed by a signal waits to see whether its container is stopping.
+STOPPING_S = 2.0
 #: The least time a git command is given, even when an earlier one used up most of the budget.
 MIN_COMMAND_S = 0.5
 #: Kills, as ``exec_user``, every process whose environment holds ``$1`` (the run's marker).
@@ -113,6 +121,7 @@ class GitService:
         self.hosting = hosting
         self.docker = hosting.docker
         self.settings = hosting.settings
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def pull(self, ref: str, path: str | None) -> str:
         return output_text(await self._run(ref, path, ["pull"]))
@@ -138,10 +147,12 @@ class GitService:
         listing = ["branch", "-a", BRANCH_FORMAT]
         commands = [["fetch", "--all", "--prune"], listing] if fetch else [listing]
         result = await self._run(ref, path, *commands, writes=fetch)
-        listing_text = result.stdout.decode("utf-8", "replace")
-        if result.dropped:  # cut at git_output_limit: the last line may be half a name
-            listing_text = listing_text.rpartition("\n")[0]
-        return branch_names(listing_text)
+        if result.dropped:  # a list cut short would leave names out without saying so
+            raise GitFailed(
+                f"the branch list is longer than git_output_limit "
+                f"({self.settings.git_output_limit} bytes): {dropped_note(result.dropped)}"
+            )
+        return branch_names(result.stdout.decode("utf-8", "replace"))
 
     async def checkout(self, ref: str, path: str | None, branch: str) -> str:
         # "<branch> --": whatever the name, git reads it as a branch, never as an option or path.
@@ -159,18 +170,32 @@ class GitService:
 
         A command fails when its exit code is not in ``accept_exit``.
 
-        Commands that may write (pull, init, fetch, checkout) hold the container's lock; reads
-        (log, rev-parse, branch listing) don't wait behind them, since git reads are safe to run
-        beside anything.
+        Commands that may write (pull, init, fetch, checkout) hold the container's git lock, and
+        run to their end; reads (log, rev-parse, branch listing) don't wait behind them, since git
+        reads are safe to run beside anything.
         """
         # The container as the mirror has it (no engine call). If that is a moment behind the
         # engine, the engine has the last word: a "not running" is checked with it, and an exec
         # in a container that stopped meanwhile is refused (409) or not found (404) by it.
+        container = await self.hosting.managed(ref, mirrored=True)
         if not writes:
-            container = await self.hosting.managed(ref, mirrored=True)
             return await self._run_in(container, path, commands, accept_exit)
-        async with self.hosting.acting_on(ref, mirrored=True) as container:
-            return await self._run_in(container, path, commands, accept_exit)
+        lock = self._locks.get(container.id)
+        if lock is None:
+            lock = self._locks[container.id] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.settings.git_timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise GitBusy(self.settings.git_timeout) from None
+
+        async def locked() -> ExecResult:
+            try:
+                return await self._run_in(container, path, commands, accept_exit)
+            finally:
+                lock.release()
+
+        return await self.hosting.run_to_the_end(f"git {commands[0][0]}", locked())
 
     async def _run_in(
         self,
@@ -187,10 +212,15 @@ class GitService:
         for args in commands:
             try:
                 result = await self._exec(container.id, workdir, args, deadline)
-            except docker_api.Conflict:
+            except docker_api.ExecTimeout:
+                raise
+            except docker_api.DockerError:
+                # Stopped meanwhile (refused, or ended without an exit code): 409. Running,
+                # but refused (paused...) or failing: the engine's own reason.
                 await self._refuse_unless_running(container.id)
-                raise  # running, but the engine refused (paused...): its own reason
+                raise
             if result.exit_code not in accept_exit:
+                await self._refuse_if_stopping(container.id, result.exit_code)
                 text = output_text(result).strip()
                 raise GitFailed(text or f"git {args[0]} failed with exit code {result.exit_code}")
         assert result is not None, "no git command to run"
@@ -200,6 +230,22 @@ class GitService:
         """409 ``container is not running`` when the engine says so."""
         if not (await self.hosting.managed(container_id)).running:
             raise NotRunningForExec()
+
+    async def _refuse_if_stopping(self, container_id: str, exit_code: int) -> None:
+        """409 when git was killed (exit code over 128) because its container stopped: that
+        is not git failing. The engine may tell the exec's end a moment before the container's,
+        so it is given ``STOPPING_S`` to say so."""
+        if exit_code <= 128:
+            return
+        try:
+            await self.docker.containers.wait(
+                container_id, condition="not-running", timeout=STOPPING_S
+            )
+        except docker_api.EngineTimeout:
+            return  # running on: git alone was killed
+        except docker_api.NotFound:
+            pass
+        raise NotRunningForExec()
 
     async def _exec(
         self, container_id: str, workdir: str, args: Sequence[str], deadline: float

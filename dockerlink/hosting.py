@@ -148,14 +148,7 @@ def _to_the_end(
     container would keep its history and its sites."""
 
     async def run(self: Hosting, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        task = asyncio.ensure_future(action(self, *args, **kwargs))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                self._unfinished.add(task)
-                task.add_done_callback(functools.partial(self._finished, action.__name__))
-            raise
+        return await self.run_to_the_end(action.__name__, action(self, *args, **kwargs))
 
     functools.update_wrapper(run, action)
     return run
@@ -208,6 +201,18 @@ class Hosting:
         for task in pending:
             log.warning("an action whose client went away is still running at shutdown: %s", task)
         return len(pending)
+
+    async def run_to_the_end(self, name: str, work: Coroutine[Any, Any, _T]) -> _T:
+        """``work``'s result; when the caller is cancelled, ``work`` goes on to its end (logged,
+        and waited for at shutdown by :meth:`wait_unfinished`)."""
+        task = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._unfinished.add(task)
+                task.add_done_callback(functools.partial(self._finished, name))
+            raise
 
     def _finished(self, name: str, task: asyncio.Future[Any]) -> None:
         """An action whose caller went away has ended: say how (no one else will)."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request
 
+from ..context import context_of
 from ..git import GitService
 from ..requests import parse_bool, parse_branch, parse_container_ref, parse_git_path
 from ..responses import json_response, no_content, plain_text
-from ._common import hosting_of, query
+from ._common import query
 
 bp = Blueprint("git", url_prefix="/git", version=1, strict_slashes=False)
 
 
 def _git(request: Request) -> GitService:
-    return GitService(hosting_of(request))
+    return context_of(request).git
 
 
 def _target(request: Request) -> tuple[str, str | None]:

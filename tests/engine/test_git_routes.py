@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from docker_api import DockerClient
+from dockerlink.git import BRANCH_FORMAT
 from dockerlink.settings import Settings
 from tests import conftest
 from tests.conftest import TEST_IMAGE, serve, wait_for
@@ -770,3 +771,105 @@ async def test_reads_do_not_wait_behind_a_hanging_pull_but_writes_do(
         assert (await checkout).status_code == 200
         # The reads answered while the pull held the repository; the checkout waited for it.
         assert finished == ["head", "branch", "branches", "pull", "checkout"]
+
+
+async def test_a_stop_does_not_wait_behind_git_and_the_pull_it_ends_answers_409(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """Git has a lock of its own: an operator's stop is not queued behind a hanging pull. The
+    pull the stop ends is told the container is not running, not that git failed."""
+    async with serve(replace(git_settings, git_timeout=30)) as api:
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
+        await repo_with_commits(docker, cid)
+        await add_hanging_remote(docker, cid)
+        pull = asyncio.ensure_future(api.get("/v1/git", params={"id": cid}))
+
+        async def pull_hanging() -> bool:
+            return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
+
+        await wait_for(pull_hanging, timeout=10)
+        began = time.monotonic()
+        stop = await api.post("/v1/container/stop", params={"id": cid, "t": "0"})
+        assert stop.status_code == 204, stop.text
+        assert time.monotonic() - began < 15  # not the pull's 30 s
+        answer = await pull
+        assert (answer.status_code, answer.text) == (409, "container is not running\n")
+
+
+async def test_a_pull_whose_client_left_keeps_the_repository_until_it_ends(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """The client's leaving does not free the lock while git runs on: a checkout sent next
+    waits until the pull has timed out and been stopped, then runs alone."""
+    async with serve(replace(git_settings, git_timeout=4)) as api:
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
+        await repo_with_commits(docker, cid)
+        await add_hanging_remote(docker, cid)
+        began = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await api.get("/v1/git", params={"id": cid}, timeout=1.5)
+        checkout = await api.post("/v1/git/branch", params={"id": cid, "branch": "main"})
+        assert checkout.status_code == 200, checkout.text
+        assert time.monotonic() - began >= 4  # after the pull's git_timeout
+        listing = await sh(docker, cid, "ps -o args", user="root")
+        assert "sleep 4321" not in listing  # the abandoned pull was stopped first
+
+
+async def test_a_write_waits_for_the_repository_at_most_git_timeout(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """Writes queue one at a time, each waiting at most git_timeout: behind two hanging pulls
+    (about 2 x git_timeout of work), a third answers 409 once its wait runs out."""
+    async with serve(replace(git_settings, git_timeout=3)) as api:
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
+        await repo_with_commits(docker, cid)
+        await add_hanging_remote(docker, cid)
+        first = asyncio.ensure_future(api.get("/v1/git", params={"id": cid}))
+
+        async def pull_hanging() -> bool:
+            return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
+
+        await wait_for(pull_hanging, timeout=10)
+        second = asyncio.ensure_future(api.get("/v1/git", params={"id": cid}))
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        third = await api.post("/v1/git/branch", params={"id": cid, "branch": "main"})
+        assert (third.status_code, third.text) == (
+            409,
+            "another git command in this container held its repository for 3 s "
+            "(git_timeout); try again\n",
+        )
+        assert 3 <= time.monotonic() - began < 10
+        assert (await first).status_code == 504
+        assert (await second).status_code in {504, 409}
+
+
+async def test_a_branch_list_over_git_output_limit_is_refused_not_cut(
+    git_settings: Settings,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """A JSON list cut short would leave branches out without a word: 412, saying why."""
+    async with serve(replace(git_settings, git_output_limit=4096)) as api:
+        cid = await create_container(api, docker, cleanup, unique_name("git"))
+        await repo_with_commits(docker, cid)
+        names = [f"feature/branch-number-{i:04d}" for i in range(200)]
+        await sh(docker, cid, f"cd {REPO} && for b in {' '.join(names)}; do git branch $b; done")
+        listing = await sh(docker, cid, f"git -C {REPO} branch -a '{BRANCH_FORMAT}'")
+        answer = await api.get("/v1/git/branches", params={"id": cid})
+        dropped = len(listing.encode()) - 4096
+        assert (answer.status_code, answer.text) == (
+            412,
+            "the branch list is longer than git_output_limit (4096 bytes): "
+            f"[{dropped} more bytes of output dropped (git_output_limit)]\n",
+        )
