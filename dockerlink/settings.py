@@ -450,14 +450,17 @@ def is_loopback(host: str) -> bool:
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
 ) -> Settings:
-    """Read every setting from ``environ`` (default: the process environment) and ``env_file``."""
-    merged: dict[str, str] = {}
+    """Read every setting from ``environ`` (default: the process environment) and ``env_file``.
+
+    The environment wins, under either spelling: ``port`` there beats ``DOCKERLINK_PORT`` in
+    the file. Within one source, the ``DOCKERLINK_`` spelling wins."""
+    sources: list[Mapping[str, str]] = [os.environ if environ is None else environ]
     if env_file is not None and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    merged.update(os.environ if environ is None else environ)
+        sources.append({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values: dict[str, Any] = {}
     for field in fields(Settings):
-        raw = merged.get(f"DOCKERLINK_{field.name.upper()}", merged.get(field.name))
+        names = (f"DOCKERLINK_{field.name.upper()}", field.name)
+        raw = next((source[n] for source in sources for n in names if n in source), None)
         if raw is not None:
             values[field.name] = _PARSERS[field.name](field.name, raw)
     settings = Settings(**values)

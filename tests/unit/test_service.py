@@ -72,6 +72,14 @@ def test_settings_from_both_spellings_and_env_file(tmp_path: Path) -> None:
     assert settings.cors_origins == ("*",)
 
 
+def test_the_environment_wins_over_the_file_under_either_spelling(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DOCKERLINK_PORT=7001\nstop_timeout=20\nDOCKERLINK_STOP_TIMEOUT=30\n")
+    settings = load_settings({"port": "7002"}, env_file=env_file)
+    assert settings.port == 7002
+    assert settings.stop_timeout == 30  # within one source, the prefixed spelling
+
+
 @pytest.mark.parametrize(
     ("environ", "name"),
     [
