@@ -10,9 +10,9 @@
 #   dl_python                  print the path of a Python >= 3.11 interpreter
 #   dl_venv_setup dev|run|bench  create .venv if missing and (re)install the project into it
 #                              when pyproject.toml changed since the last install
-#   dl_setting NAME [DEFAULT]  the value of a dockerlink setting: env DOCKERLINK_<NAME>,
-#                              else the .env file in the repo root (DOCKERLINK_<NAME>= or
-#                              <name>=), else DEFAULT
+#   dl_setting NAME [DEFAULT]  the value of a dockerlink setting as dockerlink reads it: env
+#                              DOCKERLINK_<NAME> or <name>, else the .env file in the repo root
+#                              (DOCKERLINK_<NAME>= over <name>=), else DEFAULT
 #   dl_sock_path VALUE         VALUE without a leading unix:// (socket settings accept both)
 #   dl_ping_sock PATH          true when a Docker engine answers GET /_ping on that socket
 
@@ -73,17 +73,19 @@ dl_venv_setup() {
 }
 
 # dl_setting NAME [DEFAULT]
-# NAME is the lower-case setting name (docker_sock). The environment variable
-# DOCKERLINK_<NAME upper-case> wins; then the .env file in the repository root, where both
-# DOCKERLINK_DOCKER_SOCK=... and docker_sock=... are understood (optionally after "export ",
-# optionally quoted); the last matching line counts.
+# NAME is the lower-case setting name (docker_sock), read as dockerlink reads it: the
+# environment first (DOCKERLINK_<NAME upper-case>, then <name>), then the .env file in the
+# repository root (DOCKERLINK_DOCKER_SOCK=... over docker_sock=..., optionally after "export ",
+# optionally quoted; the last matching line of each counts).
 dl_setting() {
-    local name="$1" default="${2-}" env_name value line key found=""
+    local name="$1" default="${2-}" env_name value line key prefixed="" bare="" which
     env_name="DOCKERLINK_${name^^}"
-    if [[ -n "${!env_name:-}" ]]; then
-        printf '%s\n' "${!env_name}"
-        return 0
-    fi
+    for which in "$env_name" "${name,,}"; do
+        if [[ -n "${!which+set}" ]]; then
+            printf '%s\n' "${!which}"
+            return 0
+        fi
+    done
     if [[ -f "$DL_REPO/.env" ]]; then
         while IFS= read -r line || [[ -n "$line" ]]; do
             line="${line#"${line%%[![:space:]]*}"}"   # strip leading blanks
@@ -92,19 +94,20 @@ dl_setting() {
             [[ "$line" == *=* ]] || continue
             key="${line%%=*}"
             key="${key%"${key##*[![:space:]]}"}"       # strip trailing blanks
-            if [[ "${key^^}" == "${env_name}" || "${key,,}" == "${name,,}" ]]; then
-                value="${line#*=}"
-                value="${value#"${value%%[![:space:]]*}"}"
-                value="${value%"${value##*[![:space:]]}"}"
-                if [[ "$value" == \"*\" || "$value" == \'*\' ]]; then
-                    value="${value:1:${#value}-2}"
-                fi
-                found=1
+            [[ "$key" == "$env_name" || "$key" == "${name,,}" ]] || continue
+            value="${line#*=}"
+            value="${value#"${value%%[![:space:]]*}"}"
+            value="${value%"${value##*[![:space:]]}"}"
+            if [[ "$value" == \"*\" || "$value" == \'*\' ]]; then
+                value="${value:1:${#value}-2}"
             fi
+            if [[ "$key" == "$env_name" ]]; then prefixed="x$value"; else bare="x$value"; fi
         done <"$DL_REPO/.env"
     fi
-    if [[ -n "$found" ]]; then
-        printf '%s\n' "$value"
+    if [[ -n "$prefixed" ]]; then
+        printf '%s\n' "${prefixed#x}"
+    elif [[ -n "$bare" ]]; then
+        printf '%s\n' "${bare#x}"
     else
         printf '%s\n' "$default"
     fi
