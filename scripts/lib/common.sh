@@ -53,11 +53,22 @@ dl_venv_setup() {
         bench) spec='.[dev,bench]' ;;
         *) dl_die "dl_venv_setup: unknown kind '$kind' (dev|run|bench)" ;;
     esac
-    if [[ ! -x "$DL_VENV/bin/python" ]] || ! "$DL_VENV/bin/python" -c '' 2>/dev/null; then
+    # (a .venv made without pip, as `python3 -m venv` leaves it when ensurepip is missing, is
+    # made again)
+    if [[ ! -x "$DL_VENV/bin/python" ]] ||
+        ! "$DL_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
         local py
         py="$(dl_python)"
+        if ! "$py" -c 'import ensurepip' 2>/dev/null; then
+            # Debian and Ubuntu ship venv's pip apart, in python3-venv
+            dl_log "installing python3-venv (apt-get install python3-venv)"
+            apt-get install -y -qq python3-venv >/dev/null 2>&1 ||
+                { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; } ||
+                dl_die "$py cannot make a virtualenv with pip: install python3-venv"
+        fi
         dl_log "creating .venv with $py ($("$py" --version 2>&1))"
         "$py" -m venv --clear "$DL_VENV"
+        rm -f "$DL_VENV/.dockerlink-install"
     fi
     stamp="$DL_VENV/.dockerlink-install"
     want="$(sha256sum "$DL_REPO/pyproject.toml" | cut -d' ' -f1)"
