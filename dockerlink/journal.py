@@ -10,6 +10,7 @@ event loop.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -21,10 +22,13 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "DIRECTORY_MODE",
+    "FILE_MODE",
     "Appender",
     "JournalLocked",
     "append_lines",
     "lock_directory",
+    "make_directory",
     "open_for_append",
     "read_objects",
     "repair_tail",
@@ -41,10 +45,26 @@ class JournalLocked(RuntimeError):
     """Another process holds the directory."""
 
 
+#: Modes of what dockerlink creates under data_dir (less the umask): its history, events and
+#: webhook queue name every tenant's containers, for dockerlink's user and group only (the
+#: shipped unit's UMask=0027 gives the same).
+DIRECTORY_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def make_directory(directory: Path) -> None:
+    """``directory`` and its missing parents, with :data:`DIRECTORY_MODE`."""
+    if directory.is_dir():
+        return
+    make_directory(directory.parent)
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=DIRECTORY_MODE)
+
+
 def lock_directory(directory: Path) -> int:
     """Create ``directory`` and hold its ``.lock`` (flock) for this process; the lock's fd."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    make_directory(directory)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -66,7 +86,7 @@ def append_lines(path: str | Path, data: bytes) -> None:
 
 def open_for_append(path: str | Path) -> int:
     """The file at ``path`` (created if needed) opened for :func:`write_lines`."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
 
 
 def write_lines(fd: int, data: bytes, path: str | Path) -> None:
@@ -92,7 +112,7 @@ class Appender:
         try:
             if path not in self._clean:
                 if make_folder:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    make_directory(path.parent)
                 repair_tail(path)
             append_lines(path, data)
         except OSError:

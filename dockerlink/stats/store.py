@@ -105,6 +105,7 @@ from typing import Any
 from ..journal import (
     JournalLocked,
     lock_directory,
+    make_directory,
     open_for_append,
     repair_tail,
     write_lines,
@@ -719,7 +720,7 @@ class _Writer:
         path = state.path
         try:
             if not state.clean:
-                (self.root / container_id).mkdir(parents=True, exist_ok=True)
+                make_directory(self.root / container_id)
                 repair_tail(path)
                 state.encoder.restart()
                 self._let_go(state)  # (none is open here; a bug must not leak one)

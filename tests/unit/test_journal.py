@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from dockerlink import journal
 from dockerlink.journal import Appender
+from dockerlink.stats.series import Sample
+from dockerlink.stats.store import HistoryStore
+
+from .clock import Clock
 
 
 def test_a_torn_tail_is_cut_once_then_lines_are_appended_as_they_are(tmp_path: Path) -> None:
@@ -71,3 +77,27 @@ def test_a_last_line_without_its_line_break_is_kept_when_whole(
     assert journal.repair_tail(path)
     assert path.read_bytes() == repaired
     assert not journal.repair_tail(path)  # nothing more to do
+
+
+def test_what_dockerlink_writes_under_data_dir_is_for_its_user_and_group(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Histories, events and the webhook queue name every tenant's containers: under a umask
+    of 022 (dockerlink run outside the shipped unit) other users still get nothing."""
+    data = tmp_path / "data"
+    old_umask = os.umask(0o022)
+    try:
+        os.close(journal.lock_directory(data / "events"))
+        Appender().append(data / "webhooks" / "queue.jsonl", b"{}\n", make_folder=True)
+        store = HistoryStore(data / "stats", clock=clock)
+        store.open()
+        store.append("ab" * 32, Sample(int(clock()), 1, 2, 3, 4, 5, 6, 7, 8))
+        store.close()
+    finally:
+        os.umask(old_umask)
+    made = [data, *data.rglob("*")]
+    assert any(p.name.endswith(".jsonl") for p in made)
+    assert len([p for p in made if p.is_file()]) >= 4  # locks, a queue, a history file
+    for path in made:
+        expected = journal.DIRECTORY_MODE if path.is_dir() else journal.FILE_MODE
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
