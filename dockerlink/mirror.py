@@ -74,6 +74,7 @@ class ContainerMirror:
         self._reading: list[dict[str, dict[str, Any] | None]] = []
         self._fresh = False
         self._following = False
+        self._said_stale = False
         self._reconcile_interval_s = reconcile_interval_s
         self._retry_delay_s = retry_delay_s
         self._resynced = asyncio.Event()
@@ -199,8 +200,10 @@ class ContainerMirror:
             self._fresh = False
 
     def _stale(self, reason: str) -> None:
-        if self._fresh or self.resyncs == 0:
+        """Said once per outage (the first failed start too), not at every retry."""
+        if self._fresh or (self.resyncs == 0 and not self._said_stale):
             log.warning("container mirror stale: %s", reason)
+            self._said_stale = True
         self._fresh = self._following = False
 
     async def _follow(self) -> None:

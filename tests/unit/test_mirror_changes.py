@@ -4,7 +4,11 @@ another container. (Orders a real engine cannot be made to produce on demand.)""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import Any
+
+import pytest
 
 import docker_api
 from dockerlink.mirror import ContainerMirror
@@ -75,3 +79,37 @@ async def test_a_late_rename_does_not_take_a_name_another_container_has_now() ->
     await mirror._apply({"Action": "rename", "Actor": {"ID": A}})
     assert (mirror.get("web") or {}).get("Id") == B
     assert (mirror.get("web-old") or {}).get("Id") == A
+
+
+class DownEngine:
+    """An engine that refuses every call (not started yet)."""
+
+    def __init__(self) -> None:
+        self.containers = self
+        self.events = self
+        self.lists = 0
+
+    async def list(self, **_: Any) -> list[dict[str, Any]]:
+        self.lists += 1
+        raise docker_api.EngineUnreachable("connection to /run/docker.sock failed: refused")
+
+    async def watch(self, **_: Any) -> Any:
+        await asyncio.Event().wait()
+        yield  # pragma: no cover  (never reached: an async generator that waits for ever)
+
+
+async def test_an_engine_down_at_start_is_said_once_not_at_every_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = DownEngine()
+    docker: Any = engine
+    mirror = ContainerMirror(docker, retry_delay_s=0.01)
+    with caplog.at_level(logging.WARNING, logger="dockerlink.mirror"):
+        following = asyncio.create_task(mirror.run())
+        while engine.lists < 10:
+            await asyncio.sleep(0.01)
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+    stale = [r.getMessage() for r in caplog.records if "stale" in r.getMessage()]
+    assert stale == ["container mirror stale: connection to /run/docker.sock failed: refused"]
