@@ -88,9 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     from .app import create_app  # Sanic is only needed to serve
-    from .listen import ListenError, bind_listeners, serve_also, url_of
+    from .listen import BACKLOG, ListenError, bind_listeners, serve_also, url_of
     from .logs import configure_logging
 
+    data_problem, _ = data_dir_status(settings.data_dir)
+    if data_problem is not None:  # one line naming the setting, not a traceback later
+        print(f"dockerlink: data_dir: {data_problem}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
     secrets = [s for s in (settings.api_token, settings.webhook_secret) if s]
@@ -107,6 +111,7 @@ def serve(settings: Settings) -> int:
     # one event loop (see serve_also).
     app.prepare(
         sock=sockets[0],
+        backlog=BACKLOG,  # (Sanic listens on the socket again, with 100 by default)
         single_process=True,
         access_log=False,  # dockerlink logs each request itself (dockerlink.request)
         motd=False,

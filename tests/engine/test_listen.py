@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from docker_api import DockerClient, NotFound
+from dockerlink.listen import BACKLOG
 from dockerlink.settings import Settings
 
 from ..conftest import TEST_IMAGE, create_body, engine_required, free_port, wait_for
@@ -51,6 +52,15 @@ async def test_the_default_hosts_answer_on_ipv4_and_ipv6_loopback(
             f"listening on http://127.0.0.1:{server.port}, http://[::1]:{server.port}"
             in server.log_text()
         )
+        # Both listen with the same backlog (Sanic listened on the first again, with 100).
+        listening = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{server.port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+        backlogs = sorted(line.split()[2] for line in listening if line.strip())
+        assert backlogs == [str(BACKLOG)] * 2, listening
     finally:
         assert server.stop() == 0, server.log_tail()
 

@@ -112,6 +112,25 @@ def test_check_without_an_engine_is_exit_1_naming_the_problem(tmp_path: Path) ->
     assert result.stderr == "dockerlink check: 1 problem(s) found\n"
 
 
+def test_serve_refuses_a_data_dir_it_cannot_use_in_one_line(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    result = run_cli(
+        "serve",
+        cwd=tmp_path,
+        env={
+            "DOCKERLINK_DOCKER_SOCK": str(tmp_path / "missing.sock"),
+            "DOCKERLINK_DATA_DIR": str(not_a_dir / "data"),
+            "DOCKERLINK_PORT": "1",  # never reached: nothing listens
+        },
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"dockerlink: data_dir: {not_a_dir / 'data'} cannot be created: {not_a_dir} "
+        "is not a directory\n"
+    )
+
+
 def test_check_reports_a_data_dir_it_cannot_use(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
