@@ -97,7 +97,10 @@ def serve(settings: Settings) -> int:
         return EXIT_BAD_SETTINGS
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
+    from .webhooks import url_secrets
+
     secrets = [s for s in (settings.api_token, settings.webhook_secret) if s]
+    secrets += url_secrets(settings.webhook_url) if settings.webhook_url else []
     configure_logging(settings.log_level, settings.log_format, secrets)
     try:
         sockets = bind_listeners(settings.hosts, settings.port)
@@ -174,6 +177,10 @@ def settings_lines(settings: Settings) -> list[tuple[str, str]]:
         value = getattr(settings, field.name)
         if field.name in {"api_token", "webhook_secret"}:
             text = "(set, hidden)" if value else "(none)"
+        elif field.name == "webhook_url" and value is not None:
+            from .webhooks import shown_url
+
+            text = shown_url(value)
         elif value is None:
             text = "(none)"
         elif isinstance(value, tuple):

@@ -47,7 +47,15 @@ from . import __version__
 from .journal import Appender, JournalLocked, lock_directory, read_objects
 from .prometheus import Exposition
 
-__all__ = ["WebhookOutbox", "open_outbox", "send_test", "sign"]
+__all__ = [
+    "WebhookOutbox",
+    "open_outbox",
+    "send_test",
+    "shown_url",
+    "sign",
+    "url_password",
+    "url_secrets",
+]
 
 log = logging.getLogger("dockerlink.webhooks")
 
@@ -57,6 +65,31 @@ MAX_DELAY_S = 300.0
 EVENTS_PER_FILE = 1000
 _QUEUE_FILE = re.compile(r"queue-([0-9]{12})\.jsonl")
 _CURSOR = "delivered"
+#: What a password in webhook_url is shown as.
+_HIDDEN = "***"
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url``'s ``user:password@``, if any (kept out of logs and output)."""
+    return httpx.URL(url).password or None
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password in ``url``, as written and decoded, for the logs' redaction."""
+    password = url_password(url)
+    if password is None:
+        return []
+    written = httpx.URL(url).userinfo.decode("ascii", "replace").partition(":")[2]
+    return sorted({password, written})
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown: a password in it replaced by ``***``."""
+    password = url_password(url)
+    if password is None:
+        return url
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=parsed.username, password=_HIDDEN))
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -224,7 +257,7 @@ class WebhookOutbox:
                 if problem is None:
                     self.delivered += 1
                     if failing:
-                        log.info("webhooks: %s answers again", self.url)
+                        log.info("webhooks: %s answers again", shown_url(self.url))
                         failing = False
                 elif self._clock() - head.queued >= MAX_AGE_S:
                     self.failures += 1
@@ -239,7 +272,9 @@ class WebhookOutbox:
                     self.failures += 1
                     if not failing:
                         log.warning(
-                            "webhooks: delivery to %s failed, retrying: %s", self.url, problem
+                            "webhooks: delivery to %s failed, retrying: %s",
+                            shown_url(self.url),
+                            problem,
                         )
                         failing = True
                     await asyncio.sleep(delay)
@@ -335,9 +370,9 @@ async def send_test(url: str, secret: str, *, timeout_s: float) -> tuple[str | N
                 url, content=body, headers=_headers(body, secret, "test", event_id)
             )
     except TimeoutError:
-        return f"{url} gave no whole answer within {timeout_s:g} s", ""
+        return f"{shown_url(url)} gave no whole answer within {timeout_s:g} s", ""
     except httpx.HTTPError as exc:
-        return f"{url} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "), ""
+        return f"{shown_url(url)} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "), ""
     if not 200 <= response.status_code < 300:
-        return f"{url} answered {response.status_code} to a signed test event", ""
-    return None, f"{url} answered {response.status_code} to a signed test event"
+        return f"{shown_url(url)} answered {response.status_code} to a signed test event", ""
+    return None, f"{shown_url(url)} answered {response.status_code} to a signed test event"

@@ -159,22 +159,29 @@ async def test_deliveries_pending_at_a_kill_9_arrive_after_the_restart(
 def test_check_posts_a_signed_test_event(
     engine_sock: str, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
+    # A receiver behind basic authentication: its password is never shown.
+    password = "hook-password-0123"
+    url = receiver.url.replace("http://", f"http://panel:{password}@", 1)
+    shown = receiver.url.replace("http://", "http://panel:***@", 1)
     env = {
         "DOCKERLINK_DOCKER_SOCK": engine_sock,
         "DOCKERLINK_DATA_DIR": str(tmp_path),
-        "DOCKERLINK_WEBHOOK_URL": receiver.url,
+        "DOCKERLINK_WEBHOOK_URL": url,
         "DOCKERLINK_WEBHOOK_SECRET": SECRET,
     }
     down = run_cli("check", cwd=tmp_path, env=env)
     assert down.returncode == 1, down.stdout
-    assert f"webhook: PROBLEM: {receiver.url} is unreachable" in down.stdout
+    assert f"webhook: PROBLEM: {shown} is unreachable" in down.stdout
     assert "  webhook_secret = (set, hidden)" in down.stdout
+    assert f"  webhook_url = {shown}" in down.stdout
     assert SECRET not in down.stdout + down.stderr
+    assert password not in down.stdout + down.stderr
 
     receiver.start()
     up = run_cli("check", cwd=tmp_path, env=env)
     assert up.returncode == 0, up.stdout + up.stderr
-    assert f"webhook: ok: {receiver.url} answered 204 to a signed test event" in up.stdout
+    assert f"webhook: ok: {shown} answered 204 to a signed test event" in up.stdout
+    assert password not in up.stdout + up.stderr
     [test_event] = receiver.events()
     assert test_event["type"] == "test"
     receiver.check_signatures(SECRET)

@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 import docker_api
+from dockerlink import webhooks
 from dockerlink.events import (
     EVENTS_PER_FILE,
     MAX_PER_CONTAINER,
@@ -450,3 +451,11 @@ async def test_a_failed_catch_up_is_tried_again(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await asyncio.to_thread(lifecycle.close)
+
+
+def test_a_password_in_webhook_url_is_hidden_and_redacted_in_both_forms() -> None:
+    url = "https://panel:p%3Aw%40rd@hooks.example:8443/in?x=1"
+    assert webhooks.shown_url(url) == "https://panel:***@hooks.example:8443/in?x=1"
+    assert webhooks.url_secrets(url) == ["p%3Aw%40rd", "p:w@rd"]
+    assert webhooks.shown_url("https://hooks.example/in") == "https://hooks.example/in"
+    assert webhooks.url_secrets("https://user@hooks.example/in") == []
