@@ -72,7 +72,7 @@ WEBSOCKET_MAX_SIZE = 1024 * 1024
 #: Public pages that browsers load from other sites' links, exempt from the rule on requests
 #: a browser makes for another site (besides the public paths): the terminal page and its
 #: files, and the SSH bridge that customers' browsers reach through nginx from the panel's pages.
-_BROWSER_RULE_EXEMPT = frozenset({"/terminal"})
+_BROWSER_RULE_EXEMPT = frozenset({"/terminal", "/terminal/"})
 _BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/", *_PUBLIC_PREFIXES)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
@@ -155,6 +155,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     public_paths = _PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
     public_paths |= _PUBLIC_TERMINAL_PATHS
+    public_paths |= {path + "/" for path in public_paths if path != "/"}  # routes take both
 
     @functools.lru_cache(maxsize=256)
     def refusal_for(host: str, origin: str | None, fetch_site: str | None) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sanic import HTTPResponse
+from sanic import HTTPResponse, Request
 
-__all__ = ["json_response", "no_content", "plain_text", "text_response"]
+__all__ = ["json_response", "no_content", "plain_text", "text_response", "without_slash"]
 
 
 def json_response(body: Any, status: int = 200) -> HTTPResponse:
@@ -29,3 +29,15 @@ def plain_text(status: int, text: str) -> HTTPResponse:
 
 def no_content() -> HTTPResponse:
     return HTTPResponse(status=204)
+
+
+def without_slash(request: Request) -> HTTPResponse | None:
+    """For a page asked for with a trailing slash (``/terminal/?id=web1``), a 308 to the page
+    without it; None otherwise. (The page's links are relative: under the slash they would
+    miss.) The location is relative too, so that it holds behind a proxy that moves the path
+    (``/wetty/`` outside is ``/v1/ssh/<name>/wetty/`` here)."""
+    if not request.path.endswith("/"):
+        return None
+    name = request.path.rstrip("/").rpartition("/")[2]
+    query = f"?{request.query_string}" if request.query_string else ""
+    return HTTPResponse(status=308, headers={"Location": f"../{name}{query}"})

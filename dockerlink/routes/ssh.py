@@ -18,6 +18,7 @@ from ..context import context_of
 from ..errors import Conflict
 from ..hosting import ManagedContainer
 from ..requests import parse_container_ref
+from ..responses import without_slash
 from ..ssh_bridge import Resize, SSHTarget, parse_terminal_message, ssh_target
 from ..terminal import SUBPROTOCOL, close_or_drop
 from ..terminal_page import asset_response, page_response
@@ -88,6 +89,8 @@ async def wetty(request: Request, name: str) -> HTTPResponse:
     Its URLs are relative (``socket``, ``static/...``), so it works at
     ``https://ssh.<name>.<domain>/wetty`` behind nginx as well as here.
     """
+    if (moved := without_slash(request)) is not None:
+        return moved
     container = await container_named(request, name)
     ancestors = context_of(request).settings.ssh_frame_ancestors
     return page_response(

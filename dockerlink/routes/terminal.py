@@ -8,6 +8,7 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from ..context import context_of
 from ..errors import Conflict
 from ..requests import parse_container_ref
+from ..responses import without_slash
 from ..terminal import SUBPROTOCOL, DirectRelay, TerminalSessions
 from ..terminal_page import asset_response, page_response
 from ._common import hosting_of, query
@@ -63,6 +64,8 @@ socket_bp.add_websocket_route(terminal, "/v1/container/terminal", subprotocols=[
 
 @page_bp.get("/terminal")
 async def terminal_page(request: Request) -> HTTPResponse:
+    if (moved := without_slash(request)) is not None:
+        return moved
     ref = parse_container_ref(query(request).get("id"))
     return page_response(
         title=f"{ref} · dockerlink terminal",

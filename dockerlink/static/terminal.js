@@ -171,13 +171,26 @@
       event.preventDefault();
       return false;
     }
-    if (event.code === "KeyV" && navigator.clipboard && navigator.clipboard.readText) {
-      navigator.clipboard.readText().then((text) => term.paste(text), () => {});
-      event.preventDefault();
+    if (event.code === "KeyV") {
+      // Never ^V to the shell. Where the page may read the clipboard, read it; else (the
+      // panels' iframe, from another site, without allow="clipboard-read") leave the key to
+      // the browser's own paste, which xterm takes as a paste event.
+      if (clipboardReadable() && navigator.clipboard && navigator.clipboard.readText) {
+        navigator.clipboard.readText().then((text) => term.paste(text), () => {});
+        event.preventDefault();
+      }
       return false;
     }
     return true;
   });
+
+  function clipboardReadable() {
+    const policy = document.permissionsPolicy || document.featurePolicy;
+    if (policy && typeof policy.allowsFeature === "function") {
+      return policy.allowsFeature("clipboard-read");
+    }
+    return window.top === window; // browsers without the policy API: top-level pages only
+  }
 
   let resizeTimer = 0;
   window.addEventListener("resize", () => {

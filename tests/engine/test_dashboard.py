@@ -209,6 +209,12 @@ async def test_the_dashboard_asks_for_the_token_and_charts_every_container(
             assert all(limit in text for limit in limits), text
             link = row.locator("a.terminal")  # running: a link to its terminal page
             assert await link.get_attribute("href") == f"terminal?id={container_id}"
+        # The link opens the terminal in a new tab that has the token already: no prompt.
+        async with page.expect_popup() as opened:
+            await page.locator(f"#containers tr[data-id='{web}'] a.terminal").click()
+        terminal = await opened.value
+        await terminal.wait_for_selector("body[data-status=open]")
+        await terminal.close()
         cards = await charts_of(page)
         assert_drawn(cards, ids, 5)
         # The fetching container's network chart shows traffic, not a flat line at zero.

@@ -14,10 +14,13 @@ self-signed certificate where certbot puts them.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +93,37 @@ async def https_get(nginx: Nginx, host: str, path: str) -> httpx.Response:
     """Through nginx's HTTPS sites (async: dockerlink answers in this event loop)."""
     async with httpx.AsyncClient(verify=False, timeout=10) as client:  # self-signed
         return await client.get(f"https://127.0.0.1:{nginx.tls_port}{path}", headers={"Host": host})
+
+
+@contextlib.contextmanager
+def serving_page(html: str, cert: Path, key: str | Path) -> Iterator[int]:
+    """``html`` served over HTTPS at / on a free loopback port (a panel's page), for the
+    block's length."""
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture
@@ -185,6 +219,33 @@ async def test_the_shell_tab_over_https_logs_in_as_admin(
         await page.screenshot(path=str(shot))
         assert png_size(shot) == (VIEWPORT["width"], VIEWPORT["height"])
         assert problems == []
+
+        # In the panel's iframe (another site, no allow="clipboard-read"), Ctrl+Shift+V is left
+        # to the browser's own paste: the page must not cancel it for a clipboard read the
+        # browser refuses there (the key did nothing at all).
+        tab = await resolving_browser.new_page(viewport=VIEWPORT, ignore_https_errors=True)
+        frame_html = (
+            f'<iframe id="tab" src="https://{ssh_host}:{nginx.tls_port}/wetty" '
+            'width="900" height="560"></iframe>'
+        )
+        # (over HTTPS, as panels are: the frame is a secure context, with navigator.clipboard;
+        # on loopback, which Chromium lets frame loopback)
+        with serving_page(frame_html, cert, key) as port:
+            await tab.goto(f"https://panel.{DOMAIN}:{port}/")
+            framed = tab.frame_locator("#tab")
+            await framed.locator(SCREEN).get_by_text("login as:", exact=False).wait_for()
+            shell = next(frame for frame in tab.frames if frame.url.endswith("/wetty"))
+            policy = "document.featurePolicy.allowsFeature('clipboard-read')"
+            assert await shell.evaluate(policy) is False
+            assert await shell.evaluate("typeof navigator.clipboard.readText") == "function"
+            await shell.evaluate(
+                "window.addEventListener('keydown', (e) => {"
+                " if (e.code === 'KeyV') window.pasteKeyCancelled = e.defaultPrevented; })"
+            )
+            await framed.locator("#terminal").click()
+            await tab.keyboard.press("Control+Shift+V")
+            assert await shell.evaluate("window.pasteKeyCancelled") is False
+        await tab.close()
 
         # The container's own site is served over HTTPS too, and both go with the container.
         assert (await https_get(nginx, f"{name}.{DOMAIN}", "/")).status_code == 502  # no web server

@@ -131,6 +131,18 @@ async def test_the_page_is_public_and_loads_only_its_own_files(tmp_path: Path) -
     assert 'data-token="none"' in open_page.text
 
 
+async def test_public_pages_with_a_trailing_slash(tmp_path: Path) -> None:
+    """They are public too, and a page goes to its address without the slash, where its
+    relative links hold (a relative location: behind nginx the path is another)."""
+    client = serving(tmp_path)
+    _, health = await client.get("/health/")
+    assert health.status_code != 401
+    _, moved = await client.get("/terminal/?id=web1", follow_redirects=False)
+    assert (moved.status_code, moved.headers["location"]) == (308, "../terminal?id=web1")
+    _, moved = await client.get("/v1/ssh/web1/wetty/", follow_redirects=False)
+    assert (moved.status_code, moved.headers["location"]) == (308, "../wetty")
+
+
 # -- the bridge, with a scripted socket and stream (orders a real engine cannot force) ----------
 
 
