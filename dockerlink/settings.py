@@ -243,11 +243,23 @@ def _webhook_url(name: str, raw: str) -> str | None:
     return url
 
 
+#: An origin as browsers send it: scheme, host (a name or a bracketed IPv6 address), port.
+_ORIGIN = re.compile(
+    r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+)
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
-    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    """``*`` or origins (``https://panel.example.com:8443``: no path, no spaces); the frame
+    ancestors may also name every subdomain (``https://*.example.com``), as CSP allows."""
+    origins = tuple(part.strip().rstrip("/").lower() for part in raw.split(",") if part.strip())
     for origin in origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise SettingsError(name, f"{origin!r} is not * or an http(s) origin")
+        host_wildcard = name == "ssh_frame_ancestors" and "://*." in origin
+        plain = origin.replace("://*.", "://", 1) if host_wildcard else origin
+        if origin != "*" and not _ORIGIN.fullmatch(plain):
+            raise SettingsError(
+                name, f"{origin!r} is not * or an origin (http(s)://host[:port], nothing after)"
+            )
     return origins
 
 
@@ -484,6 +496,8 @@ def check(settings: Settings) -> None:
     _check_engine_transport(settings)
     if settings.webhook_url is not None and not settings.webhook_secret:
         raise SettingsError("webhook_secret", "is required with webhook_url (it signs each POST)")
+    if settings.webhook_secret is not None and len(settings.webhook_secret.strip()) < 16:
+        raise SettingsError("webhook_secret", "is shorter than 16 characters")
 
 
 def _check_engine_transport(settings: Settings) -> None:

@@ -222,12 +222,21 @@ def test_the_signature_is_the_readmes_hmac_over_the_exact_body() -> None:
     assert sign(body + b" ", "s3cret") != expected
 
 
+#: The shortest webhook_secret accepted.
+SIXTEEN = "0123456789abcdef"
+
+
 @pytest.mark.parametrize(
     ("environ", "problem"),
     [
-        ({"webhook_url": "ftp://panel.example/hook", "webhook_secret": "x"}, "webhook_url"),
-        ({"webhook_url": "https:///nohost", "webhook_secret": "x"}, "webhook_url"),
+        ({"webhook_url": "ftp://panel.example/hook", "webhook_secret": SIXTEEN}, "webhook_url"),
+        ({"webhook_url": "https:///nohost", "webhook_secret": SIXTEEN}, "webhook_url"),
         ({"webhook_url": "https://panel.example/hook"}, "webhook_secret"),
+        (
+            {"webhook_url": "https://panel.example/hook", "webhook_secret": "s3cret"},
+            "webhook_secret",
+        ),
+        ({"webhook_url": "https://p.example/", "webhook_secret": " " * 20}, "webhook_secret"),
         ({"webhook_timeout": "0"}, "webhook_timeout"),
     ],
 )
@@ -239,11 +248,11 @@ def test_webhook_settings_are_checked(environ: dict[str, str], problem: str) -> 
 
 def test_a_webhook_url_with_a_secret_is_accepted() -> None:
     settings = load_settings(
-        {"webhook_url": "https://panel.example/hook", "webhook_secret": "s3cret"}, env_file=None
+        {"webhook_url": "https://panel.example/hook", "webhook_secret": SIXTEEN}, env_file=None
     )
     assert (settings.webhook_url, settings.webhook_secret) == (
         "https://panel.example/hook",
-        "s3cret",
+        SIXTEEN,
     )
 
 

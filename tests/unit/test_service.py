@@ -92,6 +92,10 @@ def test_the_environment_wins_over_the_file_under_either_spelling(tmp_path: Path
         ({"allow_unauthenticated": "maybe"}, "allow_unauthenticated"),
         ({"docker_sock": "relative.sock"}, "docker_sock"),
         ({"cors_origins": "example.com"}, "cors_origins"),
+        ({"cors_origins": "https://panel.example.com/app"}, "cors_origins"),
+        ({"cors_origins": "https://*.example.com"}, "cors_origins"),
+        ({"ssh_frame_ancestors": "https://panel.example.com; script-src *"}, "ssh_frame_ancestors"),
+        ({"ssh_frame_ancestors": "https://panel.example.com 'self'"}, "ssh_frame_ancestors"),
         ({"host": "0.0.0.0"}, "api_token"),
         ({"api_token": "short"}, "api_token"),
         ({"start_command": "{commands} && {commands}"}, "start_command"),
@@ -103,6 +107,21 @@ def test_bad_settings_name_the_setting(environ: dict[str, str], name: str) -> No
     assert caught.value.name == name
     assert str(caught.value).startswith(f"invalid setting {name}: ")
     assert "\n" not in str(caught.value)
+
+
+def test_origins_are_kept_as_browsers_send_them() -> None:
+    settings = load_settings(
+        {
+            "cors_origins": "https://Panel.example.com/, http://[::1]:8080",
+            "ssh_frame_ancestors": "https://*.example.com,https://panel.example.net:8443",
+        },
+        env_file=None,
+    )
+    assert settings.cors_origins == ("https://panel.example.com", "http://[::1]:8080")
+    assert settings.ssh_frame_ancestors == (
+        "https://*.example.com",
+        "https://panel.example.net:8443",
+    )
 
 
 def test_public_listen_needs_a_token_or_an_explicit_opt_out() -> None:
