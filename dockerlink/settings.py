@@ -126,6 +126,9 @@ def _hosts(name: str, raw: str) -> str:
     for part in parts:
         if not part or any(c.isspace() or c in "/[]" for c in part):
             raise SettingsError(name, f"{raw.strip()!r} is not a comma-separated list of addresses")
+        address, colon, port = part.rpartition(":")
+        if colon and port.isdigit() and ":" not in address:  # not IPv6: a name or IPv4 and a port
+            raise SettingsError(name, f"{part!r} has a port: host takes addresses, set port apart")
     return ",".join(parts)
 
 
@@ -496,6 +499,12 @@ def check(settings: Settings) -> None:
     _check_engine_transport(settings)
     if settings.webhook_url is not None and not settings.webhook_secret:
         raise SettingsError("webhook_secret", "is required with webhook_url (it signs each POST)")
+    if settings.min_host_port + settings.port_area_size > 65536:
+        raise SettingsError(
+            "min_host_port",
+            f"{settings.min_host_port} leaves no room for a block of port_area_size "
+            f"({settings.port_area_size}) ports below 65536",
+        )
     if settings.webhook_secret is not None and len(settings.webhook_secret.strip()) < 16:
         raise SettingsError("webhook_secret", "is shorter than 16 characters")
 
