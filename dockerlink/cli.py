@@ -90,6 +90,7 @@ def serve(settings: Settings) -> int:
     from .app import create_app  # Sanic is only needed to serve
     from .listen import BACKLOG, ListenError, bind_listeners, serve_also, url_of
     from .logs import configure_logging
+    from .webhooks import url_secrets
 
     data_problem, _ = data_dir_status(settings.data_dir)
     if data_problem is not None:  # one line naming the setting, not a traceback later
@@ -97,8 +98,6 @@ def serve(settings: Settings) -> int:
         return EXIT_BAD_SETTINGS
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
-    from .webhooks import url_secrets
-
     secrets = [s for s in (settings.api_token, settings.webhook_secret) if s]
     secrets += url_secrets(settings.webhook_url) if settings.webhook_url else []
     configure_logging(settings.log_level, settings.log_format, secrets)
