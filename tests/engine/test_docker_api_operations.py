@@ -17,6 +17,15 @@ from ..conftest import TEST_IMAGE
 KEEP_ALIVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 
 
+async def read_to_end(stream: docker_api.HijackedStream) -> bytes:
+    """A hijacked stream's output until it ends (within 10 s)."""
+    output = b""
+    async with asyncio.timeout(10):
+        while chunk := await stream.read():
+            output += chunk
+    return output
+
+
 async def make(docker: DockerClient, cleanup: list[str], name: str, **config: object) -> str:
     body = {"Image": TEST_IMAGE, "Cmd": KEEP_ALIVE, "Labels": {"dltest": "api"}, **config}
     created = await docker.containers.create(body, name=name)
@@ -262,10 +271,7 @@ async def test_exec_attach_resize_and_half_close(
     async with await docker.execs.attach(exec_id, tty=True) as stream:
         await docker.execs.resize(exec_id, cols=91, rows=27)
         await stream.write(b"stty size; exit\n")
-        output = b""
-        async with asyncio.timeout(10):
-            while chunk := await stream.read():
-                output += chunk
+        output = await read_to_end(stream)
     assert b"27 91\r\n" in output
     with pytest.raises(docker_api.NotFound):
         await docker.execs.attach("0" * 64, tty=True)
@@ -301,10 +307,7 @@ async def test_a_version_the_engine_refuses_is_negotiated_again(
         docker._api_version = "1.49"
         async with await docker.execs.attach(exec_id, tty=True) as stream:
             await stream.write(b"echo hi-$((6*7)); exit\n")
-            output = b""
-            async with asyncio.timeout(10):
-                while chunk := await stream.read():
-                    output += chunk
+            output = await read_to_end(stream)
         assert b"hi-42" in output
         assert docker.api_version == "1.41"
     async with DockerClient(engine_sock, timeout=30, api_version="1.49") as docker:

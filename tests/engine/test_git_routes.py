@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -700,6 +701,19 @@ async def add_hanging_remote(docker: DockerClient, cid: str) -> None:
     )
 
 
+async def once_hanging(
+    docker: DockerClient, cid: str, pull: Coroutine[Any, Any, httpx.Response]
+) -> asyncio.Future[httpx.Response]:
+    """``pull`` (a request to the hanging remote) sent, once its git hangs in the container."""
+    sent = asyncio.ensure_future(pull)
+
+    async def hanging() -> bool:
+        return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
+
+    await wait_for(hanging, timeout=10)
+    return sent
+
+
 async def test_hanging_git_answers_504_with_its_output_and_is_stopped(
     git_settings: Settings,
     docker: DockerClient,
@@ -753,12 +767,7 @@ async def test_reads_do_not_wait_behind_a_hanging_pull_but_writes_do(
             finished.append(label)
             return response
 
-        pull = asyncio.ensure_future(call("pull", "GET", "/v1/git"))
-
-        async def pull_hanging() -> bool:
-            return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
-
-        await wait_for(pull_hanging, timeout=10)
+        pull = await once_hanging(docker, cid, call("pull", "GET", "/v1/git"))
         checkout = asyncio.ensure_future(call("checkout", "POST", "/v1/git/branch", branch="main"))
         head = await call("head", "GET", "/v1/git/head")
         branch = await call("branch", "GET", "/v1/git/branch")
@@ -785,12 +794,7 @@ async def test_a_stop_does_not_wait_behind_git_and_the_pull_it_ends_answers_409(
         cid = await create_container(api, docker, cleanup, unique_name("git"))
         await repo_with_commits(docker, cid)
         await add_hanging_remote(docker, cid)
-        pull = asyncio.ensure_future(api.get("/v1/git", params={"id": cid}))
-
-        async def pull_hanging() -> bool:
-            return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
-
-        await wait_for(pull_hanging, timeout=10)
+        pull = await once_hanging(docker, cid, api.get("/v1/git", params={"id": cid}))
         began = time.monotonic()
         stop = await api.post("/v1/container/stop", params={"id": cid, "t": "0"})
         assert stop.status_code == 204, stop.text
@@ -833,12 +837,7 @@ async def test_a_write_waits_for_the_repository_at_most_git_timeout(
         cid = await create_container(api, docker, cleanup, unique_name("git"))
         await repo_with_commits(docker, cid)
         await add_hanging_remote(docker, cid)
-        first = asyncio.ensure_future(api.get("/v1/git", params={"id": cid}))
-
-        async def pull_hanging() -> bool:
-            return "sleep 4321" in await sh(docker, cid, "ps -o args", user="root")
-
-        await wait_for(pull_hanging, timeout=10)
+        first = await once_hanging(docker, cid, api.get("/v1/git", params={"id": cid}))
         second = asyncio.ensure_future(api.get("/v1/git", params={"id": cid}))
         await asyncio.sleep(0.2)
         began = time.monotonic()

@@ -112,52 +112,29 @@ def test_check_without_an_engine_is_exit_1_naming_the_problem(tmp_path: Path) ->
     assert result.stderr == "dockerlink check: 1 problem(s) found\n"
 
 
-def test_serve_refuses_a_data_dir_it_cannot_use_in_one_line(tmp_path: Path) -> None:
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("")
-    result = run_cli(
-        "serve",
-        cwd=tmp_path,
-        env={
-            "DOCKERLINK_DOCKER_SOCK": str(tmp_path / "missing.sock"),
-            "DOCKERLINK_DATA_DIR": str(not_a_dir / "data"),
-            "DOCKERLINK_PORT": "1",  # never reached: nothing listens
-        },
-    )
-    assert result.returncode == 2
-    assert result.stderr == (
-        f"dockerlink: data_dir: {not_a_dir / 'data'} cannot be created: {not_a_dir} "
-        "is not a directory\n"
-    )
+def with_data_dir(command: str, tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` with ``data_dir`` and no engine."""
+    env = {
+        "DOCKERLINK_DOCKER_SOCK": str(tmp_path / "missing.sock"),
+        "DOCKERLINK_DATA_DIR": str(data_dir),
+    }
+    return run_cli(command, cwd=tmp_path, env=env)
 
 
 def test_check_reports_a_data_dir_it_cannot_use(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    result = run_cli(
-        "check",
-        cwd=tmp_path,
-        env={
-            "DOCKERLINK_DOCKER_SOCK": str(tmp_path / "missing.sock"),
-            "DOCKERLINK_DATA_DIR": str(not_a_dir),
-        },
-    )
+    result = with_data_dir("check", tmp_path, not_a_dir)
     assert result.returncode == 1
     assert f"data_dir: PROBLEM: {not_a_dir} is not a directory\n" in result.stdout
     assert result.stderr == "dockerlink check: 2 problem(s) found\n"
-    under_a_file = run_cli(
-        "check",
-        cwd=tmp_path,
-        env={
-            "DOCKERLINK_DOCKER_SOCK": str(tmp_path / "missing.sock"),
-            "DOCKERLINK_DATA_DIR": str(not_a_dir / "data"),
-        },
-    )
+    under_a_file = with_data_dir("check", tmp_path, not_a_dir / "data")
     assert under_a_file.returncode == 1
-    assert (
-        f"data_dir: PROBLEM: {not_a_dir / 'data'} cannot be created: {not_a_dir} "
-        "is not a directory" in under_a_file.stdout
-    )
+    problem = f"{not_a_dir / 'data'} cannot be created: {not_a_dir} is not a directory"
+    assert f"data_dir: PROBLEM: {problem}" in under_a_file.stdout
+    # serve says the same in one line, before it listens (not tracebacks once it does)
+    served = with_data_dir("serve", tmp_path, not_a_dir / "data")
+    assert (served.returncode, served.stderr) == (2, f"dockerlink: data_dir: {problem}\n")
 
 
 def test_check_shows_the_settings_but_never_the_token(tmp_path: Path) -> None:
