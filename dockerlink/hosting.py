@@ -125,8 +125,12 @@ def restart_policy(name: str, max_retries: int) -> dict[str, Any]:
 
 
 def start_command(template: str, commands: Iterable[str]) -> str:
-    """The container's shell command: ``{commands}`` joined with `` && ``, or dropped cleanly."""
-    joined = " && ".join(commands)
+    """The container's shell command: ``{commands}`` joined with `` && ``, or dropped cleanly.
+
+    Each command is one link of the chain, in a ``{ ...; }`` group of its own ended by a line
+    break: a ``#`` comment or a line break in one cannot swallow the rest of the chain (the
+    keep-alive), and a ``cd`` or an ``export`` still holds for the commands after it."""
+    joined = " && ".join("{ " + command + "\n}" for command in commands)
     if joined:
         return template.replace("{commands}", joined)
     for form in ("{commands} && ", " && {commands}", "{commands}"):

@@ -118,6 +118,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """A request body that must be one JSON object: strict UTF-8, no NaN, no duplicate keys."""
     if not body or not body.strip():
@@ -141,7 +144,21 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest("invalid JSON body: nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest("the JSON body must be an object")
+    if _has_lone_surrogate(value):  # "\ud800" alone: half a character, nothing can encode it
+        raise BadRequest(
+            "invalid JSON body: a \\u escape names half of a character (a lone surrogate)"
+        )
     return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def _check_fields(body: Mapping[str, Any], allowed: set[str]) -> None:

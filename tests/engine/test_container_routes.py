@@ -84,7 +84,7 @@ async def test_create_gives_the_container_everything_the_spec_lists(
     assert info["Config"]["Cmd"] == [
         "sh",
         "-c",
-        "sh /var/www/starter.sh && echo first > /tmp/cmd1 && echo second > /tmp/cmd2"
+        "sh /var/www/starter.sh && { echo first > /tmp/cmd1\n} && { echo second > /tmp/cmd2\n}"
         " && /usr/sbin/sshd -D",
     ]
 

@@ -1,4 +1,5 @@
-"""Numbers in query strings: more digits than Python converts (4,300) are a 400, not a 500."""
+"""Numbers in query strings (more digits than Python converts, 4,300, are a 400, not a 500), and
+JSON bodies whose strings cannot be encoded."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from dockerlink.errors import BadRequest
 from dockerlink.hosting import PORTS_LABEL, host_port_root
-from dockerlink.requests import parse_events_limit, parse_stop_grace
+from dockerlink.requests import parse_events_limit, parse_json_object, parse_stop_grace
 
 LONG = "0" * 4300 + "5"
 
@@ -34,3 +35,17 @@ def test_a_ports_label_that_is_no_port_is_none() -> None:
     assert host_port_root({PORTS_LABEL: LONG}) is None
     assert host_port_root({PORTS_LABEL: "²"}) is None
     assert host_port_root({}) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"commands": ["echo \\ud800"]}',  # half of a character: nothing can encode it
+        b'{"name": "web", "\\udfff": 1}',
+        b'{"commands": [["x"], {"y": "\\udc00"}]}',
+    ],
+)
+def test_a_lone_surrogate_escape_is_a_400(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="lone surrogate"):
+        parse_json_object(body)
+    assert parse_json_object(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}  # a whole pair

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,29 @@ def test_start_command_template() -> None:
     template = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
     assert (
         start_command(template, ["a", "b c"])
-        == "sh /var/www/starter.sh && a && b c && /usr/sbin/sshd -D"
+        == "sh /var/www/starter.sh && { a\n} && { b c\n} && /usr/sbin/sshd -D"
     )
     assert start_command(template, []) == "sh /var/www/starter.sh && /usr/sbin/sshd -D"
     assert start_command("{commands} && run", []) == "run"
     assert start_command("run && {commands}", []) == "run"
     assert start_command("run", ["ignored"]) == "run"
+
+
+@pytest.mark.parametrize(
+    ("commands", "printed"),
+    [
+        (["echo one # a note", "echo two"], "one\ntwo\nkept alive\n"),
+        (["cd /tmp", "pwd"], "/tmp\nkept alive\n"),  # a cd holds for the next ones
+        (["export A=1", "echo $A"], "1\nkept alive\n"),
+        (["echo a\necho b"], "a\nb\nkept alive\n"),  # a line break in a command
+        (["sleep 0 &", "echo bg"], "bg\nkept alive\n"),  # (was a syntax error: & &&)
+        (["false", "echo never"], ""),  # the chain stops at a failure, as before
+    ],
+)
+def test_each_command_is_one_link_of_the_chain(commands: list[str], printed: str) -> None:
+    script = start_command("{commands} && echo kept alive", commands)
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
+    assert result.stdout == printed
 
 
 # -- the error table -------------------------------------------------------------------------------
