@@ -525,6 +525,9 @@ class LifecycleEvents:
             self._states[container_id] = _State()
         elif action == "destroy":
             self._states.pop(container_id, None)
+            # Its series end with it: /metrics does not grow with every container ever made.
+            for counter in (self.restarts, self.oom_kills, self.crashes):
+                counter.forget("id", container_id)
         if action == "die" and self._replays_inspect_die(container_id, nanos):
             return
         recorded = await self._record(container_id, name, action, nanos, extra)

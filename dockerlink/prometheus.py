@@ -93,6 +93,12 @@ class Counter:
     def inc(self, *label_values: str, amount: float = 1.0) -> None:
         self.values[label_values] = self.values.get(label_values, 0.0) + amount
 
+    def forget(self, label: str, value: str) -> None:
+        """Drop every series whose ``label`` is ``value`` (what it counted is gone)."""
+        index = self.label_names.index(label)
+        for key in [key for key in self.values if key[index] == value]:
+            del self.values[key]
+
     def write(self, out: Exposition) -> None:
         out.family(self.name, "counter", self.help_text)
         for values, total in sorted(self.values.items()):

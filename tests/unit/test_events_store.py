@@ -330,6 +330,17 @@ async def test_a_death_only_inspect_shows_is_recorded_once_and_not_called_a_cras
             }
         )
         assert [e["type"] for e in log.events(CID)] == ["start", "die"]
+        # Removed: its series go, so that /metrics does not grow with every container made.
+        await lifecycle.handle(
+            {
+                "Type": "container",
+                "Action": "destroy",
+                "Actor": {"ID": OTHER, "Attributes": {"dockerlink": "v1.0.0", "name": "web1"}},
+                "timeNano": 1796082200000000000,
+            }
+        )
+        assert lifecycle.crashes.values == {}
+        assert lifecycle.oom_kills.values == {}
     finally:
         await asyncio.to_thread(lifecycle.close)
 
