@@ -519,11 +519,11 @@ class Hosting:
 
     @_to_the_end
     async def update_limits(self, ref: str, request: LimitsRequest) -> list[str]:
-        if request.cpus is not None:
-            await self._check_cpus(request.cpus)
-        if request.memory_bytes is not None:
-            await self._check_memory(request.memory_bytes)
-        async with self.acting_on(ref) as container:
+        async with self.acting_on(ref) as container:  # 404 and 412 before the limits' 400
+            if request.cpus is not None:
+                await self._check_cpus(request.cpus)
+            if request.memory_bytes is not None:
+                await self._check_memory(request.memory_bytes)
             resources: dict[str, Any] = {}
             if request.memory_bytes is not None:
                 # Sent together so that raising the limit above the old swap limit works.

@@ -13,7 +13,7 @@ import httpx
 
 from docker_api import DockerClient
 from dockerlink.units import GIB
-from tests.conftest import create_container, free_port_root
+from tests.conftest import TEST_IMAGE, create_container, free_port_root
 
 
 async def refused_create(
@@ -95,6 +95,18 @@ async def test_memory_above_the_engines_total_is_refused_on_create_and_resize(
     assert answer.text.startswith(f"memory {above:g} GiB is more than the engine's ")
     after = (await docker.containers.inspect(container_id))["HostConfig"]
     assert (after["Memory"], after["MemorySwap"]) == (before["Memory"], before["MemorySwap"])
+    # A container that is not there, or not dockerlink's, is said first (404, 412).
+    missing = unique_name("none")
+    answer = await api.patch("/v1/container", params={"id": missing}, json={"memory": above})
+    assert (answer.status_code, answer.text) == (404, f"no such container: {missing}\n")
+    foreign = unique_name("foreign")
+    cleanup.append(foreign)
+    await docker.containers.create({"Image": TEST_IMAGE, "Cmd": ["true"]}, name=foreign)
+    answer = await api.patch("/v1/container", params={"id": foreign}, json={"cpulimit": 64})
+    assert (answer.status_code, answer.text) == (
+        412,
+        "this docker has not been created with dockerlink\n",
+    )
     # Up to the total is fine.
     answer = await api.patch("/v1/container", params={"id": container_id}, json={"memory": 0.5})
     assert answer.status_code == 200, answer.text
