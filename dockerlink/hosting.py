@@ -13,7 +13,7 @@ import functools
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -319,9 +319,10 @@ class Hosting:
     # -- listing ------------------------------------------------------------------------------
 
     async def list_containers(
-        self, ids: list[str] | None, running: bool | None
+        self, asked: Mapping[str, str] | None, running: bool | None
     ) -> dict[str, dict[str, Any]]:
-        """``{"error": {...}, "success": {...}}`` for the ids asked, or for every container.
+        """``{"error": {...}, "success": {...}}`` for the containers asked (each answer keyed as
+        it was asked, to the reference looked up), or for every container.
 
         Served from the mirror while it follows the engine; otherwise (and for an id the mirror
         does not know) from the engine, so an outage is a 503, never a false "no such container".
@@ -329,18 +330,18 @@ class Hosting:
         mirror = self.mirror if self.mirror.fresh else None
         errors: dict[str, str] = {}
         success: dict[str, Any] = {}
-        if ids:
-            infos = [mirror.get(ref) if mirror else None for ref in ids]
-            missing = [ref for ref, info in zip(ids, infos, strict=True) if info is None]
+        if asked:
+            infos = {key: mirror.get(ref) if mirror else None for key, ref in asked.items()}
+            missing = list(dict.fromkeys(asked[key] for key, info in infos.items() if info is None))
             inspected = await inspect_many(self.docker, missing) if missing else []
             looked_up = dict(zip(missing, inspected, strict=True))
-            for ref, info in zip(ids, infos, strict=True):
+            for key, info in infos.items():
                 if info is not None:
-                    success[ref] = self._describe_mirrored(info)
-                elif (found := looked_up.get(ref)) is not None:
-                    success[ref] = describe(found)
+                    success[key] = self._describe_mirrored(info)
+                elif (found := looked_up.get(asked[key])) is not None:
+                    success[key] = describe(found)
                 else:
-                    errors[ref] = f"no such container: {ref}"
+                    errors[key] = f"no such container: {asked[key]}"
             return {"error": errors, "success": success}
         describe_one = self._describe_mirrored if mirror is not None else describe
         for info in await self.mirror.every_container():

@@ -26,12 +26,11 @@ def _ref(request: Request) -> str:
 @bp.get("")
 async def list_containers(request: Request) -> HTTPResponse:
     args = query(request)
-    ids = [parse_container_ref(ref) for ref in args.getlist("id")] or None
-    running = None if ids else args.get("running")  # ignored when ids are given
+    # Each answer is keyed by the id as requested ("/web1" too), looked up as the engine reads it.
+    asked = {requested: parse_container_ref(requested) for requested in args.getlist("id")}
+    running = None if asked else args.get("running")  # ignored when ids are given
     running_flag = None if running is None else parse_bool(running, "running", False)
-    listing = await hosting_of(request).list_containers(
-        list(dict.fromkeys(ids)) if ids else None, running_flag
-    )
+    listing = await hosting_of(request).list_containers(asked or None, running_flag)
     return json_response(listing)
 
 

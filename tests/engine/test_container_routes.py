@@ -422,14 +422,20 @@ async def test_listing(
         "/v1/container",
         params=[
             ("id", name),
+            ("id", f"/{name}"),  # as the engine writes names: keyed as asked
             ("id", stopped_id[:12]),
             ("id", "dltest-missing"),
+            ("id", "/dltest-missing"),
             ("running", "true"),
         ],
     )
     body = by_id.json()
-    assert set(body["success"]) == {name, stopped_id[:12]}  # running is ignored with ids
-    assert body["error"] == {"dltest-missing": "no such container: dltest-missing"}
+    assert set(body["success"]) == {name, f"/{name}", stopped_id[:12]}  # running ignored
+    assert body["success"][f"/{name}"] == body["success"][name]
+    assert body["error"] == {
+        "dltest-missing": "no such container: dltest-missing",
+        "/dltest-missing": "no such container: dltest-missing",
+    }
 
 
 async def test_env_and_health(

@@ -102,12 +102,12 @@ async def test_a_description_is_made_once_per_inspect_object(
     assert listing["success"][first["Id"]]["started_at"] == 1795756078
     for _ in range(3):
         assert await hosting.list_containers(None, None) == listing
-        await hosting.list_containers([first["Id"]], None)
+        await hosting.list_containers({first["Id"]: first["Id"]}, None)
     assert sorted(made) == sorted([first["Id"], second["Id"]])
 
     # The mirror re-inspected it (a new object): described again, with the new state.
     mirror.by_id[first["Id"]] = info(1, running=False)
-    again = await hosting.list_containers([first["Id"]], None)
+    again = await hosting.list_containers({first["Id"]: first["Id"]}, None)
     assert again["success"][first["Id"]]["state"] == "exited"
     assert made.count(first["Id"]) == 2
 
