@@ -35,6 +35,7 @@ _COMMON_ERRORS = {
         "no token is set and the request is a browser's for another site (Host, Origin or "
         "Sec-Fetch-Site); see allowed_hosts and cors_origins"
     ),
+    "500": _error("the engine could not do it (its message follows)"),
     "503": _error("the Docker engine is unreachable or timed out"),
 }
 _CONTAINER_ERRORS = {
@@ -220,7 +221,8 @@ def openapi_document() -> dict[str, Any]:
                                 "minimum": 1,
                                 "maximum": 65535,
                                 "description": "at least min_host_port (default "
-                                "1024); its block may not hold dockerlink's port",
+                                "1024) and at most 65536 - port_area_size; its block may not "
+                                "hold dockerlink's port",
                             },
                             **_LIMITS,
                             "ports": {
@@ -248,6 +250,10 @@ def openapi_document() -> dict[str, Any]:
                         **_COMMON_ERRORS,
                         "404": _error("no such image"),
                         "409": _error("the name is taken, or the port block overlaps another's"),
+                        "500": _error(
+                            "hook_on_create failed (the container was removed), or the engine "
+                            "could not create it"
+                        ),
                     },
                 },
                 "patch": {
@@ -258,6 +264,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
+                                "required": ["Warnings"],
                                 "properties": {
                                     "Warnings": {"type": "array", "items": {"type": "string"}}
                                 },
