@@ -332,9 +332,12 @@ class Hosting:
         success: dict[str, Any] = {}
         if asked:
             infos = {key: mirror.get(ref) if mirror else None for key, ref in asked.items()}
-            missing = list(dict.fromkeys(asked[key] for key, info in infos.items() if info is None))
-            inspected = await inspect_many(self.docker, missing) if missing else []
-            looked_up = dict(zip(missing, inspected, strict=True))
+            missing = [asked[key] for key, info in infos.items() if info is None]
+            looked_up: dict[str, dict[str, Any] | None] = {}
+            if missing:
+                missing = list(dict.fromkeys(missing))  # "/web1" and "web1": one inspect
+                inspected = await inspect_many(self.docker, missing)
+                looked_up = dict(zip(missing, inspected, strict=True))
             for key, info in infos.items():
                 if info is not None:
                     success[key] = self._describe_mirrored(info)
