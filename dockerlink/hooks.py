@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -231,7 +232,8 @@ async def _run_one(
 class _Output:
     """A hook's stdout and stderr: a pipe read as the hook writes, keeping the first
     ``OUTPUT_LIMIT_BYTES`` and counting the rest, so that a hook printing without end costs
-    neither memory nor disk.
+    neither memory nor disk, nor much CPU: past the limit the pipe is emptied into /dev/null
+    in the kernel (``splice``), every ``DRAIN_INTERVAL_S`` rather than at each write.
 
     asyncio's own pipes would make ``wait()`` wait for every holder of the pipe to close it, a
     background child the hook leaves behind included; here the pipe is read until the hook
@@ -241,20 +243,53 @@ class _Output:
 
     #: Reads made to empty the pipe once the hook exited (a child may write on meanwhile).
     FINAL_READS = 16
+    #: Past the limit: how often the pipe is emptied, and how many moves each time (a hook
+    #: printing faster than PIPE_SIZE * DRAIN_MOVES per interval waits for room).
+    DRAIN_INTERVAL_S = 0.01
+    DRAIN_MOVES = 4
+    #: The pipe's size (Linux's unprivileged most; best effort).
+    PIPE_SIZE = 1 << 20
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self.read_fd, fcntl.F_SETPIPE_SZ, self.PIPE_SIZE)
         self.kept = bytearray()
         self.dropped = 0
         self.reading = True
-        loop.add_reader(self.read_fd, self._read)
+        self.null_fd = -1
+        self.drain_timer: asyncio.TimerHandle | None = None
+        loop.add_reader(self.read_fd, self._readable)
+
+    def _readable(self) -> None:
+        self._read()
+        if self.reading and len(self.kept) == OUTPUT_LIMIT_BYTES:  # from now on, drained
+            self.loop.remove_reader(self.read_fd)
+            self.drain_timer = self.loop.call_later(self.DRAIN_INTERVAL_S, self._drain)
+
+    def _drain(self) -> None:
+        for _ in range(self.DRAIN_MOVES):
+            if not self._read():
+                break
+        if self.reading:
+            self.drain_timer = self.loop.call_later(self.DRAIN_INTERVAL_S, self._drain)
 
     def _read(self) -> bool:
         """One read; False once nothing more is there now (or ever)."""
+        room = OUTPUT_LIMIT_BYTES - len(self.kept)
         try:
-            data = os.read(self.read_fd, 64 * 1024)
+            if room == 0:  # what is dropped goes to /dev/null in the kernel, never copied here
+                moved = os.splice(
+                    self.read_fd, self._null(), self.PIPE_SIZE, flags=os.SPLICE_F_NONBLOCK
+                )
+                self.dropped += moved
+                if moved:
+                    return True
+                data = b""
+            else:
+                data = os.read(self.read_fd, room)
         except BlockingIOError:
             return False
         except OSError:
@@ -262,10 +297,13 @@ class _Output:
         if not data:
             self._stop_reading()
             return False
-        room = OUTPUT_LIMIT_BYTES - len(self.kept)
-        self.kept += data[:room]
-        self.dropped += max(len(data) - room, 0)
+        self.kept += data
         return True
+
+    def _null(self) -> int:
+        if self.null_fd < 0:
+            self.null_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        return self.null_fd
 
     def close_write_end(self) -> None:
         """Once the hook has it (or could not be started): only the hook may hold it."""
@@ -287,15 +325,19 @@ class _Output:
     def _stop_reading(self) -> None:
         if self.reading:
             self.reading = False
-            self.loop.remove_reader(self.read_fd)
+            if self.drain_timer is not None:
+                self.drain_timer.cancel()
+            else:
+                self.loop.remove_reader(self.read_fd)
 
     def close(self) -> None:
         """Both ends closed (idempotent)."""
         self.close_write_end()
         self._stop_reading()
-        if self.read_fd >= 0:
-            os.close(self.read_fd)
-            self.read_fd = -1
+        for fd in (self.read_fd, self.null_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self.null_fd = -1
 
 
 def _kill_group(pgid: int) -> None:

@@ -127,10 +127,11 @@ def restart_policy(name: str, max_retries: int) -> dict[str, Any]:
 def start_command(template: str, commands: Iterable[str]) -> str:
     """The container's shell command: ``{commands}`` joined with `` && ``, or dropped cleanly.
 
-    Each command is one link of the chain, in a ``{ ...; }`` group of its own ended by a line
-    break: a ``#`` comment or a line break in one cannot swallow the rest of the chain (the
-    keep-alive), and a ``cd`` or an ``export`` still holds for the commands after it."""
-    joined = " && ".join("{ " + command + "\n}" for command in commands)
+    Each command is one link of the chain, in a ``{ ...; }`` group of its own ended by two line
+    breaks: a ``#`` comment, a line break or a trailing backslash in one cannot swallow the rest
+    of the chain (the keep-alive), and a ``cd`` or an ``export`` still holds for the commands
+    after it. (``:;`` first: a command that is only a comment still makes a valid group.)"""
+    joined = " && ".join("{ :; " + command + "\n\n}" for command in commands)
     if joined:
         return template.replace("{commands}", joined)
     for form in ("{commands} && ", " && {commands}", "{commands}"):

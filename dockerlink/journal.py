@@ -10,7 +10,6 @@ event loop.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import logging
@@ -57,8 +56,11 @@ def make_directory(directory: Path) -> None:
     if directory.is_dir():
         return
     make_directory(directory.parent)
-    with contextlib.suppress(FileExistsError):
+    try:
         directory.mkdir(mode=DIRECTORY_MODE)
+    except FileExistsError:
+        if not directory.is_dir():  # a file there: said now, not at the first open
+            raise NotADirectoryError(f"{directory} is not a directory") from None
 
 
 def lock_directory(directory: Path) -> int:

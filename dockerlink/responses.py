@@ -38,6 +38,8 @@ def without_slash(request: Request) -> HTTPResponse | None:
     (``/wetty/`` outside is ``/v1/ssh/<name>/wetty/`` here)."""
     if not request.path.endswith("/"):
         return None
-    name = request.path.rstrip("/").rpartition("/")[2]
+    bare = request.path.rstrip("/")
+    up = "../" * (len(request.path) - len(bare))  # one per slash: "wetty//" is two levels down
+    name = bare.rpartition("/")[2]
     query = f"?{request.query_string}" if request.query_string else ""
-    return HTTPResponse(status=308, headers={"Location": f"../{name}{query}"})
+    return HTTPResponse(status=308, headers={"Location": f"{up}{name}{query}"})

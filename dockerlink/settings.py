@@ -505,8 +505,8 @@ def check(settings: Settings) -> None:
             f"{settings.min_host_port} leaves no room for a block of port_area_size "
             f"({settings.port_area_size}) ports below 65536",
         )
-    if settings.webhook_secret is not None and len(settings.webhook_secret.strip()) < 16:
-        raise SettingsError("webhook_secret", "is shorter than 16 characters")
+    if settings.webhook_secret is not None and not settings.webhook_secret.strip():
+        raise SettingsError("webhook_secret", "is blank (it keys each POST's signature)")
 
 
 def _check_engine_transport(settings: Settings) -> None:

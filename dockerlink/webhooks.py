@@ -75,12 +75,13 @@ def url_password(url: str) -> str | None:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The password in ``url``, as written and decoded, for the logs' redaction."""
+    """The password in ``url`` as it stands in a URL (``:<password>@``, as written and
+    decoded), for the logs' redaction: the bare password may be a short, common word."""
     password = url_password(url)
     if password is None:
         return []
     written = httpx.URL(url).userinfo.decode("ascii", "replace").partition(":")[2]
-    return sorted({password, written})
+    return sorted({f":{password}@", f":{written}@"})
 
 
 def shown_url(url: str) -> str:

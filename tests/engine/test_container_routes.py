@@ -84,8 +84,8 @@ async def test_create_gives_the_container_everything_the_spec_lists(
     assert info["Config"]["Cmd"] == [
         "sh",
         "-c",
-        "sh /var/www/starter.sh && { echo first > /tmp/cmd1\n} && { echo second > /tmp/cmd2\n}"
-        " && /usr/sbin/sshd -D",
+        "sh /var/www/starter.sh && { :; echo first > /tmp/cmd1\n\n}"
+        " && { :; echo second > /tmp/cmd2\n\n} && /usr/sbin/sshd -D",
     ]
 
     # The commands really run at start, and the ports are really published.

@@ -222,20 +222,16 @@ def test_the_signature_is_the_readmes_hmac_over_the_exact_body() -> None:
     assert sign(body + b" ", "s3cret") != expected
 
 
-#: The shortest webhook_secret accepted.
-SIXTEEN = "0123456789abcdef"
+#: A webhook_secret.
+SECRET = "0123456789abcdef"
 
 
 @pytest.mark.parametrize(
     ("environ", "problem"),
     [
-        ({"webhook_url": "ftp://panel.example/hook", "webhook_secret": SIXTEEN}, "webhook_url"),
-        ({"webhook_url": "https:///nohost", "webhook_secret": SIXTEEN}, "webhook_url"),
+        ({"webhook_url": "ftp://panel.example/hook", "webhook_secret": SECRET}, "webhook_url"),
+        ({"webhook_url": "https:///nohost", "webhook_secret": SECRET}, "webhook_url"),
         ({"webhook_url": "https://panel.example/hook"}, "webhook_secret"),
-        (
-            {"webhook_url": "https://panel.example/hook", "webhook_secret": "s3cret"},
-            "webhook_secret",
-        ),
         ({"webhook_url": "https://p.example/", "webhook_secret": " " * 20}, "webhook_secret"),
         ({"webhook_timeout": "0"}, "webhook_timeout"),
     ],
@@ -248,11 +244,11 @@ def test_webhook_settings_are_checked(environ: dict[str, str], problem: str) -> 
 
 def test_a_webhook_url_with_a_secret_is_accepted() -> None:
     settings = load_settings(
-        {"webhook_url": "https://panel.example/hook", "webhook_secret": SIXTEEN}, env_file=None
+        {"webhook_url": "https://panel.example/hook", "webhook_secret": SECRET}, env_file=None
     )
     assert (settings.webhook_url, settings.webhook_secret) == (
         "https://panel.example/hook",
-        SIXTEEN,
+        SECRET,
     )
 
 
@@ -476,6 +472,7 @@ async def test_a_failed_catch_up_is_tried_again(
 def test_a_password_in_webhook_url_is_hidden_and_redacted_in_both_forms() -> None:
     url = "https://panel:p%3Aw%40rd@hooks.example:8443/in?x=1"
     assert webhooks.shown_url(url) == "https://panel:***@hooks.example:8443/in?x=1"
-    assert webhooks.url_secrets(url) == ["p%3Aw%40rd", "p:w@rd"]
+    assert webhooks.url_secrets(url) == [":p%3Aw%40rd@", ":p:w@rd@"]
+    assert webhooks.url_secrets("https://hook:a@h.example/") == [":a@"]  # not every "a"
     assert webhooks.shown_url("https://hooks.example/in") == "https://hooks.example/in"
     assert webhooks.url_secrets("https://user@hooks.example/in") == []

@@ -101,3 +101,11 @@ def test_what_dockerlink_writes_under_data_dir_is_for_its_user_and_group(
     for path in made:
         expected = journal.DIRECTORY_MODE if path.is_dir() else journal.FILE_MODE
         assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_a_file_where_a_folder_should_be_is_said_at_once(tmp_path: Path) -> None:
+    (tmp_path / "stats").write_text("")
+    with pytest.raises(NotADirectoryError, match="is not a directory"):
+        journal.make_directory(tmp_path / "stats")
+    with pytest.raises(NotADirectoryError):
+        journal.make_directory(tmp_path / "stats" / "abc")

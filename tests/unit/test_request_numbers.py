@@ -49,3 +49,9 @@ def test_a_lone_surrogate_escape_is_a_400(body: bytes) -> None:
     with pytest.raises(BadRequest, match="lone surrogate"):
         parse_json_object(body)
     assert parse_json_object(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}  # a whole pair
+
+
+def test_deep_nesting_that_json_takes_is_walked_without_recursion() -> None:
+    """json.loads takes about 1,000 levels, the interpreter's stack about 350 Python calls."""
+    deep = b'{"commands": ' + b"[" * 900 + b"]" * 900 + b"}"
+    assert isinstance(parse_json_object(deep), dict)

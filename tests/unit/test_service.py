@@ -217,7 +217,7 @@ def test_start_command_template() -> None:
     template = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
     assert (
         start_command(template, ["a", "b c"])
-        == "sh /var/www/starter.sh && { a\n} && { b c\n} && /usr/sbin/sshd -D"
+        == "sh /var/www/starter.sh && { :; a\n\n} && { :; b c\n\n} && /usr/sbin/sshd -D"
     )
     assert start_command(template, []) == "sh /var/www/starter.sh && /usr/sbin/sshd -D"
     assert start_command("{commands} && run", []) == "run"
@@ -234,6 +234,8 @@ def test_start_command_template() -> None:
         (["echo a\necho b"], "a\nb\nkept alive\n"),  # a line break in a command
         (["sleep 0 &", "echo bg"], "bg\nkept alive\n"),  # (was a syntax error: & &&)
         (["false", "echo never"], ""),  # the chain stops at a failure, as before
+        (["echo a \\"], "a\nkept alive\n"),  # a trailing backslash continues no further
+        (["# only a note"], "kept alive\n"),
     ],
 )
 def test_each_command_is_one_link_of_the_chain(commands: list[str], printed: str) -> None:

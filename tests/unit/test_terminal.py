@@ -131,16 +131,35 @@ async def test_the_page_is_public_and_loads_only_its_own_files(tmp_path: Path) -
     assert 'data-token="none"' in open_page.text
 
 
+def browser_resolves(path: str, location: str) -> str:
+    """A relative path ``location`` as a browser resolves it against ``path`` (WHATWG URL: the
+    base's last segment goes, then each ``..`` drops one segment, empty ones included)."""
+    segments = path.split("/")[1:-1]
+    target, _, query = location.partition("?")
+    for part in target.split("/"):
+        if part == "..":
+            if segments:
+                segments.pop()
+        else:
+            segments.append(part)
+    return "/" + "/".join(segments) + (f"?{query}" if query else "")
+
+
 async def test_public_pages_with_a_trailing_slash(tmp_path: Path) -> None:
     """They are public too, and a page goes to its address without the slash, where its
     relative links hold (a relative location: behind nginx the path is another)."""
     client = serving(tmp_path)
     _, health = await client.get("/health/")
     assert health.status_code != 401
-    _, moved = await client.get("/terminal/?id=web1", follow_redirects=False)
-    assert (moved.status_code, moved.headers["location"]) == (308, "../terminal?id=web1")
-    _, moved = await client.get("/v1/ssh/web1/wetty/", follow_redirects=False)
-    assert (moved.status_code, moved.headers["location"]) == (308, "../wetty")
+    for path, page in (
+        ("/terminal/?id=web1", "/terminal?id=web1"),
+        ("/v1/ssh/web1/wetty/", "/v1/ssh/web1/wetty"),
+        ("/v1/ssh/web1/wetty//", "/v1/ssh/web1/wetty"),
+    ):
+        _, moved = await client.get(path, follow_redirects=False)
+        assert moved.status_code == 308, path
+        assert browser_resolves(path.partition("?")[0], moved.headers["location"]) == page
+    assert browser_resolves("/wetty/", "../wetty") == "/wetty"  # behind nginx
 
 
 # -- the bridge, with a scripted socket and stream (orders a real engine cannot force) ----------
