@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -40,7 +41,8 @@ Logs go to stderr: one line per request, in the format log_format names (text or
 
 _CHECK_HELP = """\
 Check that dockerlink can run here, then exit: validate the settings (and print them, the
-token hidden), check that data_dir exists or can be created and is writable, and reach the
+token hidden), check that data_dir exists or can be created and is writable, that the
+addresses of host can be listened on with port (one in use is only said), and reach the
 engine named by docker_sock to report its version and the negotiated API version, and say where
 the stats sampler's figures really come from (each running container's cgroup files, or the
 engine's stats API, and why); with webhook_url set, POST a signed test event there. Prints one
@@ -140,6 +142,12 @@ async def check(
     else:
         problems += 1
         print(f"data_dir: PROBLEM: {data_problem}")
+    listen_problem, listen_note = listen_status(settings)
+    if listen_problem is None:
+        print(f"listen: {listen_note}")
+    else:
+        problems += 1
+        print(f"listen: PROBLEM: {listen_problem}")
     engine_problem, engine_note = await engine_status(settings)
     if engine_problem is not None:
         problems += 1
@@ -210,6 +218,25 @@ def data_dir_status(data_dir: Path) -> tuple[str | None, str]:
     if not os.access(parent, os.W_OK | os.X_OK) or _read_only(parent):
         return f"{path} cannot be created: {parent} is not writable", ""
     return None, f"{path} does not exist yet; dockerlink will create it (in {parent})"
+
+
+def listen_status(settings: Settings) -> tuple[str | None, str]:
+    """``(problem, "")`` or ``(None, what is fine)`` for the addresses serve listens on: each is
+    bound and closed again. One in use is not a problem: on a live host it is the running
+    dockerlink's (serve would say so at once otherwise)."""
+    from .listen import ListenError, bind_listeners, url_of
+
+    try:
+        sockets = bind_listeners(settings.hosts, settings.port)
+    except ListenError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return None, f"in use: {exc.strerror} (by the running dockerlink, or another program)"
+        return exc.strerror, ""
+    try:
+        return None, "ok: can listen on " + ", ".join(url_of(s.getsockname()) for s in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _read_only(path: Path) -> bool:

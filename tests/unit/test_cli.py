@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,33 @@ def test_check_without_an_engine_is_exit_1_naming_the_problem(tmp_path: Path) ->
     ]
     assert "all is well" not in result.stdout
     assert result.stderr == "dockerlink check: 1 problem(s) found\n"
+
+
+def test_check_tries_the_listen_addresses(tmp_path: Path) -> None:
+    """Free: ok. In use (on a live host, by the running dockerlink): said, not a problem. An
+    address that cannot be had: a problem, as serve would find."""
+    no_engine = {"DOCKERLINK_DOCKER_SOCK": str(tmp_path / "missing.sock")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_cli(
+            "check", cwd=tmp_path, env={**no_engine, "host": "127.0.0.1", "port": str(port)}
+        )
+    assert (
+        f"listen: in use: cannot listen on http://127.0.0.1:{port}: Address already in use "
+        "(by the running dockerlink, or another program)\n" in busy.stdout
+    )
+    assert busy.stderr == "dockerlink check: 1 problem(s) found\n"  # the engine only
+    free = run_cli("check", cwd=tmp_path, env={**no_engine, "host": "127.0.0.1", "port": str(port)})
+    assert f"listen: ok: can listen on http://127.0.0.1:{port}\n" in free.stdout
+    nowhere = run_cli(
+        "check",
+        cwd=tmp_path,
+        env={**no_engine, "host": "no-such-host.invalid", "DOCKERLINK_API_TOKEN": TOKEN},
+    )
+    assert "listen: PROBLEM: cannot listen on no-such-host.invalid: " in nowhere.stdout
+    assert nowhere.stderr == "dockerlink check: 2 problem(s) found\n"
 
 
 def with_data_dir(command: str, tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
