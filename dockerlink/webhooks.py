@@ -53,7 +53,6 @@ __all__ = [
     "send_test",
     "shown_url",
     "sign",
-    "url_password",
     "url_secrets",
 ]
 
@@ -69,27 +68,22 @@ _CURSOR = "delivered"
 _HIDDEN = "***"
 
 
-def url_password(url: str) -> str | None:
-    """The password in ``url``'s ``user:password@``, if any (kept out of logs and output)."""
-    return httpx.URL(url).password or None
-
-
 def url_secrets(url: str) -> list[str]:
-    """The password in ``url`` as it stands in a URL (``:<password>@``, as written and
-    decoded), for the logs' redaction: the bare password may be a short, common word."""
-    password = url_password(url)
-    if password is None:
+    """The password in ``url``'s ``user:password@`` as it stands in a URL (``:<password>@``,
+    as written and decoded), for the logs' redaction: the bare password may be a short,
+    common word."""
+    parsed = httpx.URL(url)
+    if not parsed.password:
         return []
-    written = httpx.URL(url).userinfo.decode("ascii", "replace").partition(":")[2]
-    return sorted({f":{password}@", f":{written}@"})
+    written = parsed.userinfo.decode("ascii", "replace").partition(":")[2]
+    return sorted({f":{parsed.password}@", f":{written}@"})
 
 
 def shown_url(url: str) -> str:
     """``url`` as it may be shown: a password in it replaced by ``***``."""
-    password = url_password(url)
-    if password is None:
-        return url
     parsed = httpx.URL(url)
+    if not parsed.password:
+        return url
     return str(parsed.copy_with(username=parsed.username, password=_HIDDEN))
 
 
