@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     from .app import create_app  # Sanic is only needed to serve
-    from .listen import BACKLOG, ListenError, bind_listeners, serve_also, url_of
+    from .listen import BACKLOG, ListenError, bind_listeners, close_listeners, serve_also, url_of
     from .logs import configure_logging
     from .webhooks import url_secrets
 
@@ -121,7 +121,10 @@ def serve(settings: Settings) -> int:
         motd=False,
     )
     serve_also(app, sockets[1:])
-    type(app).serve_single(primary=app)
+    try:
+        type(app).serve_single(primary=app)
+    finally:
+        close_listeners(sockets)  # and the unix socket files
     return EXIT_OK
 
 
@@ -224,7 +227,7 @@ def listen_status(settings: Settings) -> tuple[str | None, str]:
     """``(problem, "")`` or ``(None, what is fine)`` for the addresses serve listens on: each is
     bound and closed again. One in use is not a problem: on a live host it is the running
     dockerlink's (serve would say so at once otherwise)."""
-    from .listen import ListenError, bind_listeners, url_of
+    from .listen import ListenError, bind_listeners, close_listeners, url_of
 
     try:
         sockets = bind_listeners(settings.hosts, settings.port)
@@ -235,8 +238,7 @@ def listen_status(settings: Settings) -> tuple[str | None, str]:
     try:
         return None, "ok: can listen on " + ", ".join(url_of(s.getsockname()) for s in sockets)
     finally:
-        for sock in sockets:
-            sock.close()
+        close_listeners(sockets)
 
 
 def _read_only(path: Path) -> bool:

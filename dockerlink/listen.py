@@ -5,6 +5,12 @@ first for many clients). Each address gets its own socket; an IPv6 socket is IPv
 list also holds IPv4 addresses, so ``0.0.0.0,::`` binds both. On a host without IPv6, ``::1``
 cannot be bound: that is logged and the other addresses are served. Any other address that
 cannot be bound stops start-up with :class:`ListenError`.
+
+An entry ``unix:/path`` is a unix socket at that path (for a proxy on the same machine: nginx's
+``proxy_pass http://unix:/path:/``), made with mode 0660: the file's owner and group may connect,
+no one else. A socket file left by a process that ended is replaced; one that a live process
+listens on, or a file that is not a socket, stops start-up. :func:`close_listeners` removes the
+files again.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import os
 import socket
+import stat
+import weakref
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -21,13 +30,21 @@ from typing import Any
 from sanic import Sanic
 from sanic.server.runners import _build_protocol_kwargs
 
-__all__ = ["ListenError", "bind_listeners", "serve_also", "url_of"]
+from .settings import unix_path
+
+__all__ = ["ListenError", "bind_listeners", "close_listeners", "serve_also", "url_of"]
 
 log = logging.getLogger("dockerlink")
 
 BACKLOG = 1024
 #: What binding an IPv6 address fails with when the host has no IPv6 (or no ``::1``).
 _NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+#: A unix socket's file mode: its owner and group may connect.
+UNIX_SOCKET_MODE = 0o660
+#: The socket files made here, by their listening socket: (path, device, inode).
+_socket_files: weakref.WeakKeyDictionary[socket.socket, tuple[str, int, int]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class ListenError(OSError):
@@ -37,12 +54,21 @@ class ListenError(OSError):
 def bind_listeners(hosts: Sequence[str], port: int) -> list[socket.socket]:
     """One listening socket per address of ``hosts`` (names resolved), all on ``port``."""
     has_ipv4 = any(
-        family == socket.AF_INET for host in hosts for family, _ in _addresses(host, port)
+        family == socket.AF_INET
+        for host in hosts
+        if unix_path(host) is None
+        for family, _ in _addresses(host, port)
     )
     sockets: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
     try:
         for host in hosts:
+            path = unix_path(host)
+            if path is not None:
+                if (socket.AF_UNIX, path) not in seen:
+                    seen.add((socket.AF_UNIX, path))
+                    sockets.append(_bind_unix(path))
+                continue
             for family, address in _addresses(host, port):
                 if (family, address[0]) in seen:
                     continue
@@ -63,14 +89,90 @@ def bind_listeners(hosts: Sequence[str], port: int) -> list[socket.socket]:
         if not sockets:
             raise ListenError(errno.EADDRNOTAVAIL, f"no address of {','.join(hosts)} can be bound")
     except BaseException:
-        for sock in sockets:
-            sock.close()
+        close_listeners(sockets)
         raise
     return sockets
 
 
-def url_of(address: tuple[object, ...]) -> str:
-    """``http://127.0.0.1:7200`` or ``http://[::1]:7200`` for a socket address."""
+def close_listeners(sockets: Sequence[socket.socket]) -> None:
+    """Close ``sockets`` (again: closing twice is harmless), and remove the unix socket files
+    :func:`bind_listeners` made, each while it is still the file made (not a later one)."""
+    for sock in sockets:
+        made = _socket_files.pop(sock, None)
+        sock.close()
+        if made is None:
+            continue
+        path, device, inode = made
+        try:
+            found = os.lstat(path)
+            if (found.st_dev, found.st_ino) == (device, inode):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot remove the socket file %s: %s", path, exc.strerror or exc)
+
+
+def _bind_unix(path: str) -> socket.socket:
+    """A listening unix socket at ``path``, mode 0660, replacing a stale socket file."""
+    _clear_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # The mode is the umask's at bind() (a chmod after it would leave a moment open).
+        umask = os.umask(0o777 & ~UNIX_SOCKET_MODE)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(umask)
+        made = os.lstat(path)
+        _socket_files[sock] = (path, made.st_dev, made.st_ino)
+        sock.listen(BACKLOG)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        close_listeners([sock])
+        reason = exc.strerror or exc
+        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {reason}") from None
+    return sock
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove a socket file at ``path`` that no process listens on any more; refuse a live one,
+    and any other kind of file."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(found.st_mode):
+        raise ListenError(
+            errno.EEXIST, f"cannot listen on unix:{path}: a file that is not a socket is there"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        pass  # no one listens: the file of a process that ended
+    except OSError as exc:
+        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+    else:
+        raise ListenError(
+            errno.EADDRINUSE, f"cannot listen on unix:{path}: another process listens there"
+        )
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+
+
+def url_of(address: tuple[object, ...] | str) -> str:
+    """``http://127.0.0.1:7200`` or ``http://[::1]:7200`` for a socket address, ``unix:/path``
+    for a unix socket's."""
+    if isinstance(address, str):
+        return f"unix:{address}"
     host, port = str(address[0]), address[1]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 

@@ -22,7 +22,15 @@ from dotenv import dotenv_values
 from docker_api import TLSConfig
 from docker_api.address import is_tcp, split_tcp, unix_socket_path
 
-__all__ = ["Settings", "SettingsError", "is_loopback", "load_settings"]
+__all__ = [
+    "UNIX_PREFIX",
+    "Settings",
+    "SettingsError",
+    "is_local",
+    "is_loopback",
+    "load_settings",
+    "unix_path",
+]
 
 DEFAULT_START_COMMAND = "sh /var/www/starter.sh && {commands} && /usr/sbin/sshd -D"
 #: The files docker_cert_path must hold, named as the docker CLI names them.
@@ -42,7 +50,7 @@ class Settings:
     docker_sock: str = "/var/run/docker.sock"
     port_area_size: int = 5000
     base_image: str | None = None
-    # Comma-separated listen addresses (see ``hosts``).
+    # Comma-separated listen addresses, and unix: socket paths (see ``hosts``).
     host: str = "127.0.0.1,::1"
     port: int = 7200
     api_token: str | None = None
@@ -101,7 +109,8 @@ class Settings:
 
     @property
     def hosts(self) -> tuple[str, ...]:
-        """The listen addresses (or names) in ``host``, without IPv6 brackets."""
+        """The listen addresses (or names) in ``host``, without IPv6 brackets, and its
+        ``unix:/path`` sockets."""
         return tuple(_listen_address(part) for part in self.host.split(",") if part.strip())
 
 
@@ -115,21 +124,54 @@ def _optional_text(name: str, raw: str) -> str | None:
 
 def _listen_address(part: str) -> str:
     value = part.strip()
+    if value.startswith(UNIX_PREFIX + "//"):  # unix:///run/x.sock, as Docker writes it
+        return UNIX_PREFIX + value[len(UNIX_PREFIX) + 2 :]
     return value[1:-1] if value.startswith("[") and value.endswith("]") else value
 
 
+#: A ``host`` entry that is a unix socket's path: ``unix:/run/dockerlink/dockerlink.sock``.
+UNIX_PREFIX = "unix:"
+#: The longest path a unix socket's address holds (``sun_path``, less its final NUL).
+UNIX_PATH_MAX = 107
+
+
+def unix_path(host: str) -> str | None:
+    """The socket's path of a ``unix:`` entry of ``hosts``; None for an address or a name."""
+    return host[len(UNIX_PREFIX) :] if host.startswith(UNIX_PREFIX) else None
+
+
 def _hosts(name: str, raw: str) -> str:
-    """A comma-separated list of addresses or names, kept as ``127.0.0.1,::1``."""
+    """A comma-separated list of addresses, names or ``unix:`` socket paths, kept as
+    ``127.0.0.1,::1``."""
     parts = [_listen_address(part) for part in raw.split(",")]
     if not any(parts):
         raise SettingsError(name, "is empty")
     for part in parts:
+        path = unix_path(part)
+        if path is not None:
+            _check_socket_path(name, part, path)
+            continue
         if not part or any(c.isspace() or c in "/[]" for c in part):
             raise SettingsError(name, f"{raw.strip()!r} is not a comma-separated list of addresses")
         address, colon, port = part.rpartition(":")
         if colon and port.isdigit() and ":" not in address:  # not IPv6: a name or IPv4 and a port
             raise SettingsError(name, f"{part!r} has a port: host takes addresses, set port apart")
     return ",".join(parts)
+
+
+def _check_socket_path(name: str, part: str, path: str) -> None:
+    if (
+        not path.startswith("/")
+        or path.endswith("/")
+        or any(c.isspace() or c == "\0" for c in path)
+    ):
+        raise SettingsError(
+            name, f"{part!r} is not unix: and the absolute path of a socket (no spaces)"
+        )
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise SettingsError(
+            name, f"{part!r}: a unix socket's path has at most {UNIX_PATH_MAX} bytes"
+        )
 
 
 def _token(name: str, raw: str) -> str | None:
@@ -453,6 +495,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
 }
 
 
+def is_local(host: str) -> bool:
+    """A loopback address or name, or a unix socket: only this machine can connect."""
+    return unix_path(host) is not None or is_loopback(host)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -487,7 +534,7 @@ def check(settings: Settings) -> None:
     """Rules that involve more than one setting."""
     if not settings.hosts:
         raise SettingsError("host", "is empty")
-    public = [host for host in settings.hosts if not is_loopback(host)]
+    public = [host for host in settings.hosts if not is_local(host)]
     if public and settings.api_token is None and not settings.allow_unauthenticated:
         raise SettingsError(
             "api_token",

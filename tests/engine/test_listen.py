@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import stat
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import unix_connect
 
 from docker_api import DockerClient, NotFound
 from dockerlink.listen import BACKLOG
@@ -19,6 +22,8 @@ from dockerlink.settings import Settings
 from ..conftest import TEST_IMAGE, create_body, engine_required, free_port, wait_for
 from ..dockerlink_process import DockerlinkProcess, dockerlink_command
 from ..unit.test_listen import ipv6_loopback
+from ._api import create_and_start
+from .terminal_client import SUBPROTOCOL, Screen
 
 
 def require_ipv6_loopback() -> None:
@@ -125,3 +130,52 @@ async def test_a_request_on_the_second_address_is_answered_when_dockerlink_stops
         assert created.status_code == 200, created.text
     finally:
         assert server.stop() == 0, server.log_tail()
+
+
+async def test_a_unix_socket_serves_the_api_and_a_terminal(
+    engine_sock: str,
+    tmp_path: Path,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """``host=...,unix:/path``: what a proxy on the same machine reaches dockerlink through
+    (nginx's ``proxy_pass http://unix:/path:``); the file goes with dockerlink."""
+    with tempfile.TemporaryDirectory(prefix="dl-") as short:  # a socket's path is short
+        path = Path(short) / "api.sock"
+        server = DockerlinkProcess(
+            tmp_path,
+            {
+                "docker_sock": engine_sock,
+                "data_dir": str(tmp_path / "data"),
+                "host": f"127.0.0.1,unix:{path}",
+                "base_image": TEST_IMAGE,
+                "exec_user": "admin",
+            },
+        )
+        server.start()
+        try:
+            await server.until_healthy()
+            assert f"listening on {server.url}, unix:{path}" in server.log_text()
+            assert stat.S_IMODE(path.lstat().st_mode) == 0o660
+            transport = httpx.AsyncHTTPTransport(uds=str(path))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", timeout=30
+            ) as panel:
+                container = await create_and_start(panel, docker, cleanup, unique_name("unix"))
+                listing = await panel.get("/v1/container", params={"id": container})
+                assert listing.json()["success"][container]["state"] == "running", listing.text
+            async with unix_connect(
+                str(path),
+                f"ws://localhost/v1/container/terminal?id={container}",
+                subprotocols=[SUBPROTOCOL],
+                open_timeout=30,
+            ) as ws:
+                screen = Screen(ws)
+                await screen.type("echo through-the-$((6*7))-socket\n")
+                await screen.expect("through-the-42-socket")
+            requests = [line for line in server.log_text().splitlines() if "terminal?id=" in line]
+            assert any(" 101 " in line for line in requests), requests
+        finally:
+            assert server.stop() == 0, server.log_tail()
+        assert not path.exists()  # removed at the stop

@@ -14,9 +14,11 @@ self-signed certificate where certbot puts them.
 from __future__ import annotations
 
 import contextlib
+import grp
 import http.server
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -28,16 +30,28 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, ViewportSize, async_playwright
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from docker_api import DockerClient
 from dockerlink.settings import Settings
 
 from .. import fake_certbot
-from ..conftest import REPO, TEST_TOKEN, create_container, engine_required, serve, wait_for
+from ..conftest import (
+    REPO,
+    TEST_IMAGE,
+    TEST_TOKEN,
+    create_container,
+    engine_required,
+    serve,
+    wait_for,
+)
+from ..dockerlink_process import DockerlinkProcess
 from ._api import create_and_start
 from ._nginx import Nginx, nginx
 from .test_dashboard import CHROMIUM, CHROMIUM_ARGS, png_size
-from .test_ssh_bridge import PASSWORD, ssh_answers
+from .test_ssh_bridge import PASSWORD, ssh_answers, ssh_container
+from .test_ssh_bridge import Screen as SshScreen
 
 __all__ = ["nginx"]  # the fixture
 
@@ -309,3 +323,76 @@ async def test_certbot_sites_answer_the_challenge_then_serve_the_shell_tab(
         ]
         assert list(nginx.sites.glob("*.conf")) == []
         assert list((letsencrypt / "live").iterdir()) == []
+
+
+async def test_the_ssh_site_reaches_dockerlink_through_its_unix_socket(
+    engine_sock: str,
+    nginx: Nginx,
+    docker: DockerClient,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """nginx in front of ``dockerlink serve`` listening on a unix socket: the socket's folder is
+    setgid to nginx's workers' group, so the socket (mode 0660) is theirs to connect to, and no
+    one else's; the hook writes nginx's ``http://unix:/path:`` form; a login goes through."""
+    workers = grp.getgrnam("nogroup").gr_gid  # nginx's workers: nobody:nogroup
+    with tempfile.TemporaryDirectory(prefix="dl-") as short:  # a socket's path is short
+        folder = Path(short)
+        os.chown(folder, -1, workers)
+        folder.chmod(0o2750)
+        path = folder / "api.sock"
+        command = " ".join(nginx.command)
+        server = DockerlinkProcess(
+            tmp_path,
+            {
+                "docker_sock": engine_sock,
+                "data_dir": str(tmp_path / "data"),
+                "host": f"127.0.0.1,unix:{path}",
+                "base_image": TEST_IMAGE,
+                "hook_on_create": str(HOOK),
+                "hook_on_delete": str(HOOK),
+                "hook_timeout": "30",
+                # the hook's settings, from dockerlink's environment
+                "nginx_domain": DOMAIN,
+                "nginx_sites_dir": str(nginx.sites),
+                "nginx_listen": f"127.0.0.1:{nginx.port}",
+                "nginx_test": f"{command} -t -q",
+                "nginx_reload": f"{command} -s reload",
+                "nginx_dockerlink": f"unix:{path}",
+            },
+        )
+        server.start()
+        try:
+            await server.until_healthy()
+            assert path.lstat().st_gid == workers
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as api:
+                name = unique_name("sock")
+                await ssh_container(api, docker, cleanup, name)
+            site = (nginx.sites / f"dockerlink-{name}.conf").read_text()
+            assert f"proxy_pass http://unix:{path}:/v1/ssh/{name}/;" in site
+            ssh_host = f"ssh.{name}.{DOMAIN}"
+            page = httpx.get(
+                f"http://127.0.0.1:{nginx.port}/wetty", headers={"Host": ssh_host}, timeout=10
+            )
+            assert page.status_code == 200, page.text
+            assert "xterm" in page.text
+            with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as sock:
+                async with connect(
+                    f"ws://{ssh_host}/socket",
+                    sock=sock,
+                    subprotocols=[Subprotocol("dockerlink.terminal")],
+                    open_timeout=20,
+                ) as ws:
+                    screen = SshScreen(ws)
+                    await screen.expect("login as: ")
+                    await screen.type("admin\r")
+                    await screen.expect("password: ")
+                    await screen.type(PASSWORD + "\r")
+                    await screen.expect("$ ")
+                    await screen.type("whoami\r")
+                    await screen.expect("whoami\r\nadmin\r\n")
+            assert f"GET /v1/ssh/{name}/socket 101" in server.log_text()
+        finally:
+            assert server.stop() == 0, server.log_tail()
+        assert not path.exists()

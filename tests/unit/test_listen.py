@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import dockerlink.listen
-from dockerlink.listen import ListenError, bind_listeners
+from dockerlink.listen import ListenError, bind_listeners, close_listeners, url_of
 from dockerlink.settings import SettingsError, load_settings
 
 from ..conftest import free_port
@@ -117,3 +119,107 @@ def test_an_address_that_cannot_be_bound_stops_start_up(bound: list[socket.socke
     bound += bind_listeners(("127.0.0.1",), port)  # the first socket was closed again
     with pytest.raises(ListenError, match=rf"cannot listen on http://127\.0\.0\.1:{port}: "):
         bind_listeners(("127.0.0.1",), port)  # in use
+
+
+# -- unix sockets ---------------------------------------------------------------------------------
+
+
+def test_a_unix_socket_entry_is_kept_with_one_slash() -> None:
+    settings = load_settings(
+        {"host": "unix:///run/dockerlink/api.sock, 127.0.0.1,unix:/tmp/b.sock"}, env_file=None
+    )
+    assert settings.hosts == ("unix:/run/dockerlink/api.sock", "127.0.0.1", "unix:/tmp/b.sock")
+
+
+def test_a_unix_socket_alone_needs_no_token() -> None:
+    # Only this machine can connect, and only the file's owner and group (mode 0660).
+    assert load_settings({"host": "unix:/run/dockerlink.sock"}, env_file=None).api_token is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["unix:", "unix:/", "unix:run/x.sock", "unix://run/x.sock", "unix:/a b.sock", "unix:/dir/"],
+)
+def test_a_unix_socket_entry_needs_an_absolute_path(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"host": raw}, env_file=None)
+    assert caught.value.name == "host"
+    assert "absolute path" in str(caught.value)
+
+
+def test_a_unix_socket_path_fits_the_address() -> None:
+    fits = "/" + "a" * 106
+    assert load_settings({"host": f"unix:{fits}"}, env_file=None).hosts == (f"unix:{fits}",)
+    with pytest.raises(SettingsError, match="at most 107 bytes"):
+        load_settings({"host": f"unix:{fits}b"}, env_file=None)
+
+
+def test_a_unix_socket_is_made_for_owner_and_group_and_removed(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    sockets = bind_listeners([f"unix:{path}", "127.0.0.1"], free_port())
+    try:
+        assert [s.family for s in sockets] == [socket.AF_UNIX, socket.AF_INET]
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o660
+        assert url_of(sockets[0].getsockname()) == f"unix:{path}"
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(5)
+            client.connect(str(path))
+    finally:
+        close_listeners(sockets)
+    assert not path.exists()
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    with socket.socket(socket.AF_UNIX) as ended:
+        ended.bind(str(path))  # a process that ended without removing its file
+    sockets = bind_listeners([f"unix:{path}"], 0)
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(5)
+            client.connect(str(path))
+    finally:
+        close_listeners(sockets)
+
+
+def test_a_socket_in_use_or_another_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    first = bind_listeners([f"unix:{path}"], 0)
+    try:
+        with pytest.raises(ListenError) as caught:
+            bind_listeners([f"unix:{path}"], 0)
+        assert caught.value.errno == errno.EADDRINUSE
+        assert (
+            caught.value.strerror == f"cannot listen on unix:{path}: another process listens there"
+        )
+    finally:
+        close_listeners(first)
+    other = tmp_path / "notes.txt"
+    other.write_text("kept")
+    with pytest.raises(ListenError, match="a file that is not a socket is there"):
+        bind_listeners([f"unix:{other}"], 0)
+    assert other.read_text() == "kept"
+
+
+def test_a_socket_file_replaced_by_another_is_not_removed(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    sockets = bind_listeners([f"unix:{path}"], 0)
+    path.unlink()  # e.g. a second dockerlink took the path over
+    with socket.socket(socket.AF_UNIX) as newer:
+        newer.bind(str(path))
+        close_listeners(sockets)
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+
+
+def test_a_failed_bind_leaves_no_socket_file(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(ListenError):
+            bind_listeners([f"unix:{path}", "127.0.0.1"], taken.getsockname()[1])
+    finally:
+        taken.close()
+    assert not path.exists()

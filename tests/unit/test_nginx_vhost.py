@@ -417,3 +417,27 @@ def test_a_name_another_site_serves_is_not_taken(sites: Path) -> None:
     for name in ("fo", "foo2", "ssh"):
         result = run_hook(sites, "create", name=name)
         assert result.returncode == 0, (name, result.stdout)
+
+
+@pytest.mark.parametrize(
+    "given", ["unix:/run/dockerlink/api.sock", "unix:///run/dockerlink/api.sock"]
+)
+def test_the_ssh_site_can_reach_dockerlink_through_its_unix_socket(sites: Path, given: str) -> None:
+    result = run_hook(sites, "create", DOCKERLINK_NGINX_DOCKERLINK=given)
+    assert result.returncode == 0, result.stdout
+    _, ssh = server_blocks((sites / "dockerlink-web1.conf").read_text())
+    assert "        proxy_pass http://unix:/run/dockerlink/api.sock:/v1/ssh/web1/;\n" in ssh
+    assert result.stdout.splitlines()[-1] == (
+        "nginx-vhost: http://ssh.web1.sites.example -> "
+        "http://unix:/run/dockerlink/api.sock:/v1/ssh/web1/"
+    )
+
+
+@pytest.mark.parametrize(
+    "given", ["unix:run/api.sock", "unix:/run/api sock", "unix:/run/a;b", "ftp://127.0.0.1"]
+)
+def test_a_dockerlink_address_nginx_cannot_use_is_exit_2(sites: Path, given: str) -> None:
+    result = run_hook(sites, "create", DOCKERLINK_NGINX_DOCKERLINK=given)
+    assert result.returncode == 2, result.stdout
+    assert "DOCKERLINK_NGINX_DOCKERLINK" in result.stdout
+    assert site_files(sites) == []
