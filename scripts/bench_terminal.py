@@ -3,11 +3,15 @@
 On the private test engine, one running container and one ``dockerlink serve``:
 
 - keystroke-to-echo round trip: one byte typed into an interactive ``sh`` and its echo read
-  back, through ``GET /v1/container/terminal`` (WebSocket), through a TTY exec attached
-  directly on the engine's socket (``POST /exec/{id}/start`` upgraded to a raw stream: what
-  ``docker exec -it`` does), and through ``docker exec -it`` itself (the CLI in a
-  pseudo-terminal), timed alternately in the same run; p50 (goal: at most 1.2 x each
-  baseline) and p99; and the same byte through a bare Sanic WebSocket echo, for scale.
+  back, through ``GET /v1/container/terminal`` (WebSocket) on dockerlink's unix socket and on
+  its loopback TCP port, through ``docker exec -it`` itself (the CLI in a pseudo-terminal), and
+  through a TTY exec attached directly on the engine's socket (``POST /exec/{id}/start``
+  upgraded to a raw stream: what the CLI does, without the CLI), each in turn in the same run,
+  the order turning at each round, each keystroke after a pause (``--pause-ms``, default 3:
+  typed keys come tens of milliseconds apart, so each starts from a machine at rest, not one
+  warmed up by the path timed just before); p50 and p99 on each of dockerlink's listeners
+  (goal: at most 1.2 x ``docker exec -it``); the same byte through a bare Sanic WebSocket
+  echo, and bare loopback TCP and unix socket round trips between two processes, for scale.
   dockerlink's side is timed with :class:`LeanWebSocket`, a client that does per message only
   what the protocol asks (so that both sides' clients do the same work but the framing), and
   again with the websockets library's client, for comparison;
@@ -30,12 +34,14 @@ import pty
 import re
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -85,9 +91,15 @@ class LeanWebSocket:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, url: str, subprotocol: str | None = None) -> LeanWebSocket:
+    async def connect(
+        cls, url: str, subprotocol: str | None = None, *, unix: str | None = None
+    ) -> LeanWebSocket:
+        """A WebSocket to ``url``, through the unix socket at ``unix`` when given."""
         parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        if unix is not None:
+            reader, writer = await asyncio.open_unix_connection(unix)
+        else:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         key = base64.b64encode(os.urandom(16)).decode()
         head = (
             f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
@@ -215,44 +227,70 @@ class DockerCli:
         os.close(self.fd)
 
 
+#: The pause before each timed keystroke (``--pause-ms``): each path starts from a machine at
+#: rest, as a typed key does (keys come tens of milliseconds apart), not warmed up by the path
+#: timed just before it.
+PAUSE_S = 0.003
+
+
 async def round_trips(
     lean: LeanWebSocket,
+    lean_tcp: LeanWebSocket,
     ws: ClientConnection,
     stream: HijackedStream,
     cli: DockerCli,
     keystrokes: int,
+    pause_s: float = PAUSE_S,
 ) -> dict[str, list[float]]:
-    """Alternately: a keystroke through dockerlink (with the lean client, then with the
-    websockets library's), one straight to the engine, one through the docker CLI. (The
-    CLI's reads block this loop briefly: nothing else runs meanwhile.)"""
-    times: dict[str, list[float]] = {"ours": [], "library": [], "direct": [], "cli": []}
+    """A keystroke through each path in turn: dockerlink with the lean client on the unix
+    socket (``ours``) and on the TCP port, with the websockets library's client on the TCP
+    port, straight to the engine, through the docker CLI. The order turns by one at each
+    round, so that each path comes first (after the pause) as often as the others. (The CLI's
+    reads block this loop briefly: nothing else runs meanwhile.)"""
+
+    async def through_lean(client: LeanWebSocket) -> None:
+        await client.send(b"x")
+        await lean_read_until(client, b"x")
+
+    async def through_library() -> None:
+        await ws.send(b"x")
+        await ws_read_until(ws, b"x")
+
+    async def direct() -> None:
+        await stream.write(b"x")
+        await raw_read_until(stream, b"x")
+
+    async def through_cli() -> None:
+        cli.write(b"x")
+        cli.read_until(b"x")
+
+    paths: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("ours", lambda: through_lean(lean)),
+        ("tcp", lambda: through_lean(lean_tcp)),
+        ("library", through_library),
+        ("direct", direct),
+        ("cli", through_cli),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _ in paths}
     for n in range(keystrokes):
         if n % 40 == 0:
             await lean.send(KILL_LINE)
+            await lean_tcp.send(KILL_LINE)
             await ws.send(KILL_LINE)
             await stream.write(KILL_LINE)
             cli.write(KILL_LINE)
             await asyncio.sleep(0.05)
             await drain_lean(lean)
+            await drain_lean(lean_tcp)
             await drain_ws(ws)
             await drain_raw(stream)
             cli.drain()
-        started = time.perf_counter()
-        await lean.send(b"x")
-        await lean_read_until(lean, b"x")
-        times["ours"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        await ws.send(b"x")
-        await ws_read_until(ws, b"x")
-        times["library"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        await stream.write(b"x")
-        await raw_read_until(stream, b"x")
-        times["direct"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        cli.write(b"x")
-        cli.read_until(b"x")
-        times["cli"].append(time.perf_counter() - started)
+        turn = n % len(paths)
+        for name, keystroke in paths[turn:] + paths[:turn]:
+            await asyncio.sleep(pause_s)
+            started = time.perf_counter()
+            await keystroke()
+            times[name].append(time.perf_counter() - started)
     return times
 
 
@@ -316,6 +354,55 @@ async def echo_round_trips(workdir: Path, count: int) -> tuple[list[float], list
         await asyncio.wait_for(server.wait(), 30)
 
 
+def loopback_round_trips(workdir: Path, count: int) -> dict[str, list[float]]:
+    """One byte to a forked process and back over loopback TCP and over a unix socket (plain
+    blocking sockets, no framing), ``count`` times each, alternately: what the kernel's two
+    kinds of local connection cost by themselves on this machine."""
+    tcp_server = socket.create_server(("127.0.0.1", 0))
+    path = str(workdir / "pingpong.sock")
+    unix_server = socket.socket(socket.AF_UNIX)
+    unix_server.bind(path)
+    unix_server.listen()
+    pid = os.fork()
+    if pid == 0:  # the child: echo on both, until both are closed
+        try:
+            tcp_server.settimeout(30)  # (the parent failed: do not wait for ever)
+            unix_server.settimeout(30)
+            peers = [tcp_server.accept()[0], unix_server.accept()[0]]
+            for peer in peers:
+                peer.settimeout(None)
+            peers[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while peers:
+                for peer in select.select(peers, [], [])[0]:
+                    data = peer.recv(64)
+                    if data:
+                        peer.sendall(data)
+                    else:
+                        peers.remove(peer)
+        finally:
+            os._exit(0)
+    tcp_address = tcp_server.getsockname()
+    tcp_server.close()
+    unix_server.close()
+    tcp = socket.create_connection(tcp_address)
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    unix = socket.socket(socket.AF_UNIX)
+    unix.connect(path)
+    times: dict[str, list[float]] = {"tcp": [], "unix": []}
+    try:
+        for n in range(count):
+            for name, client in [("tcp", tcp), ("unix", unix)][:: 1 if n % 2 else -1]:
+                started = time.perf_counter()
+                client.sendall(b"x")
+                client.recv(64)
+                times[name].append(time.perf_counter() - started)
+    finally:
+        tcp.close()
+        unix.close()
+        os.waitpid(pid, 0)
+    return times
+
+
 def cpu_ticks(pid: int) -> int:
     """The process's user plus system time, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -360,7 +447,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
         sessions: list[ClientConnection] = []
         try:
             (container,) = await create_containers(docker, 1, uuid.uuid4().hex[:8])
-            settings = {"terminal_max_sessions": str(args.sessions + 8)}
+            unix_path = str(workdir / "dockerlink.sock")
+            settings = {
+                "terminal_max_sessions": str(args.sessions + 8),
+                "host": f"127.0.0.1,unix:{unix_path}",
+            }
             server = Server(args.engine_sock, workdir / "data", workdir, "terminal", settings)
             await server.ready()
             log(f"dockerlink settled {await settle(server.process.pid):.0f} s after start")
@@ -373,49 +464,62 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
             cli = DockerCli(args.engine_sock, container)
             try:
                 async with await docker.execs.attach(exec_id, tty=True) as stream:
-                    lean = await LeanWebSocket.connect(url, "dockerlink.terminal")
+                    lean = await LeanWebSocket.connect(url, "dockerlink.terminal", unix=unix_path)
                     await lean_read_until(lean, b"$ ")
+                    lean_tcp = await LeanWebSocket.connect(url, "dockerlink.terminal")
+                    await lean_read_until(lean_tcp, b"$ ")
                     ws = await open_session(url)
                     await raw_read_until(stream, b"$ ")
                     cli.read_until(b"$ ", timeout_s=60)
-                    times = await round_trips(lean, ws, stream, cli, args.keystrokes)
+                    times = await round_trips(
+                        lean, lean_tcp, ws, stream, cli, args.keystrokes, args.pause_ms / 1e3
+                    )
                     await lean.close()
+                    await lean_tcp.close()
                     await ws.close()
                     await stream.write(b"\x15exit\n")
             finally:
                 cli.close()
             ours, direct, through_cli = times["ours"], times["direct"], times["cli"]
-            for suffix, baseline, name in (
-                ("", direct, "direct TTY exec attach"),
-                (", against docker exec -it", through_cli, "docker exec -it (CLI)"),
-            ):
-                p50 = Row(
-                    f"keystroke echo p50{suffix}",
-                    "ms",
-                    statistics.median(ours) * 1e3,
-                    statistics.median(baseline) * 1e3,
-                    name,
-                    "<= 1.20 x",
-                )
-                p50.passed = p50.ratio is not None and p50.ratio <= 1.2
-                results.add(p50)
+            for transport, mine in (("unix socket", ours), ("TCP port", times["tcp"])):
+                for at in (0.5, 0.99):
+                    goal = Row(
+                        f"keystroke echo p{round(at * 100)}, {transport}, against docker exec -it",
+                        "ms",
+                        percentile(mine, at) * 1e3,
+                        percentile(through_cli, at) * 1e3,
+                        "docker exec -it (CLI)",
+                        "<= 1.20 x",
+                    )
+                    goal.passed = goal.ratio is not None and goal.ratio <= 1.2
+                    results.add(goal)
+            for figure, mine, baseline, name in (
+                ("keystroke echo p50, unix socket, against the direct attach", ours, direct,
+                 "direct TTY exec attach"),
+                ("keystroke echo p50, TCP port, against the direct attach", times["tcp"], direct,
+                 "direct TTY exec attach"),
+                ("docker exec -it p50, against the direct attach", through_cli, direct,
+                 "direct TTY exec attach"),
+                ("keystroke echo p50, TCP port, websockets library client", times["library"],
+                 through_cli, "docker exec -it (CLI)"),
+            ):  # fmt: skip
                 results.add(
                     Row(
-                        f"keystroke echo p99{suffix}",
+                        figure,
                         "ms",
-                        percentile(ours, 0.99) * 1e3,
-                        percentile(baseline, 0.99) * 1e3,
+                        statistics.median(mine) * 1e3,
+                        statistics.median(baseline) * 1e3,
                         name,
                     )
                 )
-
+            bare = loopback_round_trips(workdir, args.keystrokes)
             results.add(
                 Row(
-                    "keystroke echo p50, websockets library client",
+                    "bare loopback TCP round trip p50, against unix socket",
                     "ms",
-                    statistics.median(times["library"]) * 1e3,
-                    statistics.median(direct) * 1e3,
-                    "direct TTY exec attach",
+                    statistics.median(bare["tcp"]) * 1e3,
+                    statistics.median(bare["unix"]) * 1e3,
+                    "bare unix socket round trip",
                 )
             )
             echo, echo_library = await echo_round_trips(workdir, args.keystrokes)
@@ -476,7 +580,7 @@ def print_table(results: Results) -> None:
         f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
         f"kernel {m['kernel']}, Docker {m['docker']}, load average at start {m['load_average']}"
     )
-    header = f"{'figure':46} {'ours':>10} {'baseline':>10} {'ratio':>8}  {'goal':12} result"
+    header = f"{'figure':64} {'ours':>10} {'baseline':>10} {'ratio':>8}  {'goal':12} result"
     print(header)
     print("-" * (len(header) + 6))
     for row in results.rows:
@@ -484,21 +588,33 @@ def print_table(results: Results) -> None:
         ratio = f"{row.ratio:8.3f}" if row.ratio is not None else f"{'-':>8}"
         verdict = {True: "PASS", False: "FAIL", None: ""}[row.passed]
         figure = f"{row.figure} ({row.unit})"
-        print(f"{figure:46} {row.ours:10.4g} {base} {ratio}  {row.goal:12} {verdict}")
+        print(f"{figure:64} {row.ours:10.4g} {base} {ratio}  {row.goal:12} {verdict}")
     print("dockerlink's figures: a minimal WebSocket client (masked frames out, frame headers")
-    print("  in, the same reads and writes as the direct attach's client); the rows marked")
-    print("  'websockets library client' time the same through the websockets package's client")
+    print("  in, the same reads and writes as the direct attach's client), on dockerlink's unix")
+    print("  socket (host=...,unix:/path: how nginx on the same machine can reach it) and on its")
+    print("  loopback TCP port; the row marked 'websockets library client' times the same")
+    print("  through the websockets package's client")
     print("baselines, timed alternately with dockerlink in the same run:")
-    print("  direct TTY exec attach: an exec started with Upgrade: tcp on the engine's socket")
-    print("  docker exec -it (CLI): the docker CLI in a pseudo-terminal, as a user runs it")
+    print("  docker exec -it (CLI): the docker CLI in a pseudo-terminal, as a user runs it; its")
+    print("  client reaches it through local IPC (a pty), as dockerlink's does on the unix socket")
+    print("  direct TTY exec attach: an exec started with Upgrade: tcp on the engine's socket,")
+    print("  no relay at all (what the CLI does, without the CLI)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench terminal", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--keystrokes", type=int, default=300, help="each way (default 300)")
+    parser.add_argument(
+        "--keystrokes", type=int, default=1000, help="through each path (default 1000)"
+    )
     parser.add_argument("--sessions", type=int, default=50, help="idle sessions (default 50)")
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=PAUSE_S * 1e3,
+        help="pause before each timed keystroke, in ms (default 3; 0: back to back)",
+    )
     parser.add_argument(
         "--engine-sock",
         default=os.environ.get(
