@@ -606,7 +606,7 @@ def main() -> int:
         prog="scripts/bench terminal", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--keystrokes", type=int, default=1000, help="through each path (default 1000)"
+        "--keystrokes", type=int, default=3000, help="through each path (default 3000)"
     )
     parser.add_argument("--sessions", type=int, default=50, help="idle sessions (default 50)")
     parser.add_argument(
