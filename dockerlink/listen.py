@@ -9,23 +9,27 @@ cannot be bound stops start-up with :class:`ListenError`.
 An entry ``unix:/path`` is a unix socket at that path (for a proxy on the same machine: nginx's
 ``proxy_pass http://unix:/path:/``), made with mode 0660: the file's owner and group may connect,
 no one else. A socket file left by a process that ended is replaced; one that a live process
-listens on, or a file that is not a socket, stops start-up. :func:`close_listeners` removes the
-files again.
+listens on, or a file that is not a socket, stops start-up. While it listens, the process holds
+``<path>.lock`` (flock), so that two starting at once cannot both take the path. Paths cannot
+hold commas (they separate the entries). :func:`close_listeners` removes the socket files again
+(the lock files stay: removing one could let two processes hold different locks on the path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import ipaddress
 import logging
 import os
+import pwd
 import socket
 import stat
 import weakref
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from sanic import Sanic
 from sanic.server.runners import _build_protocol_kwargs
@@ -41,10 +45,8 @@ BACKLOG = 1024
 _NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 #: A unix socket's file mode: its owner and group may connect.
 UNIX_SOCKET_MODE = 0o660
-#: The socket files made here, by their listening socket: (path, device, inode).
-_socket_files: weakref.WeakKeyDictionary[socket.socket, tuple[str, int, int]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The socket files made here, by their listening socket.
+_socket_files: weakref.WeakKeyDictionary[socket.socket, _SocketFile] = weakref.WeakKeyDictionary()
 
 
 class ListenError(OSError):
@@ -96,43 +98,77 @@ def bind_listeners(hosts: Sequence[str], port: int) -> list[socket.socket]:
 
 def close_listeners(sockets: Sequence[socket.socket]) -> None:
     """Close ``sockets`` (again: closing twice is harmless), and remove the unix socket files
-    :func:`bind_listeners` made, each while it is still the file made (not a later one)."""
+    :func:`bind_listeners` made, each while it is still the file made (not a later one); then
+    let go of the socket's lock."""
     for sock in sockets:
         made = _socket_files.pop(sock, None)
         sock.close()
         if made is None:
             continue
-        path, device, inode = made
         try:
-            found = os.lstat(path)
-            if (found.st_dev, found.st_ino) == (device, inode):
-                os.unlink(path)
+            found = os.lstat(made.path)
+            if (found.st_dev, found.st_ino) == (made.device, made.inode):
+                os.unlink(made.path)
         except FileNotFoundError:
             pass
         except OSError as exc:
-            log.warning("cannot remove the socket file %s: %s", path, exc.strerror or exc)
+            log.warning("cannot remove the socket file %s: %s", made.path, exc.strerror or exc)
+        finally:
+            os.close(made.lock_fd)  # releases the flock
 
 
 def _bind_unix(path: str) -> socket.socket:
-    """A listening unix socket at ``path``, mode 0660, replacing a stale socket file."""
-    _clear_stale_socket(path)
+    """A listening unix socket at ``path``, mode 0660, replacing a stale socket file.
+
+    The process holds ``<path>.lock`` (flock) for as long as it listens: two processes starting
+    at once (a restart and a ``dockerlink check``) cannot both take the path for theirs, nor
+    remove the other's socket as a stale one."""
+    lock_fd = _lock_socket_path(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        _clear_stale_socket(path)
         # The mode is the umask's at bind() (a chmod after it would leave a moment open).
         umask = os.umask(0o777 & ~UNIX_SOCKET_MODE)
         try:
             sock.bind(path)
         finally:
             os.umask(umask)
-        made = os.lstat(path)
-        _socket_files[sock] = (path, made.st_dev, made.st_ino)
+        found = os.lstat(path)
+        _socket_files[sock] = _SocketFile(path, found.st_dev, found.st_ino, lock_fd)
         sock.listen(BACKLOG)
         sock.set_inheritable(True)
-    except OSError as exc:
-        close_listeners([sock])
-        reason = exc.strerror or exc
-        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {reason}") from None
+    except BaseException as exc:
+        if sock in _socket_files:
+            close_listeners([sock])
+        else:
+            sock.close()
+            os.close(lock_fd)
+        if isinstance(exc, OSError) and not isinstance(exc, ListenError):
+            reason = exc.strerror or exc
+            raise ListenError(exc.errno, f"cannot listen on unix:{path}: {reason}") from None
+        raise
     return sock
+
+
+def _lock_socket_path(path: str) -> int:
+    """An open descriptor holding ``<path>.lock``; ListenError when another process holds it."""
+    lock_path = path + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        reason = f"{lock_path}: {exc.strerror}"
+        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {reason}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ListenError(
+            errno.EADDRINUSE, f"cannot listen on unix:{path}: another dockerlink listens there"
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+    return fd
 
 
 def _clear_stale_socket(path: str) -> None:
@@ -142,8 +178,6 @@ def _clear_stale_socket(path: str) -> None:
         found = os.lstat(path)
     except FileNotFoundError:
         return
-    except OSError as exc:
-        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
     if not stat.S_ISSOCK(found.st_mode):
         raise ListenError(
             errno.EEXIST, f"cannot listen on unix:{path}: a file that is not a socket is there"
@@ -154,18 +188,41 @@ def _clear_stale_socket(path: str) -> None:
         probe.connect(path)
     except ConnectionRefusedError:
         pass  # no one listens: the file of a process that ended
-    except OSError as exc:
-        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
-    else:
+    except (BlockingIOError, TimeoutError):  # a listener whose queue is full: in use
+        raise _in_use(path) from None
+    except PermissionError:
         raise ListenError(
-            errno.EADDRINUSE, f"cannot listen on unix:{path}: another process listens there"
-        )
+            errno.EACCES,
+            f"cannot listen on unix:{path}: the socket file there is {_owner(found.st_uid)}'s and "
+            "this user may not connect to it; if no process listens on it, remove it",
+        ) from None
+    else:
+        raise _in_use(path)
     finally:
         probe.close()
+    os.unlink(path)
+
+
+def _in_use(path: str) -> ListenError:
+    return ListenError(
+        errno.EADDRINUSE, f"cannot listen on unix:{path}: another process listens there"
+    )
+
+
+def _owner(uid: int) -> str:
     try:
-        os.unlink(path)
-    except OSError as exc:
-        raise ListenError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+class _SocketFile(NamedTuple):
+    """A socket file made here, and the lock held on its path."""
+
+    path: str
+    device: int
+    inode: int
+    lock_fd: int
 
 
 def url_of(address: tuple[object, ...] | str) -> str:

@@ -124,8 +124,13 @@ def _optional_text(name: str, raw: str) -> str | None:
 
 def _listen_address(part: str) -> str:
     value = part.strip()
-    if value.startswith(UNIX_PREFIX + "//"):  # unix:///run/x.sock, as Docker writes it
-        return UNIX_PREFIX + value[len(UNIX_PREFIX) + 2 :]
+    if value.startswith(UNIX_PREFIX):
+        path = value[len(UNIX_PREFIX) :]
+        if path.startswith("//"):  # unix:///run/x.sock, as Docker writes it
+            path = path[2:]
+        if path.startswith("/") and not path.endswith("/"):  # one spelling per socket
+            path = "/" + os.path.normpath(path).lstrip("/")
+        return UNIX_PREFIX + path
     return value[1:-1] if value.startswith("[") and value.endswith("]") else value
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
+import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,7 +130,8 @@ def test_an_address_that_cannot_be_bound_stops_start_up(bound: list[socket.socke
 
 def test_a_unix_socket_entry_is_kept_with_one_slash() -> None:
     settings = load_settings(
-        {"host": "unix:///run/dockerlink/api.sock, 127.0.0.1,unix:/tmp/b.sock"}, env_file=None
+        {"host": "unix:///run/dockerlink/api.sock, 127.0.0.1,unix:/tmp/./c/../b.sock"},
+        env_file=None,
     )
     assert settings.hosts == ("unix:/run/dockerlink/api.sock", "127.0.0.1", "unix:/tmp/b.sock")
 
@@ -186,20 +191,96 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
 def test_a_socket_in_use_or_another_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "api.sock"
     first = bind_listeners([f"unix:{path}"], 0)
-    try:
+    try:  # another dockerlink (or a check) while one listens: its lock says so
         with pytest.raises(ListenError) as caught:
             bind_listeners([f"unix:{path}"], 0)
         assert caught.value.errno == errno.EADDRINUSE
-        assert (
-            caught.value.strerror == f"cannot listen on unix:{path}: another process listens there"
+        assert caught.value.strerror == (
+            f"cannot listen on unix:{path}: another dockerlink listens there"
         )
     finally:
         close_listeners(first)
-    other = tmp_path / "notes.txt"
-    other.write_text("kept")
+    assert not path.exists()
+    with socket.socket(socket.AF_UNIX) as other:  # another program, without the lock
+        other.bind(str(path))
+        other.listen()
+        with pytest.raises(ListenError) as caught:
+            bind_listeners([f"unix:{path}"], 0)
+        assert caught.value.errno == errno.EADDRINUSE
+        assert caught.value.strerror == (
+            f"cannot listen on unix:{path}: another process listens there"
+        )
+    path.unlink()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("kept")
     with pytest.raises(ListenError, match="a file that is not a socket is there"):
-        bind_listeners([f"unix:{other}"], 0)
-    assert other.read_text() == "kept"
+        bind_listeners([f"unix:{notes}"], 0)
+    assert notes.read_text() == "kept"
+
+
+def test_a_listener_too_busy_to_accept_is_in_use(tmp_path: Path) -> None:
+    """A full accept queue makes a connect fail at once (EAGAIN): that is a live listener."""
+    path = tmp_path / "busy.sock"
+    with socket.socket(socket.AF_UNIX) as busy:
+        busy.bind(str(path))
+        busy.listen(0)
+        waiting = []
+        try:
+            for _ in range(3):  # fill the queue
+                client = socket.socket(socket.AF_UNIX)
+                client.setblocking(False)
+                waiting.append(client)
+                try:
+                    client.connect(str(path))
+                except BlockingIOError:
+                    break
+            with pytest.raises(ListenError) as caught:
+                bind_listeners([f"unix:{path}"], 0)
+            assert caught.value.errno == errno.EADDRINUSE
+        finally:
+            for client in waiting:
+                client.close()
+    assert path.exists()
+
+
+def test_starting_at_once_one_takes_the_path_and_the_other_is_refused(tmp_path: Path) -> None:
+    """Two processes finding the same stale file: the lock lets one replace it, never both."""
+    path = tmp_path / "api.sock"
+    with socket.socket(socket.AF_UNIX) as ended:
+        ended.bind(str(path))  # the file of a process that ended
+    script = (
+        "import sys\n"
+        "from dockerlink.listen import ListenError, bind_listeners\n"
+        "sys.stdin.readline()\n"  # start together
+        "try:\n"
+        f"    held = bind_listeners(['unix:{path}'], 0)\n"
+        "    print('bound', flush=True)\n"
+        "    sys.stdin.readline()\n"  # hold it until told
+        "except ListenError as exc:\n"
+        "    print(exc.strerror, flush=True)\n"
+    )
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    try:
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        said = []
+        for racer in racers:
+            assert racer.stdout is not None
+            said.append(racer.stdout.readline().strip())
+        assert sorted(said)[0] == "bound" and said.count("bound") == 1, said
+        with socket.socket(socket.AF_UNIX) as client:  # the file is the winner's
+            client.settimeout(5)
+            client.connect(str(path))
+    finally:
+        for racer in racers:
+            racer.communicate("done\n", timeout=30)
 
 
 def test_a_socket_file_replaced_by_another_is_not_removed(tmp_path: Path) -> None:
@@ -223,3 +304,21 @@ def test_a_failed_bind_leaves_no_socket_file(tmp_path: Path) -> None:
     finally:
         taken.close()
     assert not path.exists()
+
+
+def test_a_path_another_process_is_taking_is_left_to_it(tmp_path: Path) -> None:
+    """Between its check of a stale file and its bind, a starting process holds the path's
+    lock: another one then neither removes the file nor binds."""
+    path = tmp_path / "api.sock"
+    with socket.socket(socket.AF_UNIX) as ended:
+        ended.bind(str(path))  # stale: the other process is about to replace it
+    stale = path.lstat().st_ino
+    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(ListenError, match="another dockerlink listens there"):
+            bind_listeners([f"unix:{path}"], 0)
+        assert path.lstat().st_ino == stale
+    finally:
+        os.close(lock)
+    close_listeners(bind_listeners([f"unix:{path}"], 0))  # once it let go
