@@ -243,7 +243,7 @@ async def round_trips(
     pause_s: float = PAUSE_S,
 ) -> dict[str, list[float]]:
     """A keystroke through each path in turn: dockerlink with the lean client on the unix
-    socket (``ours``) and on the TCP port, with the websockets library's client on the TCP
+    socket and on the TCP port, with the websockets library's client on the TCP
     port, straight to the engine, through the docker CLI. The order turns by one at each
     round, so that each path comes first (after the pause) as often as the others. (The CLI's
     reads block this loop briefly: nothing else runs meanwhile.)"""
@@ -265,7 +265,7 @@ async def round_trips(
         cli.read_until(b"x")
 
     paths: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-        ("ours", lambda: through_lean(lean)),
+        ("unix", lambda: through_lean(lean)),
         ("tcp", lambda: through_lean(lean_tcp)),
         ("library", through_library),
         ("direct", direct),
@@ -480,8 +480,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
                     await stream.write(b"\x15exit\n")
             finally:
                 cli.close()
-            ours, direct, through_cli = times["ours"], times["direct"], times["cli"]
-            for transport, mine in (("unix socket", ours), ("TCP port", times["tcp"])):
+            unix, direct, through_cli = times["unix"], times["direct"], times["cli"]
+            for transport, mine in (("unix socket", unix), ("TCP port", times["tcp"])):
                 for at in (0.5, 0.99):
                     goal = Row(
                         f"keystroke echo p{round(at * 100)}, {transport}, against docker exec -it",
@@ -494,7 +494,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
                     goal.passed = goal.ratio is not None and goal.ratio <= 1.2
                     results.add(goal)
             for figure, mine, baseline, name in (
-                ("keystroke echo p50, unix socket, against the direct attach", ours, direct,
+                ("keystroke echo p50, unix socket, against the direct attach", unix, direct,
                  "direct TTY exec attach"),
                 ("keystroke echo p50, TCP port, against the direct attach", times["tcp"], direct,
                  "direct TTY exec attach"),
