@@ -113,6 +113,12 @@ class Settings:
         ``unix:/path`` sockets."""
         return tuple(_listen_address(part) for part in self.host.split(",") if part.strip())
 
+    @property
+    def listen_port(self) -> int | None:
+        """``port``, unless ``host`` lists only unix sockets (then dockerlink holds no port)."""
+        tcp = any(unix_path(host) is None for host in self.hosts)
+        return self.port if tcp else None
+
 
 def _text(name: str, raw: str) -> str:
     return raw

@@ -41,7 +41,7 @@ async def create_container(request: Request) -> HTTPResponse:
         parse_json_object(request.body),
         port_area_size=settings.port_area_size,
         min_host_port=settings.min_host_port,
-        own_port=settings.port,
+        own_port=settings.listen_port,
     )
     return json_response(await hosting_of(request).create(create))
 

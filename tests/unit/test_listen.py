@@ -136,9 +136,13 @@ def test_a_unix_socket_entry_is_kept_with_one_slash() -> None:
     assert settings.hosts == ("unix:/run/dockerlink/api.sock", "127.0.0.1", "unix:/tmp/b.sock")
 
 
-def test_a_unix_socket_alone_needs_no_token() -> None:
+def test_a_unix_socket_alone_needs_no_token_and_holds_no_port() -> None:
     # Only this machine can connect, and only the file's owner and group (mode 0660).
-    assert load_settings({"host": "unix:/run/dockerlink.sock"}, env_file=None).api_token is None
+    alone = load_settings({"host": "unix:/run/dockerlink.sock"}, env_file=None)
+    assert alone.api_token is None
+    assert alone.listen_port is None  # a container's port block may then hold `port`
+    beside = load_settings({"host": "unix:/run/dockerlink.sock,127.0.0.1"}, env_file=None)
+    assert beside.listen_port == beside.port == 7200
 
 
 @pytest.mark.parametrize(
