@@ -10,8 +10,8 @@ On the private test engine, one running container and one ``dockerlink serve``:
   the order turning at each round, each keystroke after a pause (``--pause-ms``, default 3:
   typed keys come tens of milliseconds apart, so each starts from a machine at rest, not one
   warmed up by the path timed just before); p50 and p99 on each of dockerlink's listeners
-  (goal: at most 1.2 x ``docker exec -it``); the same byte through a bare Sanic WebSocket
-  echo, and bare loopback TCP and unix socket round trips between two processes, for scale.
+  (goal: at most 1.2 x ``docker exec -it``); and the same byte through a bare Sanic WebSocket
+  echo, for scale.
   dockerlink's side is timed with :class:`LeanWebSocket`, a client that does per message only
   what the protocol asks (so that both sides' clients do the same work but the framing), and
   again with the websockets library's client, for comparison;
@@ -34,7 +34,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -354,55 +353,6 @@ async def echo_round_trips(workdir: Path, count: int) -> tuple[list[float], list
         await asyncio.wait_for(server.wait(), 30)
 
 
-def loopback_round_trips(workdir: Path, count: int) -> dict[str, list[float]]:
-    """One byte to a forked process and back over loopback TCP and over a unix socket (plain
-    blocking sockets, no framing), ``count`` times each, alternately: what the kernel's two
-    kinds of local connection cost by themselves on this machine."""
-    tcp_server = socket.create_server(("127.0.0.1", 0))
-    path = str(workdir / "pingpong.sock")
-    unix_server = socket.socket(socket.AF_UNIX)
-    unix_server.bind(path)
-    unix_server.listen()
-    pid = os.fork()
-    if pid == 0:  # the child: echo on both, until both are closed
-        try:
-            tcp_server.settimeout(30)  # (the parent failed: do not wait for ever)
-            unix_server.settimeout(30)
-            peers = [tcp_server.accept()[0], unix_server.accept()[0]]
-            for peer in peers:
-                peer.settimeout(None)
-            peers[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            while peers:
-                for peer in select.select(peers, [], [])[0]:
-                    data = peer.recv(64)
-                    if data:
-                        peer.sendall(data)
-                    else:
-                        peers.remove(peer)
-        finally:
-            os._exit(0)
-    tcp_address = tcp_server.getsockname()
-    tcp_server.close()
-    unix_server.close()
-    tcp = socket.create_connection(tcp_address)
-    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    unix = socket.socket(socket.AF_UNIX)
-    unix.connect(path)
-    times: dict[str, list[float]] = {"tcp": [], "unix": []}
-    try:
-        for n in range(count):
-            for name, client in [("tcp", tcp), ("unix", unix)][:: 1 if n % 2 else -1]:
-                started = time.perf_counter()
-                client.sendall(b"x")
-                client.recv(64)
-                times[name].append(time.perf_counter() - started)
-    finally:
-        tcp.close()
-        unix.close()
-        os.waitpid(pid, 0)
-    return times
-
-
 def cpu_ticks(pid: int) -> int:
     """The process's user plus system time, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -512,16 +462,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
                         name,
                     )
                 )
-            bare = loopback_round_trips(workdir, args.keystrokes)
-            results.add(
-                Row(
-                    "bare loopback TCP round trip p50, against unix socket",
-                    "ms",
-                    statistics.median(bare["tcp"]) * 1e3,
-                    statistics.median(bare["unix"]) * 1e3,
-                    "bare unix socket round trip",
-                )
-            )
             echo, echo_library = await echo_round_trips(workdir, args.keystrokes)
             results.add(
                 Row(
