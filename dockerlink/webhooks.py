@@ -126,6 +126,8 @@ class WebhookOutbox:
     ) -> None:
         self.root = root
         self.url = url
+        #: How the URL is logged (its password hidden).
+        self.shown_url = shown_url(url)
         self._secret = secret
         self._timeout_s = timeout_s
         self._first_delay_s = first_delay_s
@@ -252,7 +254,7 @@ class WebhookOutbox:
                 if problem is None:
                     self.delivered += 1
                     if failing:
-                        log.info("webhooks: %s answers again", shown_url(self.url))
+                        log.info("webhooks: %s answers again", self.shown_url)
                         failing = False
                 elif self._clock() - head.queued >= MAX_AGE_S:
                     self.failures += 1
@@ -268,7 +270,7 @@ class WebhookOutbox:
                     if not failing:
                         log.warning(
                             "webhooks: delivery to %s failed, retrying: %s",
-                            shown_url(self.url),
+                            self.shown_url,
                             problem,
                         )
                         failing = True
@@ -356,6 +358,7 @@ async def send_test(url: str, secret: str, *, timeout_s: float) -> tuple[str | N
     event_id = f"test-{int(now * 1e9)}"
     event = {"time": now, "id": "", "name": "", "type": "test", "event_id": event_id}
     body = orjson.dumps(event)
+    shown = shown_url(url)
     try:
         async with (
             asyncio.timeout(timeout_s),
@@ -365,9 +368,8 @@ async def send_test(url: str, secret: str, *, timeout_s: float) -> tuple[str | N
                 url, content=body, headers=_headers(body, secret, "test", event_id)
             )
     except TimeoutError:
-        return f"{shown_url(url)} gave no whole answer within {timeout_s:g} s", ""
+        return f"{shown} gave no whole answer within {timeout_s:g} s", ""
     except httpx.HTTPError as exc:
-        return f"{shown_url(url)} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "), ""
-    if not 200 <= response.status_code < 300:
-        return f"{shown_url(url)} answered {response.status_code} to a signed test event", ""
-    return None, f"{shown_url(url)} answered {response.status_code} to a signed test event"
+        return f"{shown} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "), ""
+    answer = f"{shown} answered {response.status_code} to a signed test event"
+    return (None, answer) if 200 <= response.status_code < 300 else (answer, "")
