@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ import docker_api
 from docker_api import ExecResult
 
 from .domain_errors import GitBusy, GitFailed, NotRunningForExec, dropped_note
-from .hosting import Hosting, ManagedContainer
+from .hosting import Hosting, KeyedLocks, ManagedContainer
 
 __all__ = [
     "GIT_ENV",
@@ -121,7 +120,7 @@ class GitService:
         self.hosting = hosting
         self.docker = hosting.docker
         self.settings = hosting.settings
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
 
     async def pull(self, ref: str, path: str | None) -> str:
         return output_text(await self._run(ref, path, ["pull"]))
@@ -180,9 +179,7 @@ class GitService:
         container = await self.hosting.managed(ref, mirrored=True)
         if not writes:
             return await self._run_in(container, path, commands, accept_exit)
-        lock = self._locks.get(container.id)
-        if lock is None:
-            lock = self._locks[container.id] = asyncio.Lock()
+        lock = self._locks[container.id]
         try:
             async with asyncio.timeout(self.settings.git_timeout):
                 await lock.acquire()

@@ -39,7 +39,14 @@ from .requests import CreateRequest, LimitsRequest, LogsRequest
 from .settings import Settings
 from .units import CPU_PERIOD_US, GIB, cpus_of, engine_time_s
 
-__all__ = ["DOCKERLINK_LABEL", "PORTS_LABEL", "Hosting", "ManagedContainer", "describe"]
+__all__ = [
+    "DOCKERLINK_LABEL",
+    "PORTS_LABEL",
+    "Hosting",
+    "KeyedLocks",
+    "ManagedContainer",
+    "describe",
+]
 
 DOCKERLINK_LABEL = "dockerlink"
 PORTS_LABEL = "ports"
@@ -144,6 +151,20 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
+class KeyedLocks:
+    """One :class:`asyncio.Lock` per key (a container id), kept while someone holds or awaits
+    it: the map does not grow with every container ever acted on."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __getitem__(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+
 def _to_the_end(
     action: Callable[Concatenate[Hosting, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[Hosting, _P], Coroutine[Any, Any, _T]]:
@@ -174,7 +195,7 @@ class Hosting:
         self.settings = settings
         #: The event-fed view reads are served from, and writes keep current.
         self.mirror = mirror
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
         self._create_lock = asyncio.Lock()
         self._engine_cpus: int | None = None
         self._engine_memory: int | None = None
@@ -271,10 +292,7 @@ class Hosting:
         inspect may predate it, so it is asked again under the lock)."""
         done_before = self._actions_done
         container = await self.managed(ref, mirrored=mirrored)
-        lock = self._locks.get(container.id)
-        if lock is None:
-            lock = self._locks[container.id] = asyncio.Lock()
-        async with lock:
+        async with self._locks[container.id]:
             if self._actions_done != done_before:  # another action ran meanwhile: look again
                 container = await self.managed(container.id)
             try:
