@@ -20,6 +20,7 @@ import logging
 import math
 import zlib
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .codec import KEYFRAME_EVERY, LineEncoder, decode_chunk
@@ -82,14 +83,22 @@ class ChunkedSeries:
         "_last",
         "_last_known",
         "_open_start",
+        "_ticks",
         "period_s",
     )
 
     def __init__(
-        self, period_s: int, cache: DecodedCache, keyframe_every: int = KEYFRAME_EVERY
+        self,
+        period_s: int,
+        cache: DecodedCache,
+        keyframe_every: int = KEYFRAME_EVERY,
+        ticks: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
+        """``ticks``: the tick log's times by period start, for the open repeat lines of files
+        (see :mod:`.codec`)."""
         self.period_s = period_s
         self._cache = cache
+        self._ticks: Mapping[int, Sequence[int]] = ticks if ticks is not None else {}
         #: Encoded lines by period start: the one being appended to as a bytearray, those closed
         #: since start-up compressed, the newest read at start-up as read, and the files of
         #: the periods before it as their paths.
@@ -144,6 +153,33 @@ class ChunkedSeries:
             self._decoded.append(sample)
             self._cache.changed(1)
 
+    def append_run(self, sample: Sample, times: Sequence[int]) -> None:
+        """Add ``sample`` again at each of ``times`` (increasing, newer than every sample held;
+        see :meth:`.LineEncoder.encode_run`): what :meth:`append` of each would hold."""
+        period = self.period_s
+        index = 0
+        while index < len(times):
+            start = times[index] - times[index] % period
+            end = index + 1
+            while end < len(times) and times[end] < start + period:
+                end += 1
+            group = times[index:end]
+            index = end
+            if start != self._open_start:  # a new chunk: its first line is a keyframe
+                self.append(sample._replace(t=group[0], delta_up_kib=0, delta_down_kib=0))
+                group = group[1:]
+                if not group:
+                    continue
+            open_chunk = self._chunks[start]
+            assert isinstance(open_chunk, bytearray)
+            open_chunk += self._encoder.encode_run(sample, group)
+            figures = sample[1:7]
+            last = Sample(group[-1], *figures, 0, 0)
+            self._last, self._last_known = last, True
+            if self._decoded is not None:
+                self._decoded.extend([(t, *figures, 0, 0) for t in group])
+                self._cache.changed(len(group))
+
     def _close_open_chunk(self) -> None:
         if self._open_start is not None:
             chunk = self._chunks.get(self._open_start)
@@ -180,9 +216,9 @@ class ChunkedSeries:
         if series is None:
             series = Series()
             newest = self._floor
-            for _, lines in self._chunks_in_order():
+            for start, lines in self._chunks_in_order():
                 samples: list[tuple[int, ...]] = []
-                for sample in decode_chunk(lines):
+                for sample in decode_chunk(lines, self._ticks.get(start, ())):
                     if sample[0] > newest:  # strictly increasing, whatever a file holds
                         samples.append(sample)
                         newest = sample[0]
@@ -207,8 +243,9 @@ class ChunkedSeries:
         """The newest sample held."""
         if not self._last_known:
             self._last = None
-            for _, lines in reversed(self._chunks_in_order()):
-                found = [s for s in decode_chunk(lines) if s[0] > self._floor]
+            for start, lines in reversed(self._chunks_in_order()):
+                decoded = decode_chunk(lines, self._ticks.get(start, ()))
+                found = [s for s in decoded if s[0] > self._floor]
                 if found:
                     self._last = Sample(*max(found, key=lambda s: s[0]))
                     break
@@ -225,7 +262,7 @@ class ChunkedSeries:
         for start, lines in self._chunks_in_order():
             if start + self.period_s - 1 <= t:
                 continue
-            for sample in decode_chunk(lines):
+            for sample in decode_chunk(lines, self._ticks.get(start, ())):
                 if sample[0] > newest:
                     found.append(Sample(*sample))
                     newest = sample[0]

@@ -280,13 +280,15 @@ class Sampler:
         # the loop, without a coroutine each, and handed to the store YIELD_EVERY at a time.
         batch: list[tuple[str, Sample]] = []
         idle = self._idle
+        # One time for every repeated sample of the tick: the store's tick log holds it once.
+        now = int(self._clock())
         for index, (container_id, info) in enumerate(zip(ids, infos, strict=True), 1):
             reading = readings.get(container_id)
             still = idle.get(container_id) if reading is None else None
             state = info.get("State") or {}
             if still is not None and still[0] is info:
                 # Not running, and the same inspect as at the last tick: the same sample, now.
-                batch.append((container_id, Sample(int(self._clock()), *still[1])))
+                batch.append((container_id, Sample(now, *still[1])))
             elif reading is None and state.get("Running"):
                 by_engine.append(info)
             else:  # read from its cgroup, or not running: nothing to wait for
@@ -322,6 +324,7 @@ class Sampler:
             del self._cpu[gone]
         for gone in set(self.usage).difference(ids):
             del self.usage[gone]
+            self.store.end_run(gone)  # its run of repeated samples ends on disk too
         for gone in set(idle).difference(ids):
             del idle[gone]
         self._report_source(running_ids)

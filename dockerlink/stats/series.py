@@ -130,6 +130,15 @@ class Bucket:
         self.delta_down += sample.delta_down_kib
         self.last = sample
 
+    def add_run(self, sample: Sample, count: int) -> None:
+        """:meth:`add` ``count`` samples with the figures of ``sample``, the last being it."""
+        self.count += count
+        self.mem_sum += sample.mem_used_kib * count
+        self.cpu_sum += sample.cpu_centi * count
+        self.delta_up += sample.delta_up_kib * count
+        self.delta_down += sample.delta_down_kib * count
+        self.last = sample
+
     def point(self) -> Sample | None:
         last = self.last
         if last is None:

@@ -3,6 +3,8 @@
 Layout under the store's root (``<data_dir>/stats``)::
 
     .lock                              held (flock) by the one dockerlink process using this root
+    ticks-<period start>.jsonl         the tick log: the time of each tick with runs; one file
+                                       per hour; kept 4 hours
     <full container id>/
         raw-<period start>.jsonl       every sample; one file per hour; kept 4 hours
         day-<period start>.jsonl       2-minute points; one file per 6 hours; kept 24 hours
@@ -23,6 +25,17 @@ the memory limit in bytes, ``c``/``cl`` CPU use and limit in hundredths of a per
 received), ``du``/``dd`` the network traffic since the previous sample in KiB. A steady sample
 costs ~10-25 bytes.
 
+**Runs.** A sample with the same figures as the one before and no traffic since (a stopped
+container's, at every tick) *repeats* it. Such samples are a *run*: on disk, one open repeat line
+``["="]`` when the run starts, and one closed line with every time difference (``["=",15,15,16]``)
+when it ends: at the container's next other sample, at the end of the file's period, when the
+container is no longer sampled (:meth:`HistoryStore.end_run`) or at the stop. Meanwhile the
+*tick log* gets each tick's time once, for all the runs together, so that a tick costs one line
+in all, not one per stopped container. In memory a run's samples wait in a list of times, and are
+added to the tiers (one repeat line in memory, a bucket addition per bucket) when something needs
+them: a query of the container, its next other sample, the once-a-minute maintenance. A thousand
+containers of which 800 are stopped thus cost the sampler 200 lines a tick, not 1,000.
+
 **Tiers.** A point of the ``day`` tier summarises the samples whose timestamps fall in one
 ``t // 120`` bucket, a ``week`` point one ``t // 1200`` bucket (:class:`.series.Bucket` says how),
 and files cover ``t // period`` buckets; everything is a function of the sample's own timestamp,
@@ -38,7 +51,11 @@ appending to a file it did not write itself, the store truncates a torn last lin
 middle of a write) so that the next line starts clean. Lines are not fsynced: a killed process
 loses nothing it wrote, since the data is in the kernel already; a power loss can lose the last
 seconds of history (what the kernel had not written back yet) or leave a torn tail, which is then
-skipped and repaired. An fsync per sample would cost a disk flush per container per tick for data
+skipped and repaired. A run that a crash left open (its file ends in, or goes on after, an open
+repeat line) is read back from the tick log: the repeated sample at each tick time of the file's
+period after it, up to the next sample in the file. (A container that failed to be sampled at
+one of those ticks, or was removed behind dockerlink's back just before the crash, gets a sample
+there too.) An fsync per sample would cost a disk flush per container per tick for data
 that is a monitoring aid, not a record.
 
 **A full disk.** A line that cannot be written (ENOSPC, or any other ``OSError``) is skipped: the
@@ -73,8 +90,9 @@ slow or stuck disk never holds up the event loop: :meth:`~HistoryStore.append`,
 answer from memory. Without it, the caller's thread does each operation at once (tools and
 tests). :meth:`~HistoryStore.close` lets the writer finish everything queued first.
 
-**What a query sees.** A raw sample is served once its line is written (or its write failed: a
-full disk), never before, so whatever the route has answered is on disk and survives a ``kill -9``
+**What a query sees.** A raw sample is served once its line is written (for a sample in a run:
+its open repeat line and its tick's time in the tick log; or once its write failed: a full
+disk), never before, so whatever the route has answered is on disk and survives a ``kill -9``
 (the guarantee the store gave when it wrote on the loop). Until then :meth:`~HistoryStore.last`
 already returns it (the sampler computes the next network delta from it), and
 :meth:`~HistoryStore.written` waits until every sample appended so far is served (a sample taken
@@ -111,7 +129,7 @@ from ..journal import (
     write_lines,
 )
 from .chunks import ChunkedSeries, DecodedCache
-from .codec import KEYFRAME_EVERY, LineEncoder
+from .codec import KEYFRAME_EVERY, OPEN_RUN, LineEncoder
 from .held import held_files_budget
 from .series import Bucket, Sample, join_entries, render_entries, render_json
 
@@ -167,6 +185,7 @@ STALE_FAILURE_S = 600
 
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"([a-z]+)-([0-9]+)\.jsonl")
+_TICK_FILE = re.compile(r"ticks-([0-9]+)\.jsonl")
 
 
 def tier_for_scale(scale: str) -> Tier:
@@ -182,8 +201,10 @@ class _Track:
 
     __slots__ = ("bucket", "closed_before", "files", "series")
 
-    def __init__(self, period_s: int, cache: DecodedCache) -> None:
-        self.series = ChunkedSeries(period_s, cache)
+    def __init__(
+        self, period_s: int, cache: DecodedCache, ticks: dict[int, list[int]] | None = None
+    ) -> None:
+        self.series = ChunkedSeries(period_s, cache, ticks=ticks)
         #: The period starts of its files (those asked of the writer included).
         self.files: set[int] = set()
         #: Aggregated tiers: the open bucket, and the index below which buckets are written.
@@ -198,13 +219,34 @@ class _Track:
 class _History:
     __slots__ = ("aggregated", "container_id", "directory", "raw", "tracks")
 
-    def __init__(self, container_id: str, directory: Path | None, cache: DecodedCache) -> None:
+    def __init__(
+        self,
+        container_id: str,
+        directory: Path | None,
+        cache: DecodedCache,
+        ticks: dict[int, list[int]],
+    ) -> None:
         self.container_id = container_id
         self.directory = directory
-        self.tracks = {tier.name: _Track(tier.file_period_s, cache) for tier in TIERS}
+        self.tracks = {
+            tier.name: _Track(tier.file_period_s, cache, ticks if tier is RAW else None)
+            for tier in TIERS
+        }
         #: The same tracks at hand for every sample: the raw one, and the aggregated tiers'.
         self.raw = self.tracks[RAW.name]
         self.aggregated = tuple((tier, self.tracks[tier.name]) for tier in TIERS[1:])
+
+
+class _Run:
+    """A container's samples that repeat its previous one, served and not yet added to its
+    tiers (:meth:`HistoryStore._settle` adds them)."""
+
+    __slots__ = ("last", "times")
+
+    def __init__(self, sample: Sample) -> None:
+        #: The newest of them (the others are the same but for their time).
+        self.last = sample
+        self.times = [sample.t]
 
 
 class HistoryStore:
@@ -232,8 +274,15 @@ class HistoryStore:
         self._decoded = DecodedCache(DECODED_SAMPLES)
         #: The newest sample accepted for each container while its line is not yet written.
         self._unwritten: dict[str, Sample] = {}
-        #: Raw samples whose lines the writer has written (or failed to), to be served.
-        self._written: deque[tuple[str, Sample]] = deque()
+        #: Raw samples whose lines the writer has written (or failed to), to be served, each
+        #: with whether it repeats the one before.
+        self._written: deque[tuple[str, Sample, bool]] = deque()
+        #: Each container's repeated samples not yet added to its tiers.
+        self._runs: dict[str, _Run] = {}
+        #: The tick log's times by period start, as read at start-up (what the open repeat
+        #: lines of files stand for), and the period starts of the tick log's files.
+        self._ticks: dict[int, list[int]] = {}
+        self._tick_files: set[int] = set()
         self._writer = _Writer(
             root,
             keyframe_every,
@@ -271,6 +320,12 @@ class HistoryStore:
                 f"the stats history in {self.root} is in use by another process"
             ) from None
         self._lock_fd = fd
+        for entry in os.scandir(self.root):
+            match = _TICK_FILE.fullmatch(entry.name)
+            if match:
+                start = int(match.group(1))
+                self._tick_files.add(start)
+                self._ticks[start] = _read_ticks(Path(entry.path))
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if entry.is_dir() and _CONTAINER_ID.fullmatch(entry.name):
                 self._histories[entry.name] = self._load(Path(entry.path))
@@ -293,6 +348,9 @@ class HistoryStore:
         self._histories.clear()
         self._unwritten.clear()
         self._written.clear()
+        self._runs.clear()
+        self._ticks.clear()
+        self._tick_files.clear()
         self._rendered.clear()
         self._rendered_entries = 0
         if self._lock_fd is not None:
@@ -323,6 +381,9 @@ class HistoryStore:
         if unwritten is not None:
             return unwritten
         self._serve_written()
+        run = self._runs.get(container_id)
+        if run is not None:
+            return run.last
         history = self._histories.get(container_id)
         return history.tracks[RAW.name].series.last() if history is not None else None
 
@@ -341,8 +402,7 @@ class HistoryStore:
     ) -> list[tuple[int, ...]] | None:
         """The points ``scale`` answers with timestamps > ``since``, oldest first, as tuples in
         :class:`Sample` field order; None when nothing is stored for the container."""
-        self._serve_written()
-        history = self._histories.get(container_id)
+        history = self._settled(container_id)
         if history is None:
             return None
         tier = tier_for_scale(scale)
@@ -365,8 +425,7 @@ class HistoryStore:
         self, container_id: str, *, scale: str = "instant", since: float = 0.0
     ) -> bytes | None:
         """The route's answer body, or None when nothing is stored for the container."""
-        self._serve_written()
-        history = self._histories.get(container_id)
+        history = self._settled(container_id)
         if history is not None and tier_for_scale(scale) is RAW:
             entries = self._hot_entries(history)
             series = history.tracks[RAW.name].series.decoded()
@@ -405,8 +464,7 @@ class HistoryStore:
 
     def has_recent(self, container_id: str, scale: str = "instant") -> bool:
         """True when ``scale`` would answer with at least one point (``since`` = 0)."""
-        self._serve_written()
-        history = self._histories.get(container_id)
+        history = self._settled(container_id)
         if history is None:
             return False
         tier = tier_for_scale(scale)
@@ -430,10 +488,13 @@ class HistoryStore:
         """Record each ``(container id, sample)`` as :meth:`append` does, in order, handing them
         to the writer at once (the sampler's tick); returns how many were taken. A sample for an
         id that is not a full container id is not taken."""
-        taken: list[tuple[str, Sample]] = []
+        taken: list[tuple[str, Sample, bool]] = []
         tombstones = self._tombstones
         unwritten = self._unwritten
         histories = self._histories
+        runs = self._runs
+        tick_files = self._tick_files
+        period_s = RAW.file_period_s
         valid = _CONTAINER_ID.fullmatch
         self._serve_written()
         for container_id, sample in samples:
@@ -441,15 +502,27 @@ class HistoryStore:
                 continue
             last = unwritten.get(container_id)  # what last() returns, without a call each
             if last is None:
-                history = histories.get(container_id)
-                last = history.raw.series.last() if history is not None else None
-            if (last is not None and sample.t <= last.t) or not valid(container_id):
+                run = runs.get(container_id)
+                if run is not None:
+                    last = run.last
+                else:
+                    history = histories.get(container_id)
+                    last = history.raw.series.last() if history is not None else None
+            if last is None:
+                repeat = False
+                if not valid(container_id):
+                    continue
+            elif sample.t <= last.t:
                 continue
+            else:  # the same figures and no traffic: a run (a stopped container's samples)
+                repeat = sample[1:7] == last[1:7] and not sample[7] and not sample[8]
             if self.root is None:
-                self._serve(container_id, sample)
+                self._serve(container_id, sample, repeat)
             else:
                 unwritten[container_id] = sample
-            taken.append((container_id, sample))
+                if repeat:
+                    tick_files.add(sample.t - sample.t % period_s)
+            taken.append((container_id, sample, repeat))
         if self.root is not None and taken:
             self._submit(self._writer.append_raw, taken)
             self._serve_written()
@@ -500,19 +573,30 @@ class HistoryStore:
     def _serve_written(self) -> None:
         """Serve the raw samples whose lines the writer has written since the last call."""
         while self._written:
-            container_id, sample = self._written.popleft()
+            container_id, sample, repeat = self._written.popleft()
             if self._unwritten.get(container_id) is sample:
                 del self._unwritten[container_id]
             if container_id not in self._tombstones:
-                self._serve(container_id, sample)
+                self._serve(container_id, sample, repeat)
 
-    def _serve(self, container_id: str, sample: Sample) -> None:
-        """Put a raw sample in memory, and feed the aggregated tiers."""
+    def _serve(self, container_id: str, sample: Sample, repeat: bool = False) -> None:
+        """Put a raw sample in memory, and feed the aggregated tiers. A sample that repeats the
+        one before joins its container's run, added to the tiers later (:meth:`_settle`)."""
         history = self._histories.get(container_id)
+        if repeat and history is not None:
+            run = self._runs.get(container_id)
+            if run is None:
+                self._runs[container_id] = _Run(sample)
+            else:
+                run.last = sample
+                run.times.append(sample.t)
+            return
         if history is None:
             directory = self.root / container_id if self.root is not None else None
-            history = _History(container_id, directory, self._decoded)
+            history = _History(container_id, directory, self._decoded, self._ticks)
             self._histories[container_id] = history
+        elif container_id in self._runs:
+            self._settle(history)
         raw = history.raw
         if history.directory is not None:
             raw.files.add(sample.t - sample.t % RAW.file_period_s)
@@ -525,6 +609,41 @@ class HistoryStore:
         for tier, track in history.aggregated:
             self._feed(history, tier, track, sample)
 
+    def _settle(self, history: _History) -> None:
+        """Add the container's run of repeated samples to its tiers, as :meth:`_serve` of each
+        would (without a line, a bucket addition and a render each)."""
+        run = self._runs.pop(history.container_id, None)
+        if run is None:
+            return
+        sample, times = run.last, run.times
+        raw = history.raw
+        if history.directory is not None:
+            period_s = RAW.file_period_s
+            first, last = times[0] - times[0] % period_s, times[-1] - times[-1] % period_s
+            raw.files.update(range(first, last + 1, period_s))
+        raw.series.append_run(sample, times)
+        entries = self._rendered.get(history.container_id)
+        if entries is not None:
+            figures = sample[1:7]
+            entries.extend(render_entries((t, *figures, 0, 0) for t in times))
+            self._rendered_entries += len(times)
+            self._evict_rendered()
+        for tier, track in history.aggregated:
+            self._feed_run(history, tier, track, sample, times)
+
+    def _settled(self, container_id: str) -> _History | None:
+        """The container's history with every sample served in its tiers."""
+        self._serve_written()
+        history = self._histories.get(container_id)
+        if history is not None and container_id in self._runs:
+            self._settle(history)
+        return history
+
+    def end_run(self, container_id: str) -> None:
+        """The container is no longer sampled (it is gone): its run on disk ends here."""
+        if self.root is not None:
+            self._submit(self._writer.end_run, container_id)
+
     def delete(self, container_id: str) -> None:
         """Forget a container's history, on disk and in memory (it was deleted through the API)."""
         if not _CONTAINER_ID.fullmatch(container_id):
@@ -533,6 +652,7 @@ class HistoryStore:
         self._tombstones[container_id] = self._clock()
         self._histories.pop(container_id, None)
         self._unwritten.pop(container_id, None)
+        self._runs.pop(container_id, None)
         self._forget_rendered(container_id)
         if self.root is not None:
             self._submit(self._writer.remove, container_id, self.root / container_id)
@@ -543,6 +663,7 @@ class HistoryStore:
         self._serve_written()
         now = self._clock()
         for container_id, history in list(self._histories.items()):
+            self._settle(history)
             # A sample still being written may belong to a bucket whose time is over: that
             # bucket closes when the sample is served (or at the next maintenance), so that
             # the point holds it, as it would have without a writer thread.
@@ -561,6 +682,12 @@ class HistoryStore:
                 self._forget_rendered(container_id)
                 if history.directory is not None:
                     self._submit(self._writer.remove, container_id, history.directory)
+        for start in sorted(self._tick_files):
+            if start + RAW.file_period_s > now - RAW.window_s:
+                break
+            self._tick_files.discard(start)
+            self._ticks.pop(start, None)
+            self._submit(self._writer.unlink_ticks, start)
         for container_id, deleted_at in list(self._tombstones.items()):
             if deleted_at + TOMBSTONE_S <= now:
                 del self._tombstones[container_id]
@@ -580,6 +707,29 @@ class HistoryStore:
                 self._close_bucket(history, tier)
             bucket = track.bucket = Bucket(index)
         bucket.add(sample)
+
+    def _feed_run(
+        self, history: _History, tier: Tier, track: _Track, sample: Sample, times: list[int]
+    ) -> None:
+        """:meth:`_feed` ``sample`` at each of ``times``, a bucket at a time."""
+        resolution_s = tier.resolution_s
+        figures = sample[1:7]
+        first, count = 0, len(times)
+        while first < count:
+            index = times[first] // resolution_s
+            end = first + 1
+            while end < count and times[end] // resolution_s == index:
+                end += 1
+            bucket = track.bucket
+            if bucket is None or bucket.index != index:
+                if index < track.closed_before:
+                    first = end
+                    continue
+                if bucket is not None:
+                    self._close_bucket(history, tier)
+                bucket = track.bucket = Bucket(index)
+            bucket.add_run(Sample(times[end - 1], *figures, 0, 0), end - first)
+            first = end
 
     def _close_bucket(self, history: _History, tier: Tier) -> None:
         track = history.tracks[tier.name]
@@ -614,7 +764,7 @@ class HistoryStore:
 
     def _load(self, directory: Path) -> _History:
         container_id = directory.name
-        history = _History(container_id, directory, self._decoded)
+        history = _History(container_id, directory, self._decoded, self._ticks)
         by_tier = {tier.name: tier for tier in TIERS}
         files: list[tuple[str, int]] = []
         for name in os.listdir(directory):
@@ -652,7 +802,7 @@ _Op = tuple[Callable[..., None], tuple[Any, ...]]
 class _FileState:
     """What the writer knows of the file one container's tier is appended to."""
 
-    __slots__ = ("clean", "encoder", "fd", "file_start", "path")
+    __slots__ = ("clean", "encoder", "fd", "file_start", "path", "run")
 
     def __init__(self, keyframe_every: int) -> None:
         self.encoder = LineEncoder(keyframe_every)
@@ -664,6 +814,9 @@ class _FileState:
         self.clean = False
         #: That file kept open for appending (raw files, within the writer's budget), or None.
         self.fd: int | None = None
+        #: The times of the run of repeated samples the file's open repeat line stands for so
+        #: far (None when its last line is not one): its closed line lists them.
+        self.run: list[int] | None = None
 
 
 class _Writer:
@@ -675,7 +828,7 @@ class _Writer:
         self,
         root: Path | None,
         keyframe_every: int,
-        written: deque[tuple[str, Sample]],
+        written: deque[tuple[str, Sample, bool]],
         held_files: int,
     ) -> None:
         self.root = root
@@ -689,6 +842,8 @@ class _Writer:
         self._failed: set[tuple[str, str]] = set()
         #: The newest raw sample time of each container, for :meth:`forget_stale`.
         self._sampled: dict[str, int] = {}
+        #: The tick log's file being appended to.
+        self._tick_log = _FileState(keyframe_every)
 
     def append_line(self, container_id: str, tier: Tier, sample: Sample, raw: bool) -> None:
         """Append one line for ``sample`` to the tier's file for its period; then a raw sample
@@ -698,14 +853,43 @@ class _Writer:
         finally:
             if raw:
                 self._sampled[container_id] = sample.t
-                self._written.append((container_id, sample))
+                self._written.append((container_id, sample, False))
 
-    def append_raw(self, samples: list[tuple[str, Sample]]) -> None:
-        """:meth:`append_line` for each raw sample, in order."""
-        for container_id, sample in samples:
-            self.append_line(container_id, RAW, sample, True)
+    def append_raw(self, samples: list[tuple[str, Sample, bool]]) -> None:
+        """:meth:`append_line` for each raw sample, in order; a sample that repeats the one
+        before (``True``) joins the run of its file, and once all are done the tick log takes
+        the times of those that did."""
+        repeated: list[tuple[str, Sample]] = []
+        ticks: set[int] = set()
+        try:
+            for container_id, sample, repeat in samples:
+                if not repeat:
+                    self.append_line(container_id, RAW, sample, True)
+                    continue
+                repeated.append((container_id, sample))
+                if self._repeat(container_id, sample):
+                    ticks.add(sample.t)
+            for t in sorted(ticks):
+                self._append_tick(t)
+        finally:
+            for container_id, sample in repeated:
+                self._sampled[container_id] = sample.t
+                self._written.append((container_id, sample, True))
 
-    def _append(self, container_id: str, tier: Tier, sample: Sample) -> None:
+    def _repeat(self, container_id: str, sample: Sample) -> bool:
+        """Append a raw sample that repeats the one before: nothing to write while its file's
+        run goes on, else the open repeat line (or the sample's own line when it cannot start a
+        run). True when the sample is in a run (the tick log must hold its time)."""
+        state = self._files.get((container_id, RAW.name))
+        start = sample.t - sample.t % RAW.file_period_s
+        if state is not None and state.run is not None and state.file_start == start:
+            state.run.append(sample.t)
+            return True
+        return self._append(container_id, RAW, sample, repeat=True)
+
+    def _append(self, container_id: str, tier: Tier, sample: Sample, repeat: bool = False) -> bool:
+        """Append the line of ``sample`` (``repeat``: the open repeat line when it can be
+        one); True when a run was opened."""
         assert self.root is not None
         key = (container_id, tier.name)
         state = self._files.get(key)
@@ -713,36 +897,116 @@ class _Writer:
             state = self._files[key] = _FileState(self._keyframe_every)
         start = sample.t - sample.t % tier.file_period_s
         if state.file_start != start:
+            self._end_run(key, state)
             self._let_go(state)
             state.file_start = start
             state.clean = False
             state.path = os.path.join(self.root, container_id, _file_name(tier, start))
         path = state.path
+        opened = False
         try:
             if not state.clean:
                 make_directory(self.root / container_id)
                 repair_tail(path)
                 state.encoder.restart()
+                state.run = None
                 self._let_go(state)  # (none is open here; a bug must not leak one)
                 if tier is RAW and self.open_files < self._held_files:
                     state.fd = open_for_append(path)
                     self.open_files += 1
-            line = state.encoder.encode(sample)
-            if state.fd is not None:
-                write_lines(state.fd, line, path)
+            if repeat and state.run is None and state.encoder.repeats(sample):
+                line = OPEN_RUN
+                opened = True
             else:
-                fd = open_for_append(path)
-                try:
-                    write_lines(fd, line, path)
-                finally:
-                    os.close(fd)
+                line = self._closed_run(state) + state.encoder.encode(sample)
+            self._write(state, line)
         except OSError as exc:
-            self._let_go(state)
-            state.clean = False
-            if not self._failed:
-                log.error("stats history: cannot write under %s: %s", self.root, exc)
-            self._failed.add(key)
+            self._failed_write(key, state, exc)
+            return False
+        state.run = [sample.t] if opened else None
+        self._wrote(key, state)
+        return opened
+
+    def _closed_run(self, state: _FileState) -> bytes:
+        """The closed repeat line of the file's run (none when no run goes on)."""
+        run, state.run = state.run, None
+        previous = state.encoder.previous
+        if not run or previous is None:
+            return b""
+        return state.encoder.encode_run(previous, run)
+
+    def _end_run(self, key: tuple[str, str], state: _FileState) -> None:
+        """Close the file's run, if one goes on."""
+        if state.run is None:
             return
+        try:
+            self._write(state, self._closed_run(state))
+        except OSError as exc:
+            self._failed_write(key, state, exc)
+            return
+        self._wrote(key, state)
+
+    def end_run(self, container_id: str) -> None:
+        """The container is no longer sampled: close the run of its raw file."""
+        key = (container_id, RAW.name)
+        state = self._files.get(key)
+        if state is not None:
+            self._end_run(key, state)
+
+    def _append_tick(self, t: int) -> None:
+        """Append a tick time to the tick log (its file for ``t``'s raw period)."""
+        assert self.root is not None
+        state = self._tick_log
+        start = t - t % RAW.file_period_s
+        if state.file_start != start:
+            self._let_go(state)
+            state.file_start = start
+            state.clean = False
+            state.path = os.path.join(self.root, _tick_file_name(start))
+        try:
+            if not state.clean:
+                repair_tail(state.path)
+                self._let_go(state)
+                state.fd = open_for_append(state.path)
+                self.open_files += 1
+            self._write(state, b"%d\n" % t)
+        except OSError as exc:
+            self._failed_write(_TICK_LOG, state, exc)
+            return
+        self._wrote(_TICK_LOG, state)
+
+    def unlink_ticks(self, start: int) -> None:
+        """Delete an expired file of the tick log."""
+        assert self.root is not None
+        if self._tick_log.file_start == start:
+            self._let_go(self._tick_log)
+            self._tick_log.file_start = None
+        try:
+            os.unlink(os.path.join(self.root, _tick_file_name(start)))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("stats history: cannot delete an expired file: %s", exc)
+
+    def _write(self, state: _FileState, line: bytes) -> None:
+        if state.fd is not None:
+            write_lines(state.fd, line, state.path)
+            return
+        fd = open_for_append(state.path)
+        try:
+            write_lines(fd, line, state.path)
+        finally:
+            os.close(fd)
+
+    def _failed_write(self, key: tuple[str, str], state: _FileState, exc: OSError) -> None:
+        self._let_go(state)
+        state.clean = False
+        state.run = None
+        if not self._failed:
+            log.error("stats history: cannot write under %s: %s", self.root, exc)
+        self._failed.add(key)
+
+    def _wrote(self, key: tuple[str, str], state: _FileState) -> None:
         state.clean = True
         if key in self._failed:
             self._failed.clear()
@@ -760,6 +1024,7 @@ class _Writer:
         if state is not None and state.file_start == start:
             self._let_go(state)
             state.file_start = None
+            state.run = None
 
     def remove(self, container_id: str, directory: Path) -> None:
         """Delete a container's history directory, and forget its files."""
@@ -772,9 +1037,11 @@ class _Writer:
             _remove_tree(directory)
 
     def close(self) -> None:
-        """Close every file kept open."""
-        for state in self._files.values():
+        """Close every run, and every file kept open."""
+        for key, state in self._files.items():
+            self._end_run(key, state)
             self._let_go(state)
+        self._let_go(self._tick_log)
 
     def _let_go(self, state: _FileState) -> None:
         """Close the file ``state`` keeps open, if any. The descriptor is forgotten first: the
@@ -794,8 +1061,9 @@ class _Writer:
         self._failed = {
             key for key in self._failed if self._sampled.get(key[0], 0) >= sampled_before
         }
-        for (container_id, _tier), state in self._files.items():
-            if state.fd is not None and self._sampled.get(container_id, 0) < sampled_before:
+        for key, state in self._files.items():
+            if self._sampled.get(key[0], 0) < sampled_before:
+                self._end_run(key, state)
                 self._let_go(state)
 
 
@@ -813,6 +1081,24 @@ def _remove_tree(directory: Path) -> None:
 
 def _file_name(tier: Tier, start: int) -> str:
     return f"{tier.name}-{start}.jsonl"
+
+
+def _tick_file_name(start: int) -> str:
+    return f"ticks-{start}.jsonl"
+
+
+#: The tick log's key among the writer's failed files.
+_TICK_LOG = ("", "ticks")
+
+
+def _read_ticks(path: Path) -> list[int]:
+    """The times a file of the tick log holds, sorted (a line that is not a time is skipped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        log.warning("stats history: cannot read %s: %s", path, exc)
+        return []
+    return sorted({int(line) for line in data.split(b"\n") if line.isdigit()})
 
 
 def open_history(root: Path) -> HistoryStore:

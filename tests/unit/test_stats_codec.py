@@ -269,3 +269,106 @@ def test_decode_chunk_gives_what_decode_lines_gives(seed: int) -> None:
     data = b"".join(lines)
     expected = [tuple(s) for s in decode_lines(data.split(b"\n"))]
     assert decode_chunk(data) == expected
+
+
+# -- runs of repeated samples -----------------------------------------------------------------
+
+
+def repeated(base: Sample, times: list[int]) -> list[Sample]:
+    return [base._replace(t=t, delta_up_kib=0, delta_down_kib=0) for t in times]
+
+
+def test_a_run_is_one_line_that_decodes_to_each_sample() -> None:
+    encoder = LineEncoder()
+    first = sample(100, up_kib=7, delta_up_kib=7)
+    times = [115, 130, 146, 160]
+    lines = [encoder.encode(first), encoder.encode_run(first, times)]
+    after = sample(175, up_kib=9, delta_up_kib=2)
+    lines.append(encoder.encode(after))
+    assert lines[1] == b'["=",15,15,16,14]\n'
+    expected = [first, *repeated(first, times), after]
+    assert list(decode_lines(b"".join(lines).split(b"\n"))) == expected
+    assert decode_chunk(b"".join(lines)) == [tuple(s) for s in expected]
+
+
+def test_a_run_that_cannot_follow_its_line_starts_with_its_own() -> None:
+    """No line before (a new file), other figures, or a keyframe due: the first sample of the
+    run gets its own line, the others one repeat line."""
+    base = sample(100)
+    for encoder, before in (
+        (LineEncoder(), []),
+        (LineEncoder(), [sample(90, mem_used_kib=5)]),
+        (LineEncoder(keyframe_every=1), [sample(80), sample(90)]),
+    ):
+        lines = [encoder.encode(s) for s in before]
+        lines.append(encoder.encode_run(base, [100, 115, 130]))
+        expected = [*before, *repeated(base, [100, 115, 130])]
+        assert list(decode_lines(b"".join(lines).split(b"\n"))) == expected
+        assert lines[-1].count(b"\n") == 2
+
+
+def test_an_open_run_stands_for_the_ticks_after_its_sample() -> None:
+    """Cut by a crash: the sample again at each tick time after it, up to the next sample the
+    file holds (a keyframe the next process wrote) or to the end of the ticks."""
+    first = sample(100)
+    encoder = LineEncoder()
+    head = encoder.encode(first) + b'["="]\n'
+    ticks = [90, 100, 115, 130, 145, 160]
+    assert decode_chunk(head, ticks) == [tuple(s) for s in [first, *repeated(first, ticks[2:])]]
+    later = LineEncoder().encode(sample(145, mem_used_kib=3))
+    assert decode_chunk(head + later, ticks) == [
+        tuple(s) for s in [first, *repeated(first, [115, 130]), sample(145, mem_used_kib=3)]
+    ]
+    # A damaged line after it: still filled, up to the next sample read.
+    assert decode_chunk(head + b'["=",15,1\n' + later, ticks) == decode_chunk(head + later, ticks)
+    assert list(decode_lines((head + later).split(b"\n"), ticks)) == [
+        Sample(*row) for row in decode_chunk(head + later, ticks)
+    ]
+
+
+def test_a_closed_run_is_read_from_its_line_not_from_the_ticks() -> None:
+    first = sample(100)
+    encoder = LineEncoder()
+    data = encoder.encode(first) + b'["="]\n' + encoder.encode_run(first, [115, 131])
+    assert decode_chunk(data, [115, 130, 131, 145]) == [
+        tuple(s) for s in [first, *repeated(first, [115, 131])]
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'["=",0]', b'["=",-15]', b'["=",15,true]', b'["=",15.0]', b'["=","15"]', b'["=",[15]]'],
+)
+def test_a_repeat_line_that_makes_no_sense_is_damage(line: bytes) -> None:
+    """It yields nothing, and neither do the deltas after it until the next keyframe."""
+    encoder = LineEncoder()
+    first = sample(100)
+    data = encoder.encode(first) + line + b"\n" + encoder.encode(sample(130, cpu_centi=1))
+    assert decode_chunk(data) == [tuple(first)]
+    assert list(decode_lines(data.split(b"\n"))) == [first]
+
+
+def test_a_repeat_line_without_a_sample_before_yields_nothing() -> None:
+    assert decode_chunk(b'["=",15,15]\n["="]\n', [1, 2, 3]) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_histories_with_runs_decode_to_what_was_encoded(seed: int) -> None:
+    """Random histories where runs of repeated samples of random lengths are encoded as runs,
+    with keyframes due at random: every sample comes back, whichever way it was written."""
+    rng = random.Random(seed)
+    encoder = LineEncoder(rng.choice([3, 50, 120]))
+    expected: list[Sample] = []
+    lines: list[bytes] = []
+    for s in history(rng, 200):
+        if expected and expected[-1].t >= s.t:
+            continue
+        lines.append(encoder.encode(s))
+        expected.append(s)
+        if rng.random() < 0.3:
+            times = [s.t + 15 * (i + 1) + rng.randint(0, 1) for i in range(rng.randint(1, 30))]
+            lines.append(encoder.encode_run(s, times))
+            expected.extend(repeated(s, times))
+    data = b"".join(lines)
+    assert decode_chunk(data) == [tuple(s) for s in expected]
+    assert list(decode_lines(data.split(b"\n"))) == expected

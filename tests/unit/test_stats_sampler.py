@@ -226,6 +226,30 @@ async def test_a_stopped_container_whose_inspect_did_not_change_gets_the_same_sa
     assert (last.t, last.mem_used_kib, last.cpu_centi) == (T0 + 60, 100 * 1024, 2500)
 
 
+async def test_a_stopped_container_is_one_run_on_disk_until_it_is_gone(
+    store: HistoryStore, clock: Clock
+) -> None:
+    """Its samples after the first repeat it: an open repeat line, and nothing more while the
+    run goes on; once the container is gone, the run's closed line."""
+    box, other = FakeContainer(1, running=False), FakeContainer(2, running=False)
+    engine = FakeDockerClient(box, other)
+    sampler = make_sampler(engine, store, clock)
+    for _ in range(4):
+        await sampler.tick()
+        clock.now += 15
+    assert store.root is not None
+    raw = store.root / box.id / f"raw-{T0}.jsonl"
+    store.flush()
+    assert raw.read_bytes().splitlines()[1:] == [b'["="]']
+    del engine.boxes[box.id]
+    await sampler.tick()
+    store.flush()
+    assert raw.read_bytes().splitlines()[1:] == [b'["="]', b'["=",15,15,15]']
+    samples = store.query(box.id)
+    assert samples is not None
+    assert [sample.t for sample in samples] == [T0, T0 + 15, T0 + 30, T0 + 45]
+
+
 async def test_a_restart_resets_deltas_and_cpu(store: HistoryStore, clock: Clock) -> None:
     box = FakeContainer(1)
     box.advance(100, tx=500 * 1024)

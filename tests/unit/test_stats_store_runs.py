@@ -1,0 +1,190 @@
+"""Runs of repeated samples (a stopped container's): kept as one line on disk and one in memory,
+answered as every sample, through restarts and crashes."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockerlink.stats.series import Sample, aggregate, render_json
+from dockerlink.stats.store import RAW, SCALES, HistoryStore
+
+from .clock import T0, Clock
+from .test_stats_store import make_sample
+
+CID = "a" * 64
+OTHER = "b" * 64
+
+
+def scenario(rng: random.Random, phases: list[tuple[bool, int]], start: int = T0) -> list[Sample]:
+    """Samples every 15 s (or 16: the tick's second), in phases of changing figures (False) and
+    of a stopped container's repeated ones (True), ``count`` samples each."""
+    samples: list[Sample] = []
+    t = start
+    for idle, count in phases:
+        for _ in range(count):
+            t += 15 + rng.randint(0, 1)
+            if idle and samples:
+                samples.append(samples[-1]._replace(t=t, delta_up_kib=0, delta_down_kib=0))
+            else:
+                samples.append(make_sample(t, len(samples) + 1))
+    return samples
+
+
+PHASES = [(False, 20), (True, 700), (False, 30), (True, 300), (False, 10), (True, 500)]
+
+
+def expected(samples: list[Sample], scale: str, now: float, since: float = 0) -> list[Sample]:
+    tier = SCALES[scale]
+    points = samples if tier is RAW else aggregate(samples, tier.resolution_s)
+    after = max(since, now - tier.window_s)
+    return [point for point in points if point.t > after]
+
+
+def check(store: HistoryStore, clock: Clock, samples: list[Sample], cid: str = CID) -> None:
+    store.flush()
+    for scale in ("instant", "day", "week"):
+        for since in (0, clock.now - 3000):
+            want = expected(samples, scale, clock.now, since)
+            assert store.query(cid, scale=scale, since=since) == want, (scale, since)
+            assert store.query_json(cid, scale=scale, since=since) == render_json(want)
+
+
+def opened(root: Path | None, clock: Clock, writer_thread: bool) -> HistoryStore:
+    store = HistoryStore(root, clock=clock, writer_thread=writer_thread)
+    store.open()
+    return store
+
+
+@pytest.fixture(params=[False, True], ids=["caller", "writer thread"])
+def writer_thread(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def feed(
+    store: HistoryStore, clock: Clock, samples: list[Sample], cid: str = CID
+) -> Iterator[int]:
+    """Append each sample as the sampler does (maintenance once a minute); yields indices."""
+    next_maintain = samples[0].t + 60
+    for index, sample in enumerate(samples):
+        clock.now = sample.t
+        assert store.append(cid, sample)
+        if sample.t >= next_maintain:
+            store.maintain()
+            next_maintain = sample.t + 60
+        yield index
+
+
+def test_runs_are_answered_as_their_samples(
+    tmp_path: Path, clock: Clock, writer_thread: bool
+) -> None:
+    samples = scenario(random.Random(1), PHASES)
+    root = tmp_path / "stats"
+    store = opened(root, clock, writer_thread)
+    for index in feed(store, clock, samples):
+        if index % 97 == 0 or index in (20, 21, 719, 720, 721, 1049):
+            check(store, clock, samples[: index + 1])
+    store.close()
+    store = opened(root, clock, writer_thread)
+    check(store, clock, samples)
+    store.close()
+
+
+def test_a_stopped_hour_is_three_lines_on_disk(tmp_path: Path, clock: Clock) -> None:
+    """A keyframe, the open repeat line, and the closed one, where there was a line a sample."""
+    samples = scenario(random.Random(2), [(False, 5), (True, 1000)])
+    root = tmp_path / "stats"
+    store = opened(root, clock, False)
+    for _ in feed(store, clock, samples):
+        pass
+    store.close()
+    raw = sorted((root / CID).glob("raw-*.jsonl"))
+    assert len(raw) >= 4
+    for path in raw[1:-1]:  # whole hours of the run
+        lines = path.read_bytes().splitlines()
+        assert len(lines) == 3, lines
+        assert lines[0].startswith(b"{") and lines[1] == b'["="]' and lines[2].startswith(b'["=",')
+
+
+def test_a_run_cut_by_a_crash_is_read_back_from_the_tick_log(
+    tmp_path: Path, clock: Clock, writer_thread: bool
+) -> None:
+    """The files as a kill -9 leaves them (copied while the store runs): every sample served
+    before is there after the restart, and the next process goes on in the same files."""
+    samples = scenario(random.Random(3), PHASES)
+    root = tmp_path / "stats"
+    store = opened(root, clock, writer_thread)
+    cut = 400  # in the first long run, in its second hour
+    for _ in feed(store, clock, samples[:cut]):
+        pass
+    store.flush()
+    crashed = tmp_path / "crashed"
+    shutil.copytree(root, crashed)
+    store.close()
+    again = opened(crashed, clock, writer_thread)
+    check(again, clock, samples[:cut])
+    for index in feed(again, clock, samples[cut:]):
+        if index % 151 == 0:
+            check(again, clock, samples[: cut + index + 1])
+    again.close()
+    third = opened(crashed, clock, writer_thread)
+    check(third, clock, samples)
+    third.close()
+
+
+def test_a_container_no_longer_sampled_ends_its_run(tmp_path: Path, clock: Clock) -> None:
+    """After a crash, its run is not stretched over the ticks of the others' runs."""
+    rng = random.Random(4)
+    ours = scenario(rng, [(False, 3), (True, 40)])
+    theirs = [s._replace(t=s.t) for s in scenario(rng, [(False, 3), (True, 80)])]
+    theirs = [s._replace(t=T0 + 15 * (i + 1)) for i, s in enumerate(theirs)]
+    ours = [s._replace(t=T0 + 15 * (i + 1)) for i, s in enumerate(ours)]
+    root = tmp_path / "stats"
+    store = opened(root, clock, False)
+    for index, sample in enumerate(theirs):
+        clock.now = sample.t
+        if index < len(ours):
+            assert store.append(CID, ours[index])
+        elif index == len(ours):
+            store.end_run(CID)
+        assert store.append(OTHER, sample)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(root, crashed)
+    store.close()
+    again = opened(crashed, clock, False)
+    assert again.query(CID) == expected(ours, "instant", clock.now)
+    assert again.query(OTHER) == expected(theirs, "instant", clock.now)
+    again.close()
+
+
+def test_a_store_in_memory_answers_runs(clock: Clock) -> None:
+    samples = scenario(random.Random(5), PHASES[:4])
+    store = opened(None, clock, False)
+    for index in feed(store, clock, samples):
+        if index % 211 == 0:
+            check(store, clock, samples[: index + 1])
+    check(store, clock, samples)
+
+
+def test_last_and_latest_follow_a_run(tmp_path: Path, clock: Clock, writer_thread: bool) -> None:
+    samples = scenario(random.Random(6), [(False, 4), (True, 30)])
+    store = opened(tmp_path / "stats", clock, writer_thread)
+    for index in feed(store, clock, samples):
+        store.flush()
+        assert store.last(CID) == samples[index]
+        assert store.latest() == [(CID, samples[index])]
+    store.close()
+
+
+def test_samples_are_refused_as_before_during_a_run(tmp_path: Path, clock: Clock) -> None:
+    samples = scenario(random.Random(7), [(False, 2), (True, 5)])
+    store = opened(tmp_path / "stats", clock, False)
+    for _ in feed(store, clock, samples):
+        pass
+    assert not store.append(CID, samples[-1])  # not newer than the last
+    assert not store.append(CID, samples[-2]._replace(t=samples[-1].t))
+    store.close()
