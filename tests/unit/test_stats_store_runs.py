@@ -65,9 +65,7 @@ def writer_thread(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-def feed(
-    store: HistoryStore, clock: Clock, samples: list[Sample], cid: str = CID
-) -> Iterator[int]:
+def feed(store: HistoryStore, clock: Clock, samples: list[Sample], cid: str = CID) -> Iterator[int]:
     """Append each sample as the sampler does (maintenance once a minute); yields indices."""
     next_maintain = samples[0].t + 60
     for index, sample in enumerate(samples):
