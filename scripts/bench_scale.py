@@ -19,7 +19,8 @@ test engine that ``scripts/engine up`` starts):
    - ``GET /v1/container/stats?scale=week`` p99, each request for another container (most of
      them asked for the first time);
    - the sampler, run in this process against the same engine: wall time per tick, and CPU time
-     per running container sampled against the floor: the CPU time of reading the same cgroup
+     per running container sampled (the ticks' and the once-a-minute maintenance's, as the
+     sampler's loop runs it) against the floor: the CPU time of reading the same cgroup
      files (open, read, close; no parsing) in a tight loop, one round after each timed tick
      (so that both are measured under the same load). The sampler keeps those files open and
      reads them with one ``pread()`` each, which costs about half the floor: the same
@@ -27,7 +28,13 @@ test engine that ``scripts/engine up`` starts):
      are steady state: whole 2-minute day buckets (a day point per container each, as every
      8th tick writes), in files that exist (warm-up ticks crossed a day and a week bucket,
      which made each tier's file; a history file is made once per period: an hour for the raw
-     tier, so about 1 tick in 240 pays for it);
+     tier, so about 1 tick in 240 pays for it). The running containers are kept busy meanwhile
+     (a process started every second in each, as a service's timers and requests do) and the
+     timed ticks are a second apart, so that their figures move from one tick to the next: the
+     store keeps a container whose figures did not move as a run of repeated samples, which
+     costs next to nothing (that is what the stopped ones cost), and a bench of idle running
+     containers would flatter the sampler. The share of running samples that repeated the one
+     before is printed (it should be near 0);
    - ``GET /v1/container?id=X`` requests per second under ``wrk``, against a bare Sanic app
      serving a fixed body of the same size on the same ``wrk`` command line;
    - the server's peak RSS (``VmHWM``) after all of the above and one week query for every
@@ -46,6 +53,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import os
 import random
 import shutil
@@ -70,7 +78,7 @@ from bench_stats import RawClient, SimClock, free_port
 from docker_api import DockerClient, DockerError, NotFound
 from dockerlink.mirror import ContainerMirror
 from dockerlink.stats.cgroups import CgroupFiles, HeldFiles, find_cgroup
-from dockerlink.stats.sampler import Sampler
+from dockerlink.stats.sampler import MAINTAIN_EVERY_S, Sampler
 from dockerlink.stats.sources import CgroupSource
 from dockerlink.stats.store import DAY, RAW, WEEK, HistoryStore
 
@@ -80,6 +88,8 @@ BENCH_LABEL = "dockerlink-bench-scale"
 MIB = 1 << 20
 INTERVAL_S = 15
 CREATE_CONCURRENCY = 16
+#: The sampler's loop runs the store's maintenance once a minute: every this many ticks.
+MAINTAIN_TICKS = int(MAINTAIN_EVERY_S // INTERVAL_S)
 WRK_THREADS = 2
 WRK_CONNECTIONS = 64
 
@@ -329,9 +339,36 @@ def running_files(version: int, mirror: ContainerMirror) -> list[CgroupFiles]:
 # -- one count ------------------------------------------------------------------------------------
 
 
+async def keep_busy(client: DockerClient, ids: list[str], seconds: int) -> None:
+    """Start, in each container, a shell that starts ``sleep 1`` every second for ``seconds``."""
+    semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
+    script = f"i=0; while [ $i -lt {seconds} ]; do sleep 1; i=$((i+1)); done"
+
+    async def one(container_id: str) -> None:
+        async with semaphore:
+            exec_id = await client.execs.create(container_id, ["sh", "-c", script], timeout=60)
+            await client.request(
+                "POST", f"/exec/{exec_id}/start", json={"Detach": True, "Tty": False}, timeout=60
+            )
+
+    await asyncio.gather(*(one(container_id) for container_id in ids))
+
+
+def repeated_share(store: HistoryStore, ids: list[str], since: int) -> float:
+    """The share of the samples after ``since`` of ``ids`` that repeat the one before them."""
+    repeats = total = 0
+    for container_id in ids:
+        samples = store.query(container_id, since=since - 60) or []
+        for before, sample in itertools.pairwise(samples):
+            if sample.t > since:
+                total += 1
+                repeats += before[1:7] == sample[1:7] and not sample[7] and not sample[8]
+    return repeats / total if total else 0.0
+
+
 async def measure_sampler(
     sock: str, running: int, ticks: int, workdir: Path
-) -> tuple[Figure, Figure, Figure]:
+) -> tuple[Figure, Figure, Figure, Figure]:
     """The sampler in this process on every container of the engine: wall per tick, and CPU per
     running container against the floor (and, for comparison, against the same files read as
     the sampler reads them, kept open)."""
@@ -365,21 +402,30 @@ async def measure_sampler(
             files = running_files(source.version, mirror)
             if not files:
                 raise RuntimeError("no running container's cgroup files were found")
+            busy = [str(f["Id"]) for f in mirror.all() if (f.get("State") or {}).get("Running")]
+            await keep_busy(client, busy, ticks + 15)  # the timed ticks take about ticks s
+            await asyncio.sleep(1.5)  # every shell has started a sleep
             # Each timed tick is followed by one round of the floor, so that both see the same
             # machine (other work on it makes both vary by tens of percent within a minute).
             cgroup_before = sampler.cgroup_samples
             cpu = floor_total = held_total = 0.0
             walls = []
-            for _ in range(ticks):
+            timed_from = int(clock.now)
+            started = time.perf_counter() - 1.0
+            for index in range(ticks):
+                await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
                 clock.now += INTERVAL_S
                 cpu_started = time.process_time()
                 started = time.perf_counter()
                 await sampler.tick()
                 walls.append(time.perf_counter() - started)
+                if (index + 1) % MAINTAIN_TICKS == 0:
+                    store.maintain()  # once a (simulated) minute, as the sampler's loop does
                 cpu += time.process_time() - cpu_started
                 floor_total += cgroup_floor_s(files, 1)
                 held_total += held_floor_s(files, 1)
             sampled_running = sampler.cgroup_samples - cgroup_before
+            repeats = repeated_share(store, busy, timed_from)
             store.close()
             shutil.rmtree(directory, ignore_errors=True)
         finally:
@@ -413,7 +459,8 @@ async def measure_sampler(
         held_total / ticks * 1e3,
         "reading the same files kept open, as the sampler does (pread)",
     )
-    return wall, cpu_figure, held_figure
+    share = Figure("  running samples that repeated the one before", "%", repeats * 100)
+    return wall, cpu_figure, held_figure, share
 
 
 async def measure_count(

@@ -195,12 +195,14 @@ class ChunkedSeries:
         if floor <= self._floor:
             return 0
         self._floor = floor
-        for start in [s for s in self._chunks if s + self.period_s - 1 <= floor]:
-            del self._chunks[start]
-            self._compressed.discard(start)
-            if start == self._open_start:
-                self._open_start = None
-        if not self._chunks or (self._last is not None and self._last.t <= floor):
+        chunks = self._chunks
+        if chunks and min(chunks) + self.period_s - 1 <= floor:  # (once a period, at most)
+            for start in [s for s in chunks if s + self.period_s - 1 <= floor]:
+                del chunks[start]
+                self._compressed.discard(start)
+                if start == self._open_start:
+                    self._open_start = None
+        if not chunks or (self._last is not None and self._last.t <= floor):
             self._last, self._last_known = None, True
         if self._decoded is None:
             return 0
@@ -283,6 +285,10 @@ class ChunkedSeries:
 
     def _chunks_in_order(self) -> list[tuple[int, bytes]]:
         return [(start, self._chunk(start)) for start in sorted(self._chunks)]
+
+    def oldest_start(self) -> int | None:
+        """The period start of the oldest chunk, None when there is none."""
+        return min(self._chunks, default=None)
 
     def encoded_bytes(self) -> int:
         """Bytes the chunks in memory take (compressed ones as compressed)."""

@@ -279,17 +279,22 @@ class Sampler:
         # The samples made from the readings (and of the stopped containers) are made here, on
         # the loop, without a coroutine each, and handed to the store YIELD_EVERY at a time.
         batch: list[tuple[str, Sample]] = []
+        # Not running, and the same inspect as at the last tick: the same sample but its time,
+        # one time for all (the store keeps these as runs; its tick log holds that time once).
+        repeats: list[tuple[str, tuple[int, ...]]] = []
         idle = self._idle
-        # One time for every repeated sample of the tick: the store's tick log holds it once.
         now = int(self._clock())
         for index, (container_id, info) in enumerate(zip(ids, infos, strict=True), 1):
             reading = readings.get(container_id)
             still = idle.get(container_id) if reading is None else None
-            state = info.get("State") or {}
             if still is not None and still[0] is info:
-                # Not running, and the same inspect as at the last tick: the same sample, now.
-                batch.append((container_id, Sample(now, *still[1])))
-            elif reading is None and state.get("Running"):
+                repeats.append((container_id, still[1]))
+                if index % YIELD_EVERY == 0:
+                    recorded += self._record(batch, repeats, now)
+                    await asyncio.sleep(0)
+                continue
+            state = info.get("State") or {}
+            if reading is None and state.get("Running"):
                 by_engine.append(info)
             else:  # read from its cgroup, or not running: nothing to wait for
                 try:
@@ -309,10 +314,9 @@ class Sampler:
                     self._log_failure(container_id, exc)
             if index % YIELD_EVERY == 0:
                 # A thousand containers take tens of milliseconds: let requests in between.
-                recorded += self.store.append_many(batch)
-                batch.clear()
+                recorded += self._record(batch, repeats, now)
                 await asyncio.sleep(0)
-        recorded += self.store.append_many(batch)
+        recorded += self._record(batch, repeats, now)
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(info: Mapping[str, Any]) -> bool:
@@ -330,6 +334,20 @@ class Sampler:
         self._report_source(running_ids)
         self.ticks += 1
         return recorded
+
+    def _record(
+        self,
+        batch: list[tuple[str, Sample]],
+        repeats: list[tuple[str, tuple[int, ...]]],
+        t: int,
+    ) -> int:
+        """Hand ``batch`` and ``repeats`` (the same samples again at ``t``) to the store, and
+        empty them; returns how many samples it took."""
+        taken = self.store.append_many(batch) if batch else 0
+        taken += self.store.repeat_many(repeats, t) if repeats else 0
+        batch.clear()
+        repeats.clear()
+        return taken
 
     def _report_source(self, running: list[str]) -> None:
         """Log where the figures really come from after the first tick, and again whenever a

@@ -182,6 +182,12 @@ HOT_ENTRIES = 32 * 960
 DECODED_SAMPLES = 150_000
 #: A write outage is no longer waited on for a container not sampled for this long.
 STALE_FAILURE_S = 600
+#: A run of repeated samples waits at most about this long before the maintenance adds it to
+#: the tiers (a query, or the container's next other sample, adds it at once); the day and week
+#: points it closes are written then. Less by up to SETTLE_SPREAD_S, by container, so that the
+#: runs of containers stopped at the same moment are not all added at the same maintenance.
+SETTLE_AFTER_S = 1800
+SETTLE_SPREAD_S = 600
 
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"([a-z]+)-([0-9]+)\.jsonl")
@@ -217,7 +223,7 @@ class _Track:
 
 
 class _History:
-    __slots__ = ("aggregated", "container_id", "directory", "raw", "tracks")
+    __slots__ = ("aggregated", "container_id", "directory", "quiet_until", "raw", "tracks")
 
     def __init__(
         self,
@@ -235,18 +241,45 @@ class _History:
         #: The same tracks at hand for every sample: the raw one, and the aggregated tiers'.
         self.raw = self.tracks[RAW.name]
         self.aggregated = tuple((tier, self.tracks[tier.name]) for tier in TIERS[1:])
+        #: During a run: the maintenance has nothing to do for it before this time.
+        self.quiet_until = 0.0
 
 
 class _Run:
-    """A container's samples that repeat its previous one, served and not yet added to its
-    tiers (:meth:`HistoryStore._settle` adds them)."""
+    """A container's run: samples that repeat the one before them (:meth:`HistoryStore._settle`
+    adds those served to the tiers). It lasts until the container's next other sample."""
 
-    __slots__ = ("last", "times")
+    __slots__ = ("figures", "newest", "served", "times", "wait")
 
-    def __init__(self, sample: Sample) -> None:
-        #: The newest of them (the others are the same but for their time).
-        self.last = sample
-        self.times = [sample.t]
+    def __init__(self, container_id: str, sample: Sample) -> None:
+        #: Every field of the samples but their time.
+        self.figures: tuple[int, ...] = tuple(sample[1:])
+        #: The time of the newest one appended (served or not), and of the newest served.
+        self.newest = self.served = sample.t
+        #: The times of those served and not yet added to the tiers.
+        self.times: list[int] = []
+        #: How long after the first of those the maintenance adds them.
+        self.wait = SETTLE_AFTER_S - int(container_id[:4], 16) % SETTLE_SPREAD_S
+
+    def sample(self, t: int) -> Sample:
+        return Sample(t, *self.figures)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether samples of it are not in the tiers yet (served or not)."""
+        return bool(self.times) or self.newest > self.served
+
+
+class _Repeated:
+    """The samples ``(t, *figures)`` of each ``(container id, figures)`` of ``repeats``, each
+    continuing its container's run (a tick of their runs), handed to the writer and back as
+    one."""
+
+    __slots__ = ("repeats", "t")
+
+    def __init__(self, repeats: list[tuple[str, tuple[int, ...]]], t: int) -> None:
+        self.repeats = repeats
+        self.t = t
 
 
 class HistoryStore:
@@ -275,9 +308,9 @@ class HistoryStore:
         #: The newest sample accepted for each container while its line is not yet written.
         self._unwritten: dict[str, Sample] = {}
         #: Raw samples whose lines the writer has written (or failed to), to be served, each
-        #: with whether it repeats the one before.
-        self._written: deque[tuple[str, Sample, bool]] = deque()
-        #: Each container's repeated samples not yet added to its tiers.
+        #: with whether it repeats the one before, and the ticks of runs.
+        self._written: deque[tuple[str, Sample, bool] | _Repeated] = deque()
+        #: Each container's run, while it lasts.
         self._runs: dict[str, _Run] = {}
         #: The tick log's times by period start, as read at start-up (what the open repeat
         #: lines of files stand for), and the period starts of the tick log's files.
@@ -340,6 +373,11 @@ class HistoryStore:
     def close(self) -> None:
         """Let the writer finish what is queued (this waits on the disk), then let go of the
         root. Call it from a worker thread when an event loop runs."""
+        self._serve_written()
+        for container_id in list(self._runs):  # the points they close are written
+            history = self._histories.get(container_id)
+            if history is not None:
+                self._settle(history)
         if self._ops is not None and self._thread is not None:
             self._ops.put(None)
             self._thread.join()
@@ -383,7 +421,7 @@ class HistoryStore:
         self._serve_written()
         run = self._runs.get(container_id)
         if run is not None:
-            return run.last
+            return run.sample(run.newest)
         history = self._histories.get(container_id)
         return history.tracks[RAW.name].series.last() if history is not None else None
 
@@ -501,21 +539,25 @@ class HistoryStore:
             if container_id in tombstones:
                 continue
             last = unwritten.get(container_id)  # what last() returns, without a call each
-            if last is None:
-                run = runs.get(container_id)
-                if run is not None:
-                    last = run.last
-                else:
+            run = runs.get(container_id) if last is None else None
+            if run is not None:
+                if sample.t <= run.newest:
+                    continue
+                repeat = sample[1:] == run.figures
+                if repeat:
+                    run.newest = sample.t
+            else:
+                if last is None:
                     history = histories.get(container_id)
                     last = history.raw.series.last() if history is not None else None
-            if last is None:
-                repeat = False
-                if not valid(container_id):
+                if last is None:
+                    repeat = False
+                    if not valid(container_id):
+                        continue
+                elif sample.t <= last.t:
                     continue
-            elif sample.t <= last.t:
-                continue
-            else:  # the same figures and no traffic: a run (a stopped container's samples)
-                repeat = sample[1:7] == last[1:7] and not sample[7] and not sample[8]
+                else:  # the same figures and no traffic: a run (a stopped container's samples)
+                    repeat = sample[1:7] == last[1:7] and not sample[7] and not sample[8]
             if self.root is None:
                 self._serve(container_id, sample, repeat)
             else:
@@ -527,6 +569,41 @@ class HistoryStore:
             self._submit(self._writer.append_raw, taken)
             self._serve_written()
         return len(taken)
+
+    def repeat_many(self, repeats: list[tuple[str, tuple[int, ...]]], t: int) -> int:
+        """Record, for each ``(container id, figures)``, the sample ``(t, *figures)``, expected
+        to repeat the container's last one (a stopped container's, at a tick): what
+        :meth:`append_many` of those samples does, with less work for each that continues its
+        run. Returns how many were taken."""
+        self._serve_written()
+        runs = self._runs
+        unwritten = self._unwritten
+        tombstones = self._tombstones
+        continuing: list[tuple[str, tuple[int, ...]]] = []
+        others: list[tuple[str, Sample]] = []
+        for item in repeats:
+            container_id, figures = item
+            run = runs.get(container_id)
+            if (
+                run is None
+                or t <= run.newest
+                or figures != run.figures
+                or container_id in unwritten
+                or container_id in tombstones
+            ):
+                others.append((container_id, Sample(t, *figures)))
+                continue
+            run.newest = t
+            continuing.append(item)
+        if continuing:
+            repeated = _Repeated(continuing, t)
+            if self.root is None:
+                self._serve_repeated(repeated)
+            else:
+                self._tick_files.add(t - t % RAW.file_period_s)
+                self._submit(self._writer.append_repeated, repeated)
+                self._serve_written()
+        return len(continuing) + (self.append_many(others) if others else 0)
 
     async def written(self) -> None:
         """Wait (without blocking the loop) until every sample appended so far is served."""
@@ -572,12 +649,25 @@ class HistoryStore:
 
     def _serve_written(self) -> None:
         """Serve the raw samples whose lines the writer has written since the last call."""
-        while self._written:
-            container_id, sample, repeat = self._written.popleft()
+        written = self._written
+        while written:
+            entry = written.popleft()
+            if isinstance(entry, _Repeated):
+                self._serve_repeated(entry)
+                continue
+            container_id, sample, repeat = entry
             if self._unwritten.get(container_id) is sample:
                 del self._unwritten[container_id]
             if container_id not in self._tombstones:
                 self._serve(container_id, sample, repeat)
+
+    def _serve_repeated(self, repeated: _Repeated) -> None:
+        runs, t = self._runs, repeated.t
+        for container_id, _ in repeated.repeats:
+            run = runs.get(container_id)
+            if run is not None:  # (None: deleted since)
+                run.times.append(t)
+                run.served = t
 
     def _serve(self, container_id: str, sample: Sample, repeat: bool = False) -> None:
         """Put a raw sample in memory, and feed the aggregated tiers. A sample that repeats the
@@ -586,10 +676,9 @@ class HistoryStore:
         if repeat and history is not None:
             run = self._runs.get(container_id)
             if run is None:
-                self._runs[container_id] = _Run(sample)
-            else:
-                run.last = sample
-                run.times.append(sample.t)
+                run = self._runs[container_id] = _Run(container_id, sample)
+            run.times.append(sample.t)
+            run.served = sample.t
             return
         if history is None:
             directory = self.root / container_id if self.root is not None else None
@@ -597,6 +686,8 @@ class HistoryStore:
             self._histories[container_id] = history
         elif container_id in self._runs:
             self._settle(history)
+            del self._runs[container_id]
+            history.quiet_until = 0.0
         raw = history.raw
         if history.directory is not None:
             raw.files.add(sample.t - sample.t % RAW.file_period_s)
@@ -612,10 +703,12 @@ class HistoryStore:
     def _settle(self, history: _History) -> None:
         """Add the container's run of repeated samples to its tiers, as :meth:`_serve` of each
         would (without a line, a bucket addition and a render each)."""
-        run = self._runs.pop(history.container_id, None)
-        if run is None:
+        run = self._runs.get(history.container_id)
+        if run is None or not run.times:
             return
-        sample, times = run.last, run.times
+        times, run.times = run.times, []
+        history.quiet_until = 0.0  # buckets to close
+        sample = run.sample(times[-1])
         raw = history.raw
         if history.directory is not None:
             period_s = RAW.file_period_s
@@ -635,7 +728,7 @@ class HistoryStore:
         """The container's history with every sample served in its tiers."""
         self._serve_written()
         history = self._histories.get(container_id)
-        if history is not None and container_id in self._runs:
+        if history is not None:
             self._settle(history)
         return history
 
@@ -662,26 +755,35 @@ class HistoryStore:
         that have expired entirely."""
         self._serve_written()
         now = self._clock()
+        runs = self._runs
         for container_id, history in list(self._histories.items()):
-            self._settle(history)
+            if history.quiet_until > now:
+                continue
+            run = runs.get(container_id)
+            if run is not None and run.times and run.times[0] + run.wait <= now:
+                self._settle(history)
             # A sample still being written may belong to a bucket whose time is over: that
             # bucket closes when the sample is served (or at the next maintenance), so that
-            # the point holds it, as it would have without a writer thread.
-            in_flight = container_id in self._unwritten
-            for tier in TIERS[1:]:
-                track = history.tracks[tier.name]
-                bucket = track.bucket
-                over = bucket is not None and (bucket.index + 1) * tier.resolution_s <= now
-                if over and not in_flight:
-                    self._close_bucket(history, tier)
+            # the point holds it, as it would have without a writer thread. The buckets of a
+            # run not yet added close when it is.
+            waiting = (run is not None and run.waiting) or container_id in self._unwritten
+            if not waiting:
+                for tier in TIERS[1:]:
+                    track = history.tracks[tier.name]
+                    bucket = track.bucket
+                    if bucket is not None and (bucket.index + 1) * tier.resolution_s <= now:
+                        self._close_bucket(history, tier)
             for tier in TIERS:
                 self._expire(history, tier, now)
             expired = all(track.empty for track in history.tracks.values())
-            if expired and container_id not in self._unwritten:
+            if expired and not waiting:
                 del self._histories[container_id]
+                runs.pop(container_id, None)
                 self._forget_rendered(container_id)
                 if history.directory is not None:
                     self._submit(self._writer.remove, container_id, history.directory)
+            elif run is not None:
+                history.quiet_until = _quiet_until(history, run, now)
         for start in sorted(self._tick_files):
             if start + RAW.file_period_s > now - RAW.window_s:
                 break
@@ -711,25 +813,40 @@ class HistoryStore:
     def _feed_run(
         self, history: _History, tier: Tier, track: _Track, sample: Sample, times: list[int]
     ) -> None:
-        """:meth:`_feed` ``sample`` at each of ``times``, a bucket at a time."""
+        """:meth:`_feed` ``sample`` at each of ``times``, a bucket at a time. A bucket that holds
+        nothing but these samples, and is not the last, has their point but for its time: those
+        are closed together, as a run of points."""
         resolution_s = tier.resolution_s
         figures = sample[1:7]
+        points: list[int] = []  # the times of the points of such buckets
         first, count = 0, len(times)
         while first < count:
             index = times[first] // resolution_s
             end = first + 1
             while end < count and times[end] // resolution_s == index:
                 end += 1
+            last = Sample(times[end - 1], *figures, 0, 0)
             bucket = track.bucket
-            if bucket is None or bucket.index != index:
-                if index < track.closed_before:
-                    first = end
-                    continue
-                if bucket is not None:
+            if bucket is not None and bucket.index == index:
+                bucket.add_run(last, end - first)
+            elif index >= track.closed_before:
+                if bucket is not None:  # (before the first of the points)
                     self._close_bucket(history, tier)
-                bucket = track.bucket = Bucket(index)
-            bucket.add_run(Sample(times[end - 1], *figures, 0, 0), end - first)
+                if end < count:
+                    points.append(last.t)
+                    track.closed_before = index + 1
+                else:
+                    bucket = track.bucket = Bucket(index)
+                    bucket.add_run(last, end - first)
             first = end
+        if points:
+            point = sample._replace(t=points[0], delta_up_kib=0, delta_down_kib=0)
+            if history.directory is not None:
+                period_s = tier.file_period_s
+                starts = range(points[0] - points[0] % period_s, points[-1] + 1, period_s)
+                track.files.update(starts)
+                self._submit(self._writer.append_points, history.container_id, tier, point, points)
+            track.series.append_run(point, points)
 
     def _close_bucket(self, history: _History, tier: Tier) -> None:
         track = history.tracks[tier.name]
@@ -748,12 +865,14 @@ class HistoryStore:
     def _expire(self, history: _History, tier: Tier, now: float) -> None:
         track = history.tracks[tier.name]
         horizon = now - tier.window_s
-        for start in sorted(track.files):
-            assert history.directory is not None  # files exist only on disk
-            if start + tier.file_period_s > horizon:
-                break
-            self._submit(self._writer.unlink, history.container_id, tier, start)
-            track.files.discard(start)
+        files = track.files
+        if files and min(files) + tier.file_period_s <= horizon:  # (once a period, at most)
+            for start in sorted(files):
+                assert history.directory is not None  # files exist only on disk
+                if start + tier.file_period_s > horizon:
+                    break
+                self._submit(self._writer.unlink, history.container_id, tier, start)
+                files.discard(start)
         entries = self._rendered.get(history.container_id) if tier is RAW else None
         if entries is not None:
             track.series.decoded()  # the entries follow the decoded view, sample for sample
@@ -828,7 +947,7 @@ class _Writer:
         self,
         root: Path | None,
         keyframe_every: int,
-        written: deque[tuple[str, Sample, bool]],
+        written: deque[tuple[str, Sample, bool] | _Repeated],
         held_files: int,
     ) -> None:
         self.root = root
@@ -876,6 +995,43 @@ class _Writer:
                 self._sampled[container_id] = sample.t
                 self._written.append((container_id, sample, True))
 
+    def append_points(
+        self, container_id: str, tier: Tier, sample: Sample, times: list[int]
+    ) -> None:
+        """Append ``sample`` at each of ``times`` (an aggregated tier's run of points), one
+        write per file."""
+        period_s = tier.file_period_s
+        first = 0
+        while first < len(times):
+            start = times[first] - times[first] % period_s
+            end = first + 1
+            while end < len(times) and times[end] < start + period_s:
+                end += 1
+            self._append(container_id, tier, sample, times=times[first:end])
+            first = end
+
+    def append_repeated(self, repeated: _Repeated) -> None:
+        """:meth:`append_raw` of samples that each continue their container's run, as one."""
+        t = repeated.t
+        start = t - t % RAW.file_period_s
+        files, name = self._files, RAW.name
+        in_run = False
+        try:
+            for container_id, figures in repeated.repeats:
+                state = files.get((container_id, name))
+                if state is not None and state.run is not None and state.file_start == start:
+                    state.run.append(t)
+                    in_run = True
+                elif self._append(container_id, RAW, Sample(t, *figures), repeat=True):
+                    in_run = True
+            if in_run:
+                self._append_tick(t)
+        finally:
+            sampled = self._sampled
+            for container_id, _ in repeated.repeats:
+                sampled[container_id] = t
+            self._written.append(repeated)
+
     def _repeat(self, container_id: str, sample: Sample) -> bool:
         """Append a raw sample that repeats the one before: nothing to write while its file's
         run goes on, else the open repeat line (or the sample's own line when it cannot start a
@@ -887,15 +1043,24 @@ class _Writer:
             return True
         return self._append(container_id, RAW, sample, repeat=True)
 
-    def _append(self, container_id: str, tier: Tier, sample: Sample, repeat: bool = False) -> bool:
+    def _append(
+        self,
+        container_id: str,
+        tier: Tier,
+        sample: Sample,
+        repeat: bool = False,
+        times: list[int] | None = None,
+    ) -> bool:
         """Append the line of ``sample`` (``repeat``: the open repeat line when it can be
-        one); True when a run was opened."""
+        one; ``times``: the lines of ``sample`` at each of them, all in one file period);
+        True when a run was opened."""
         assert self.root is not None
         key = (container_id, tier.name)
         state = self._files.get(key)
         if state is None:
             state = self._files[key] = _FileState(self._keyframe_every)
-        start = sample.t - sample.t % tier.file_period_s
+        t = times[0] if times else sample.t
+        start = t - t % tier.file_period_s
         if state.file_start != start:
             self._end_run(key, state)
             self._let_go(state)
@@ -917,6 +1082,8 @@ class _Writer:
             if repeat and state.run is None and state.encoder.repeats(sample):
                 line = OPEN_RUN
                 opened = True
+            elif times:
+                line = self._closed_run(state) + state.encoder.encode_run(sample, times)
             else:
                 line = self._closed_run(state) + state.encoder.encode(sample)
             self._write(state, line)
@@ -1077,6 +1244,20 @@ def _remove_tree(directory: Path) -> None:
         shutil.rmtree(directory, onexc=failed)
     else:
         shutil.rmtree(directory, onerror=lambda f, path, info: failed(f, path, info[1]))
+
+
+def _quiet_until(history: _History, run: _Run, now: float) -> float:
+    """Until when the maintenance has nothing to do for a history during its run (a stopped
+    container's): no file or chunk expires and the run is not due. Meanwhile a decoded view may
+    keep samples past the window's end (answers leave them out), and a bucket whose time is over
+    is answered as the provisional point it is until the run is added (at most ``run.wait``)."""
+    until = run.times[0] + run.wait if run.times else now + run.wait
+    for tier in TIERS:
+        track = history.tracks[tier.name]
+        oldest = min(track.files) if track.files else track.series.oldest_start()
+        if oldest is not None:
+            until = min(until, oldest + tier.file_period_s + tier.window_s)
+    return until
 
 
 def _file_name(tier: Tier, start: int) -> str:

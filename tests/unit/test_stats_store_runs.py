@@ -65,12 +65,28 @@ def writer_thread(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-def feed(store: HistoryStore, clock: Clock, samples: list[Sample], cid: str = CID) -> Iterator[int]:
-    """Append each sample as the sampler does (maintenance once a minute); yields indices."""
+@pytest.fixture(params=[False, True], ids=["append", "repeat_many"])
+def repeat_many(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def feed(
+    store: HistoryStore,
+    clock: Clock,
+    samples: list[Sample],
+    cid: str = CID,
+    repeat_many: bool = False,
+) -> Iterator[int]:
+    """Append each sample as the sampler does (maintenance once a minute); yields indices.
+    ``repeat_many``: hand a sample that repeats the one before to it, as the sampler does."""
     next_maintain = samples[0].t + 60
     for index, sample in enumerate(samples):
         clock.now = sample.t
-        assert store.append(cid, sample)
+        before = samples[index - 1] if index else None
+        if repeat_many and before is not None and sample[1:] == (*before[1:7], 0, 0):
+            assert store.repeat_many([(cid, tuple(sample[1:]))], sample.t) == 1
+        else:
+            assert store.append(cid, sample)
         if sample.t >= next_maintain:
             store.maintain()
             next_maintain = sample.t + 60
@@ -78,12 +94,12 @@ def feed(store: HistoryStore, clock: Clock, samples: list[Sample], cid: str = CI
 
 
 def test_runs_are_answered_as_their_samples(
-    tmp_path: Path, clock: Clock, writer_thread: bool
+    tmp_path: Path, clock: Clock, writer_thread: bool, repeat_many: bool
 ) -> None:
     samples = scenario(random.Random(1), PHASES)
     root = tmp_path / "stats"
     store = opened(root, clock, writer_thread)
-    for index in feed(store, clock, samples):
+    for index in feed(store, clock, samples, repeat_many=repeat_many):
         if index % 97 == 0 or index in (20, 21, 719, 720, 721, 1049):
             check(store, clock, samples[: index + 1])
     store.close()
@@ -109,7 +125,7 @@ def test_a_stopped_hour_is_three_lines_on_disk(tmp_path: Path, clock: Clock) -> 
 
 
 def test_a_run_cut_by_a_crash_is_read_back_from_the_tick_log(
-    tmp_path: Path, clock: Clock, writer_thread: bool
+    tmp_path: Path, clock: Clock, writer_thread: bool, repeat_many: bool
 ) -> None:
     """The files as a kill -9 leaves them (copied while the store runs): every sample served
     before is there after the restart, and the next process goes on in the same files."""
@@ -117,7 +133,7 @@ def test_a_run_cut_by_a_crash_is_read_back_from_the_tick_log(
     root = tmp_path / "stats"
     store = opened(root, clock, writer_thread)
     cut = 400  # in the first long run, in its second hour
-    for _ in feed(store, clock, samples[:cut]):
+    for _ in feed(store, clock, samples[:cut], repeat_many=repeat_many):
         pass
     store.flush()
     crashed = tmp_path / "crashed"
@@ -125,7 +141,7 @@ def test_a_run_cut_by_a_crash_is_read_back_from_the_tick_log(
     store.close()
     again = opened(crashed, clock, writer_thread)
     check(again, clock, samples[:cut])
-    for index in feed(again, clock, samples[cut:]):
+    for index in feed(again, clock, samples[cut:], repeat_many=repeat_many):
         if index % 151 == 0:
             check(again, clock, samples[: cut + index + 1])
     again.close()
@@ -159,19 +175,21 @@ def test_a_container_no_longer_sampled_ends_its_run(tmp_path: Path, clock: Clock
     again.close()
 
 
-def test_a_store_in_memory_answers_runs(clock: Clock) -> None:
+def test_a_store_in_memory_answers_runs(clock: Clock, repeat_many: bool) -> None:
     samples = scenario(random.Random(5), PHASES[:4])
     store = opened(None, clock, False)
-    for index in feed(store, clock, samples):
+    for index in feed(store, clock, samples, repeat_many=repeat_many):
         if index % 211 == 0:
             check(store, clock, samples[: index + 1])
     check(store, clock, samples)
 
 
-def test_last_and_latest_follow_a_run(tmp_path: Path, clock: Clock, writer_thread: bool) -> None:
+def test_last_and_latest_follow_a_run(
+    tmp_path: Path, clock: Clock, writer_thread: bool, repeat_many: bool
+) -> None:
     samples = scenario(random.Random(6), [(False, 4), (True, 30)])
     store = opened(tmp_path / "stats", clock, writer_thread)
-    for index in feed(store, clock, samples):
+    for index in feed(store, clock, samples, repeat_many=repeat_many):
         store.flush()
         assert store.last(CID) == samples[index]
         assert store.latest() == [(CID, samples[index])]
@@ -185,4 +203,27 @@ def test_samples_are_refused_as_before_during_a_run(tmp_path: Path, clock: Clock
         pass
     assert not store.append(CID, samples[-1])  # not newer than the last
     assert not store.append(CID, samples[-2]._replace(t=samples[-1].t))
+    store.close()
+
+
+def test_repeat_many_hands_what_does_not_repeat_to_append_many(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Figures other than the last sample's, a time not newer, a deleted container, a container
+    never seen: each is what append_many makes of that sample."""
+    samples = scenario(random.Random(8), [(False, 2), (True, 3)])
+    store = opened(tmp_path / "stats", clock, False)
+    for _ in feed(store, clock, samples, repeat_many=True):
+        pass
+    last = samples[-1]
+    figures = tuple(last[1:])
+    assert store.repeat_many([(CID, figures)], last.t) == 0  # not newer
+    other = (last.mem_used_kib + 1, *figures[1:])
+    assert store.repeat_many([(CID, other)], last.t + 15) == 1  # taken, as another sample
+    assert (store.query(CID) or [])[-1] == Sample(last.t + 15, *other)
+    assert store.repeat_many([(OTHER, figures)], last.t + 15) == 1  # a first sample
+    assert store.query(OTHER) == [Sample(last.t + 15, *figures)]
+    store.delete(OTHER)
+    assert store.repeat_many([(OTHER, figures)], last.t + 30) == 0
+    assert store.query(OTHER) is None
     store.close()
