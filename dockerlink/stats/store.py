@@ -980,14 +980,32 @@ class _Writer:
         the times of those that did."""
         repeated: list[tuple[str, Sample]] = []
         ticks: set[int] = set()
+        files, name, period_s = self._files, RAW.name, RAW.file_period_s
         try:
             for container_id, sample, repeat in samples:
-                if not repeat:
+                if repeat:
+                    repeated.append((container_id, sample))
+                    if self._repeat(container_id, sample):
+                        ticks.add(sample.t)
+                    continue
+                state = files.get((container_id, name))
+                if (
+                    state is None
+                    or state.fd is None
+                    or state.run is not None
+                    or state.file_start != sample.t - sample.t % period_s
+                    or self._failed
+                ):
                     self.append_line(container_id, RAW, sample, True)
                     continue
-                repeated.append((container_id, sample))
-                if self._repeat(container_id, sample):
-                    ticks.add(sample.t)
+                # The next line of a file kept open: what append_line does, in short.
+                try:
+                    write_lines(state.fd, state.encoder.encode(sample), state.path)
+                except OSError as exc:
+                    self._failed_write((container_id, name), state, exc)
+                finally:
+                    self._sampled[container_id] = sample.t
+                    self._written.append((container_id, sample, False))
             for t in sorted(ticks):
                 self._append_tick(t)
         finally:
