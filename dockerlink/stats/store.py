@@ -961,8 +961,9 @@ class _Writer:
         self._failed: set[tuple[str, str]] = set()
         #: The newest raw sample time of each container, for :meth:`forget_stale`.
         self._sampled: dict[str, int] = {}
-        #: The tick log's file being appended to.
+        #: The tick log's file being appended to, and the last time written to it.
         self._tick_log = _FileState(keyframe_every)
+        self._tick_written: int | None = None
 
     def append_line(self, container_id: str, tier: Tier, sample: Sample, raw: bool) -> None:
         """Append one line for ``sample`` to the tier's file for its period; then a raw sample
@@ -1139,9 +1140,11 @@ class _Writer:
             self._end_run(key, state)
 
     def _append_tick(self, t: int) -> None:
-        """Append a tick time to the tick log (its file for ``t``'s raw period)."""
+        """Append a tick time to the tick log (its file for ``t``'s raw period), once."""
         assert self.root is not None
         state = self._tick_log
+        if t == self._tick_written:
+            return  # (a tick's samples come in several batches)
         start = t - t % RAW.file_period_s
         if state.file_start != start:
             self._let_go(state)
@@ -1158,6 +1161,7 @@ class _Writer:
         except OSError as exc:
             self._failed_write(_TICK_LOG, state, exc)
             return
+        self._tick_written = t
         self._wrote(_TICK_LOG, state)
 
     def unlink_ticks(self, start: int) -> None:
