@@ -30,7 +30,9 @@ test engine that ``scripts/engine up`` starts):
      which made each tier's file; a history file is made once per period: an hour for the raw
      tier, so about 1 tick in 240 pays for it). The running containers are kept busy meanwhile
      (a process started every second in each, as a service's timers and requests do) and the
-     timed ticks are a second apart, so that their figures move from one tick to the next: the
+     timed ticks are over a second apart, so that their figures move from one tick to the next
+     (each tick, and each round of either floor, follows the same pause of PAUSE_S, so that
+     none of them finds the caches warm from another as a tick in service does not): the
      store keeps a container whose figures did not move as a run of repeated samples, which
      costs next to nothing (that is what the stopped ones cost), and a bench of idle running
      containers would flatter the sampler. The share of running samples that repeated the one
@@ -88,6 +90,8 @@ BENCH_LABEL = "dockerlink-bench-scale"
 MIB = 1 << 20
 INTERVAL_S = 15
 CREATE_CONCURRENCY = 16
+#: The pause before each timed tick, and before each round of either floor.
+PAUSE_S = 0.4
 #: The sampler's loop runs the store's maintenance once a minute: every this many ticks.
 MAINTAIN_TICKS = int(MAINTAIN_EVERY_S // INTERVAL_S)
 WRK_THREADS = 2
@@ -403,7 +407,7 @@ async def measure_sampler(
             if not files:
                 raise RuntimeError("no running container's cgroup files were found")
             busy = [str(f["Id"]) for f in mirror.all() if (f.get("State") or {}).get("Running")]
-            await keep_busy(client, busy, ticks + 15)  # the timed ticks take about ticks s
+            await keep_busy(client, busy, int(ticks * 3 * PAUSE_S) + 15)  # (the timed ticks)
             await asyncio.sleep(1.5)  # every shell has started a sleep
             # Each timed tick is followed by one round of the floor, so that both see the same
             # machine (other work on it makes both vary by tens of percent within a minute).
@@ -411,9 +415,10 @@ async def measure_sampler(
             cpu = floor_total = held_total = 0.0
             walls = []
             timed_from = int(clock.now)
-            started = time.perf_counter() - 1.0
             for index in range(ticks):
-                await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+                # Each of the three starts after the same pause, as a tick does in service
+                # (other work has run since, and the caches are not warm from the one before).
+                await asyncio.sleep(PAUSE_S)
                 clock.now += INTERVAL_S
                 cpu_started = time.process_time()
                 started = time.perf_counter()
@@ -422,7 +427,9 @@ async def measure_sampler(
                 if (index + 1) % MAINTAIN_TICKS == 0:
                     store.maintain()  # once a (simulated) minute, as the sampler's loop does
                 cpu += time.process_time() - cpu_started
+                await asyncio.sleep(PAUSE_S)
                 floor_total += cgroup_floor_s(files, 1)
+                await asyncio.sleep(PAUSE_S)
                 held_total += held_floor_s(files, 1)
             sampled_running = sampler.cgroup_samples - cgroup_before
             repeats = repeated_share(store, busy, timed_from)

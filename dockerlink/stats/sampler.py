@@ -157,9 +157,10 @@ class Sampler:
         self._clock = clock
         self._cpu: dict[str, _CpuReading] = {}
         #: The containers not running at the last tick: the inspect answer their sample was
-        #: made from, and that sample but its time (each tick's sample of a container whose
-        #: inspect did not change is the same but for its time).
-        self._idle: dict[str, tuple[Mapping[str, Any], tuple[int, ...]]] = {}
+        #: made from, and (id, that sample but its time) as the store's repeat_many takes it
+        #: (each tick's sample of a container whose inspect did not change is the same but for
+        #: its time).
+        self._idle: dict[str, tuple[Mapping[str, Any], tuple[str, tuple[int, ...]]]] = {}
         self._host_memory_bytes: int | None = None
         self._engine_failing = False
         #: Completed ticks, for tests and logs.
@@ -288,7 +289,7 @@ class Sampler:
             reading = readings.get(container_id)
             still = idle.get(container_id) if reading is None else None
             if still is not None and still[0] is info:
-                repeats.append((container_id, still[1]))
+                repeats.append(still[1])
                 if index % YIELD_EVERY == 0:
                     recorded += self._record(batch, repeats, now)
                     await asyncio.sleep(0)
@@ -307,7 +308,7 @@ class Sampler:
                     )
                     batch.append((container_id, sample))
                     if reading is None:
-                        idle[container_id] = (info, sample[1:])
+                        idle[container_id] = (info, (container_id, tuple(sample[1:])))
                     else:
                         idle.pop(container_id, None)
                 except Exception as exc:

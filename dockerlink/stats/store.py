@@ -587,12 +587,13 @@ class HistoryStore:
             if (
                 run is None
                 or t <= run.newest
-                or figures != run.figures
+                or (figures is not run.figures and figures != run.figures)
                 or container_id in unwritten
-                or container_id in tombstones
+                or (tombstones and container_id in tombstones)
             ):
                 others.append((container_id, Sample(t, *figures)))
                 continue
+            run.figures = figures  # the caller's, the same object at every tick
             run.newest = t
             continuing.append(item)
         if continuing:
