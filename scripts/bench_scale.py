@@ -402,6 +402,7 @@ async def measure_sampler(
             for _ in range(2):  # warm-up: files found, histories and their files made
                 clock.now += INTERVAL_S
                 await sampler.tick()
+            store.maintain()  # and maintained once, as in service
             ticks = timed_ticks(ticks)
             files = running_files(source.version, mirror)
             if not files:

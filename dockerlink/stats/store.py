@@ -783,7 +783,7 @@ class HistoryStore:
                 self._forget_rendered(container_id)
                 if history.directory is not None:
                     self._submit(self._writer.remove, container_id, history.directory)
-            elif run is not None:
+            elif run is not None or not waiting:
                 history.quiet_until = _quiet_until(history, run, now)
         for start in sorted(self._tick_files):
             if start + RAW.file_period_s > now - RAW.window_s:
@@ -1248,13 +1248,21 @@ class _Writer:
     def forget_stale(self, sampled_before: float) -> None:
         """For containers no longer sampled (removed behind dockerlink's back): stop waiting for
         a failed file to take a line again, and close the raw files kept open for them."""
-        self._failed = {
-            key for key in self._failed if self._sampled.get(key[0], 0) >= sampled_before
-        }
-        for key, state in self._files.items():
-            if self._sampled.get(key[0], 0) < sampled_before:
-                self._end_run(key, state)
-                self._let_go(state)
+        sampled = self._sampled
+        if self._failed:
+            self._failed = {
+                key
+                for key in self._failed
+                if key == _TICK_LOG or sampled.get(key[0], 0) >= sampled_before
+            }
+        for container_id in [cid for cid, t in sampled.items() if t < sampled_before]:
+            del sampled[container_id]  # (sampled again: known again)
+            for tier in TIERS:
+                key = (container_id, tier.name)
+                state = self._files.get(key)
+                if state is not None:
+                    self._end_run(key, state)
+                    self._let_go(state)
 
 
 def _remove_tree(directory: Path) -> None:
@@ -1269,17 +1277,23 @@ def _remove_tree(directory: Path) -> None:
         shutil.rmtree(directory, onerror=lambda f, path, info: failed(f, path, info[1]))
 
 
-def _quiet_until(history: _History, run: _Run, now: float) -> float:
-    """Until when the maintenance has nothing to do for a history during its run (a stopped
-    container's): no file or chunk expires and the run is not due. Meanwhile a decoded view may
-    keep samples past the window's end (answers leave them out), and a bucket whose time is over
-    is answered as the provisional point it is until the run is added (at most ``run.wait``)."""
-    until = run.times[0] + run.wait if run.times else now + run.wait
+def _quiet_until(history: _History, run: _Run | None, now: float) -> float:
+    """Until when the maintenance has nothing to do for a history: no file or chunk expires, no
+    bucket's time is over, its run (if any) is not due. (New samples only open later buckets and
+    files.) Meanwhile a decoded view may keep samples past the window's end: answers leave them
+    out. During a run the buckets' times do not count: they close when the run is added, and
+    meanwhile the open one is answered as the provisional point it is (``run.wait`` at most)."""
+    if run is None:
+        until = now + SETTLE_AFTER_S
+    else:
+        until = run.times[0] + run.wait if run.times else now + run.wait
     for tier in TIERS:
         track = history.tracks[tier.name]
         oldest = min(track.files) if track.files else track.series.oldest_start()
         if oldest is not None:
             until = min(until, oldest + tier.file_period_s + tier.window_s)
+        if run is None and track.bucket is not None:
+            until = min(until, (track.bucket.index + 1) * tier.resolution_s)
     return until
 
 
