@@ -164,23 +164,31 @@ def read_figures(
     if read is None:
         read = read_file
     read_ns = clock_ns()
-    stat = read(files.memory_stat)
-    usage = int(read(files.memory_usage))
+    return figures_of(files, [read(path) for path in files.paths()], host_memory_bytes, read_ns)
+
+
+def figures_of(
+    files: CgroupFiles, contents: list[bytes], host_memory_bytes: int, read_ns: int
+) -> Reading:
+    """The figures in ``contents``: what each file of :meth:`CgroupFiles.paths` held, in that
+    order, read at ``read_ns``. Raises ValueError when a file is not what it should be."""
+    cpu_text, usage_text, stat, limit_text = contents[:4]
+    usage = int(usage_text)
     total: int | None = None
     if files.version == 2:
-        usage_usec = _stat_value(read(files.cpu), b"usage_usec")
+        usage_usec = _stat_value(cpu_text, b"usage_usec")
         if usage_usec is None:
             raise ValueError(f"{files.cpu} has no usage_usec")
         cpu_ns = usage_usec * 1000
-        limit_text = read(files.memory_limit).strip()
+        limit_text = limit_text.strip()
         limit = host_memory_bytes if limit_text == b"max" else int(limit_text)
     else:
-        cpu_ns = int(read(files.cpu))
-        limit = int(read(files.memory_limit))
+        cpu_ns = int(cpu_text)
+        limit = int(limit_text)
         total = _stat_value(stat, b"total_inactive_file")
     if host_memory_bytes and limit > host_memory_bytes:  # "no limit" is a huge number in v1
         limit = host_memory_bytes
-    tx, rx = parse_net_dev(read(files.net_dev)) if files.net_dev is not None else (0, 0)
+    tx, rx = parse_net_dev(contents[4]) if files.net_dev is not None else (0, 0)
     return Reading(
         read_ns,
         cpu_ns,
@@ -328,7 +336,7 @@ class HeldFiles:
     kept open still reads the network namespace it was opened in, even after that process ended:
     files are held only for one run of a container (one init pid) and closed when it stops."""
 
-    __slots__ = ("_fds", "files")
+    __slots__ = ("_fds", "_in_order", "files")
 
     def __init__(self, files: CgroupFiles) -> None:
         self.files = files
@@ -341,6 +349,8 @@ class HeldFiles:
         except OSError:
             self.close()
             raise
+        #: The same, in the order of :meth:`CgroupFiles.paths`.
+        self._in_order = list(self._fds.values())
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -350,8 +360,22 @@ class HeldFiles:
         fd, records = self._fds[path]
         return _read_all(fd, records)
 
+    def figures(self, host_memory_bytes: int, clock_ns: Callable[[], int]) -> Reading:
+        """:func:`read_figures` of these files, read as they are kept open (a ``pread()`` each,
+        most often)."""
+        read_ns = clock_ns()
+        contents = []
+        pread = os.pread
+        for fd, records in self._in_order:
+            data = pread(fd, _CHUNK, 0)
+            if data and (records or len(data) == _CHUNK):
+                while chunk := pread(fd, _CHUNK, len(data)):  # (as _read_all)
+                    data += chunk
+            contents.append(data)
+        return figures_of(self.files, contents, host_memory_bytes, read_ns)
+
     def close(self) -> None:
-        fds, self._fds = list(self._fds.values()), {}
+        fds, self._fds, self._in_order = list(self._fds.values()), {}, []
         for fd, _records in fds:
             with contextlib.suppress(OSError):  # freed all the same
                 os.close(fd)

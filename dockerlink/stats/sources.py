@@ -191,9 +191,10 @@ class CgroupSource:
             return None
         _pid, files, held = known
         try:
-            reading = read_figures(
-                files, host_memory_bytes, self.clock_ns, held.read if held is not None else None
-            )
+            if held is not None:
+                reading = held.figures(host_memory_bytes, self.clock_ns)
+            else:
+                reading = read_figures(files, host_memory_bytes, self.clock_ns)
         except (OSError, ValueError) as exc:
             self._forget(container_id)  # look again next time
             self.failures[container_id] = (
