@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .codec import KEYFRAME_EVERY, LineEncoder, decode_chunk
-from .series import Sample, Series
+from .series import Sample, Series, by_slot
 
 __all__ = ["ChunkedSeries", "DecodedCache"]
 
@@ -156,15 +156,8 @@ class ChunkedSeries:
     def append_run(self, sample: Sample, times: Sequence[int]) -> None:
         """Add ``sample`` again at each of ``times`` (increasing, newer than every sample held;
         see :meth:`.LineEncoder.encode_run`): what :meth:`append` of each would hold."""
-        period = self.period_s
-        index = 0
-        while index < len(times):
-            start = times[index] - times[index] % period
-            end = index + 1
-            while end < len(times) and times[end] < start + period:
-                end += 1
-            group = times[index:end]
-            index = end
+        for slot, group in by_slot(times, self.period_s):
+            start = slot * self.period_s
             if start != self._open_start:  # a new chunk: its first line is a keyframe
                 self.append(sample._replace(t=group[0], delta_up_kib=0, delta_down_kib=0))
                 group = group[1:]

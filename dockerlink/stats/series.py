@@ -20,6 +20,7 @@ __all__ = [
     "Bucket",
     "Sample",
     "Series",
+    "by_slot",
     "join_entries",
     "render_entries",
     "render_json",
@@ -154,6 +155,19 @@ class Bucket:
             delta_up_kib=self.delta_up,
             delta_down_kib=self.delta_down,
         )
+
+
+def by_slot(times: Sequence[int], slot_s: int) -> Iterator[tuple[int, Sequence[int]]]:
+    """``times`` (increasing) in runs of the same ``t // slot_s`` (a bucket, a file period):
+    each run's slot number and its times."""
+    first, count = 0, len(times)
+    while first < count:
+        slot = times[first] // slot_s
+        end = first + 1
+        while end < count and times[end] // slot_s == slot:
+            end += 1
+        yield slot, times[first:end]
+        first = end
 
 
 def aggregate(samples: Iterable[Sample], resolution_s: int) -> list[Sample]:

@@ -131,7 +131,7 @@ from ..journal import (
 from .chunks import ChunkedSeries, DecodedCache
 from .codec import KEYFRAME_EVERY, OPEN_RUN, LineEncoder
 from .held import held_files_budget
-from .series import Bucket, Sample, join_entries, render_entries, render_json
+from .series import Bucket, Sample, by_slot, join_entries, render_entries, render_json
 
 __all__ = [
     "DAY",
@@ -820,26 +820,21 @@ class HistoryStore:
         resolution_s = tier.resolution_s
         figures = sample[1:7]
         points: list[int] = []  # the times of the points of such buckets
-        first, count = 0, len(times)
-        while first < count:
-            index = times[first] // resolution_s
-            end = first + 1
-            while end < count and times[end] // resolution_s == index:
-                end += 1
-            last = Sample(times[end - 1], *figures, 0, 0)
+        final = times[-1] // resolution_s
+        for index, group in by_slot(times, resolution_s):
+            last = Sample(group[-1], *figures, 0, 0)
             bucket = track.bucket
             if bucket is not None and bucket.index == index:
-                bucket.add_run(last, end - first)
+                bucket.add_run(last, len(group))
             elif index >= track.closed_before:
                 if bucket is not None:  # (before the first of the points)
                     self._close_bucket(history, tier)
-                if end < count:
+                if index != final:
                     points.append(last.t)
                     track.closed_before = index + 1
                 else:
                     bucket = track.bucket = Bucket(index)
-                    bucket.add_run(last, end - first)
-            first = end
+                    bucket.add_run(last, len(group))
         if points:
             point = sample._replace(t=points[0], delta_up_kib=0, delta_down_kib=0)
             if history.directory is not None:
@@ -1020,15 +1015,8 @@ class _Writer:
     ) -> None:
         """Append ``sample`` at each of ``times`` (an aggregated tier's run of points), one
         write per file."""
-        period_s = tier.file_period_s
-        first = 0
-        while first < len(times):
-            start = times[first] - times[first] % period_s
-            end = first + 1
-            while end < len(times) and times[end] < start + period_s:
-                end += 1
-            self._append(container_id, tier, sample, times=times[first:end])
-            first = end
+        for _, group in by_slot(times, tier.file_period_s):
+            self._append(container_id, tier, sample, times=list(group))
 
     def append_repeated(self, repeated: _Repeated) -> None:
         """:meth:`append_raw` of samples that each continue their container's run, as one."""
