@@ -7,11 +7,23 @@ from typing import Any
 import orjson
 from sanic import HTTPResponse, Request
 
-__all__ = ["json_response", "no_content", "plain_text", "text_response", "without_slash"]
+__all__ = [
+    "json_bytes",
+    "json_response",
+    "no_content",
+    "plain_text",
+    "text_response",
+    "without_slash",
+]
 
 
 def json_response(body: Any, status: int = 200) -> HTTPResponse:
     return HTTPResponse(orjson.dumps(body), status=status, content_type="application/json")
+
+
+def json_bytes(body: bytes) -> HTTPResponse:
+    """A 200 whose body is JSON already made."""
+    return HTTPResponse(body, status=200, content_type="application/json")
 
 
 def text_response(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPResponse:
