@@ -37,7 +37,7 @@ from .hosting import Hosting
 from .logs import cause_note, log_request, request_id_var
 from .mirror import ContainerMirror
 from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
-from .responses import text_response
+from .responses import Answer, text_response
 from .routes import containers, git, observability, ssh, system
 from .routes import events as event_routes
 from .routes import logs as logs_routes
@@ -403,7 +403,7 @@ def _new_request_id(given: str | None) -> str:
 
 
 def _preflight() -> HTTPResponse:
-    response = HTTPResponse(status=204)
+    response = Answer(status=204)
     response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
     response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
     response.headers["Access-Control-Max-Age"] = "600"
