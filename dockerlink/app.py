@@ -34,10 +34,10 @@ from .events import LifecycleEvents, open_event_log
 from .git import GitService
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
-from .logs import cause_note, log_request, request_id_var, request_log
+from .logs import cause_note, log_request, request_id_var
 from .mirror import ContainerMirror
 from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
-from .responses import text_response
+from .responses import Answer, text_response
 from .routes import containers, git, observability, ssh, system
 from .routes import events as event_routes
 from .routes import logs as logs_routes
@@ -166,15 +166,16 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     def authenticate(request: Request) -> HTTPResponse | None:
         if request.method == "OPTIONS" and settings.cors_origins:
             return _preflight()
-        if (
-            settings.api_token is not None
-            and request.path not in public_paths
-            and not request.path.startswith(_PUBLIC_PREFIXES)
-            and not request.path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
-            and not _token_ok(request, settings.api_token)
-        ):
-            raise Unauthorized()
-        if settings.api_token is None and not _browser_rule_exempt(request.path, public_paths):
+        path = request.path
+        if settings.api_token is not None:
+            if (
+                path not in public_paths
+                and not path.startswith(_PUBLIC_PREFIXES)
+                and not path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
+                and not _token_ok(request, settings.api_token)
+            ):
+                raise Unauthorized()
+        elif not _browser_rule_exempt(path, public_paths):
             headers = request.headers
             refusal = refusal_for(
                 headers.get("host", ""), headers.get("origin"), headers.get("sec-fetch-site")
@@ -243,7 +244,7 @@ class _ObservedRequest(Request):
     signals and a response middleware did, for a fraction of their cost per request.
     """
 
-    __slots__ = ("bad_url", "observed", "started_s")
+    __slots__ = ("bad_url", "observed", "request_id", "started_s")
 
     def __init__(self, url_bytes: bytes, *args: Any, **kwargs: Any) -> None:
         #: The request line's target when it is not a URL (control characters...), shown
@@ -258,7 +259,8 @@ class _ObservedRequest(Request):
             self.bad_url = repr(url_bytes)[2:-1]
         self.started_s = time.monotonic()
         self.observed = False
-        request_id_var.set(_request_id(self))  # lines logged for this request carry it
+        self.request_id = request_id = _new_request_id(self.headers.get("x-request-id"))
+        request_id_var.set(request_id)  # lines logged for this request carry it
 
     async def respond(
         self,
@@ -282,10 +284,9 @@ class _ObservedRequest(Request):
             return
         self.observed = True
         duration_s = time.monotonic() - self.started_s
-        _log_request(self, status, duration_s)
-        self.app.ctx.metrics.observe_request(
-            method_label(self.method), _route_label(self), status, duration_s
-        )
+        method = method_label(self.method)
+        _log_request(self, method, status, duration_s)
+        self.app.ctx.metrics.observe_request(method, _route_label(self), status, duration_s)
 
 
 def _background_task(
@@ -383,21 +384,26 @@ _id_counter = itertools.count()
 
 
 def _request_id(request: Request) -> str:
-    existing = getattr(request.ctx, "request_id", None)
+    """The request's id: made when it was (see :class:`_ObservedRequest`)."""
+    if isinstance(request, _ObservedRequest):
+        return request.request_id
+    existing = getattr(request.ctx, "request_id", None)  # a request of another class
     if isinstance(existing, str):
         return existing
-    given = request.headers.get("x-request-id", "")
-    request_id = (
-        given
-        if given and _SANE_REQUEST_ID.fullmatch(given)
-        else f"{_ID_PREFIX}{next(_id_counter):016x}"
-    )
+    request_id = _new_request_id(request.headers.get("x-request-id"))
     request.ctx.request_id = request_id
     return request_id
 
 
+def _new_request_id(given: str | None) -> str:
+    """The client's ``X-Request-Id`` when it is sane, else a new id."""
+    if given and _SANE_REQUEST_ID.fullmatch(given):
+        return given
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
 def _preflight() -> HTTPResponse:
-    response = HTTPResponse(status=204)
+    response = Answer(status=204)
     response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
     response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
     response.headers["Access-Control-Max-Age"] = "600"
@@ -407,8 +413,10 @@ def _preflight() -> HTTPResponse:
 def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) -> None:
     """Headers every answer carries, success or error."""
     response.headers["X-Request-Id"] = _request_id(request)
+    if not settings.cors_origins:
+        return
     origin = request.headers.get("origin")
-    if origin and settings.cors_origins:
+    if origin:
         if "*" in settings.cors_origins:
             response.headers["Access-Control-Allow-Origin"] = "*"
         elif origin.rstrip("/") in settings.cors_origins:
@@ -417,25 +425,31 @@ def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) ->
         response.headers["Access-Control-Expose-Headers"] = f"X-Request-Id, {HOOK_ERROR_HEADER}"
 
 
+#: Route pattern -> its label, made once per route.
+_route_labels: dict[str, str] = {}
+
+
 def _route_label(request: Request) -> str:
     """The matched route's pattern (``/v1/container/stats``), not the path: a bounded label."""
     route = request.route
-    return "/" + route.path.rstrip("/") if route is not None else UNMATCHED_ROUTE
+    if route is None:
+        return UNMATCHED_ROUTE
+    path = route.path
+    label = _route_labels.get(path)
+    if label is None:
+        label = _route_labels[path] = "/" + path.rstrip("/")
+    return label
 
 
-def _log_request(request: Request, status: int, duration_s: float) -> None:
+def _log_request(request: Request, method: str, status: int, duration_s: float) -> None:
     """One line per request: id, method, path, status, duration (never a header's value)."""
-    if not request_log.isEnabledFor(logging.INFO):
-        return
-    query_string = request.query_string
-    path = f"{request.path}?{query_string}" if query_string else request.path
-    log_request(
-        _request_id(request),
-        method_label(request.method),
-        getattr(request, "bad_url", None) or path,
-        status,
-        round(duration_s * 1000, 1),
-    )
+    path = getattr(request, "bad_url", None)
+    if not path:
+        path = request.path
+        query_string = request.query_string
+        if query_string:
+            path = f"{path}?{query_string}"
+    log_request(_request_id(request), method, path, status, round(duration_s * 1000, 1))
 
 
 class _ErrorHandler(ErrorHandler):

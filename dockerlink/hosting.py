@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import orjson
+
 import docker_api
 from docker_api import DockerClient, Frame
 
@@ -55,6 +57,10 @@ MIN_CPU_QUOTA_US = 1000
 WORKDIR = "/var/www/html"
 #: Descriptions kept before the ones of containers gone from the mirror are dropped.
 DESCRIBED_MIN_LIMIT = 256
+#: Listings of given containers kept as JSON (see :meth:`Hosting.cached_listing`): how many, and
+#: the largest kept, its query string and answer together (a few containers'; ~1 MiB in all).
+LISTINGS_KEPT = 256
+LISTING_KEPT_MAX_BYTES = 4096
 VOLUME = "/var/www"
 
 log = logging.getLogger("dockerlink")
@@ -209,6 +215,9 @@ class Hosting:
         #: would otherwise parse the same timestamps over and over).
         self._described: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._described_limit = DESCRIBED_MIN_LIMIT
+        #: JSON answers of listings of given containers made wholly from the mirror, by query
+        #: string, with the mirror's version they were made at.
+        self._listings: dict[str, tuple[int, bytes]] = {}
         #: Actions finished so far (see :meth:`acting_on`).
         self._actions_done = 0
         #: Actions whose caller went away, running to their end.
@@ -346,6 +355,44 @@ class Hosting:
         Served from the mirror while it follows the engine; otherwise (and for an id the mirror
         does not know) from the engine, so an outage is a 503, never a false "no such container".
         """
+        listing, _ = await self._list_containers(asked, running)
+        return listing
+
+    def cached_listing(self, key: str) -> bytes | None:
+        """The JSON answer :meth:`listing_json` made for ``key`` while the mirror, still fresh,
+        has not changed since; None otherwise."""
+        kept = self._listings.get(key)
+        mirror = self.mirror
+        if kept is not None and kept[0] == mirror.version and mirror.fresh:
+            return kept[1]
+        return None
+
+    async def listing_json(
+        self, asked: Mapping[str, str], running: bool | None, *, key: str
+    ) -> bytes:
+        """:meth:`list_containers` as JSON. An answer made wholly from the mirror (every
+        container found there) is kept by ``key``, the request's query string, until the mirror
+        changes: :meth:`cached_listing` gives it again."""
+        mirror = self.mirror
+        version = mirror.version
+        listing, from_mirror = await self._list_containers(asked, running)
+        body = orjson.dumps(listing)
+        if (
+            from_mirror
+            and mirror.version == version
+            and len(key) + len(body) <= LISTING_KEPT_MAX_BYTES
+        ):
+            listings = self._listings
+            if key not in listings and len(listings) >= LISTINGS_KEPT:
+                del listings[next(iter(listings))]  # the oldest
+            listings[key] = (version, body)
+        return body
+
+    async def _list_containers(
+        self, asked: Mapping[str, str] | None, running: bool | None
+    ) -> tuple[dict[str, dict[str, Any]], bool]:
+        """:meth:`list_containers`'s answer, and whether it is the mirror's alone (the mirror
+        fresh, each container asked found in it)."""
         mirror = self.mirror if self.mirror.fresh else None
         errors: dict[str, str] = {}
         success: dict[str, Any] = {}
@@ -364,13 +411,13 @@ class Hosting:
                     success[key] = describe(found)
                 else:
                     errors[key] = f"no such container: {asked[key]}"
-            return {"error": errors, "success": success}
+            return {"error": errors, "success": success}, mirror is not None and not missing
         describe_one = self._describe_mirrored if mirror is not None else describe
         for info in await self.mirror.every_container():
             state = info.get("State") or {}
             if running is None or bool(state.get("Running")) == running:
                 success[info["Id"]] = describe_one(info)
-        return {"error": errors, "success": success}
+        return {"error": errors, "success": success}, False
 
     def _describe_mirrored(self, info: dict[str, Any]) -> dict[str, Any]:
         """``describe(info)`` for an inspect the mirror holds, made once per inspect object."""

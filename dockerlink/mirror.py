@@ -79,6 +79,9 @@ class ContainerMirror:
         self._retry_delay_s = retry_delay_s
         self._resynced = asyncio.Event()
         self.resyncs = 0
+        #: Counts the changes to the view: whatever was made from it while this number stays
+        #: the same may be reused (each change of a container's inspect, a removal, a re-read).
+        self.version = 0
         self.listeners: list[EventListener] = []
 
     # -- reading ------------------------------------------------------------------------------
@@ -161,6 +164,7 @@ class ContainerMirror:
         for changes in self._reading:
             changes[container_id] = None
         info = self._by_id.pop(container_id, None)
+        self.version += 1
         if info is not None:
             name = str(info.get("Name", "")).lstrip("/")
             if self._id_by_name.get(name) == container_id:
@@ -181,6 +185,7 @@ class ContainerMirror:
                 del self._id_by_name[old_name]
         self._by_id[container_id] = info
         self._id_by_name[str(info.get("Name", "")).lstrip("/")] = container_id
+        self.version += 1
 
     # -- the lifecycle task ---------------------------------------------------------------------
 
@@ -269,6 +274,7 @@ class ContainerMirror:
             self._reading.remove(changes)
         self._by_id = {}
         self._id_by_name = {}
+        self.version += 1
         for info in infos:
             self._put(info)
         for container_id, changed in changes.items():

@@ -121,7 +121,10 @@ class Histogram:
         self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
 
     def observe(self, value: float, *label_values: str) -> None:
-        counts, total = self.series.setdefault(label_values, ([0] * (len(self.bounds) + 1), [0.0]))
+        series = self.series.get(label_values)
+        if series is None:
+            series = self.series[label_values] = ([0] * (len(self.bounds) + 1), [0.0])
+        counts, total = series
         index = len(self.bounds)
         for i, bound in enumerate(self.bounds):
             if value <= bound:

@@ -6,29 +6,61 @@ from typing import Any
 
 import orjson
 from sanic import HTTPResponse, Request
+from sanic.response.types import HEADER_TRANSLATION_TABLE
 
-__all__ = ["json_response", "no_content", "plain_text", "text_response", "without_slash"]
+__all__ = [
+    "Answer",
+    "json_bytes",
+    "json_response",
+    "no_content",
+    "plain_text",
+    "text_response",
+    "without_slash",
+]
+
+
+def _header_text(value: str) -> str:
+    """Sanic's header sanitising (``\\r``, ``\\n`` and NUL removed), with a shortcut for the
+    usual text that has none of them: ``str.translate`` with a mapping looks each distinct
+    character up and raises and clears a ``KeyError`` for each one not in it, several
+    microseconds for an answer's headers."""
+    if "\r" in value or "\n" in value or "\x00" in value:
+        return value.translate(HEADER_TRANSLATION_TABLE)
+    return value
+
+
+class Answer(HTTPResponse):
+    """The answers dockerlink makes: Sanic's, with the same headers made more cheaply."""
+
+    __slots__ = ()
+
+    _sanitize_header_value = staticmethod(_header_text)
 
 
 def json_response(body: Any, status: int = 200) -> HTTPResponse:
-    return HTTPResponse(orjson.dumps(body), status=status, content_type="application/json")
+    return Answer(orjson.dumps(body), status=status, content_type="application/json")
+
+
+def json_bytes(body: bytes) -> HTTPResponse:
+    """A 200 whose body is JSON already made."""
+    return Answer(body, status=200, content_type="application/json")
 
 
 def text_response(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPResponse:
     """An answer of one line of plain text (errors, git output keeps its own lines elsewhere)."""
     line = " ".join(message.split()) or "error"
-    return HTTPResponse(
+    return Answer(
         line + "\n", status=status, headers=headers, content_type="text/plain; charset=utf-8"
     )
 
 
 def plain_text(status: int, text: str) -> HTTPResponse:
     """An answer of text kept as it is, line breaks and all (git's output)."""
-    return HTTPResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    return Answer(text, status=status, content_type="text/plain; charset=utf-8")
 
 
 def no_content() -> HTTPResponse:
-    return HTTPResponse(status=204)
+    return Answer(status=204)
 
 
 def without_slash(request: Request) -> HTTPResponse | None:
@@ -42,4 +74,4 @@ def without_slash(request: Request) -> HTTPResponse | None:
     up = "../" * (len(request.path) - len(bare))  # one per slash: "wetty//" is two levels down
     name = bare.rpartition("/")[2]
     query = f"?{request.query_string}" if request.query_string else ""
-    return HTTPResponse(status=308, headers={"Location": f"{up}{name}{query}"})
+    return Answer(status=308, headers={"Location": f"{up}{name}{query}"})

@@ -13,7 +13,7 @@ from ..requests import (
     parse_limits,
     parse_stop_grace,
 )
-from ..responses import json_response, no_content
+from ..responses import json_bytes, json_response, no_content
 from ._common import hosting_of, query, with_hook_report
 
 bp = Blueprint("containers", url_prefix="/container", version=1, strict_slashes=False)
@@ -25,13 +25,20 @@ def _ref(request: Request) -> str:
 
 @bp.get("")
 async def list_containers(request: Request) -> HTTPResponse:
+    hosting = hosting_of(request)
+    # The same ids asked again while the mirror has not changed: the same answer, kept.
+    query_string = request.query_string
+    kept = hosting.cached_listing(query_string)
+    if kept is not None:
+        return json_bytes(kept)
     args = query(request)
     # Each answer is keyed by the id as requested ("/web1" too), looked up as the engine reads it.
     asked = {requested: parse_container_ref(requested) for requested in args.getlist("id")}
-    running = None if asked else args.get("running")  # ignored when ids are given
+    if asked:  # (running is ignored when ids are given)
+        return json_bytes(await hosting.listing_json(asked, None, key=query_string))
+    running = args.get("running")
     running_flag = None if running is None else parse_bool(running, "running", False)
-    listing = await hosting_of(request).list_containers(asked or None, running_flag)
-    return json_response(listing)
+    return json_response(await hosting.list_containers(None, running_flag))
 
 
 @bp.put("")

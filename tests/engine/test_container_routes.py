@@ -464,3 +464,64 @@ async def test_engine_unreachable_is_503_and_health_degraded(
         assert health.status_code == 503
         assert health.json()["status"] == "degraded"
         assert health.json()["engine"] is None
+
+
+async def test_an_answer_by_id_follows_every_change_of_the_container(
+    api: httpx.AsyncClient,
+    docker: DockerClient,
+    make_container: MakeContainer,
+    unique_name: Callable[[str], str],
+) -> None:
+    """``GET /v1/container?id=X`` asked again gives a JSON text kept from the previous answer
+    while the mirror has not changed: every change of the container shows in the next answer,
+    whether dockerlink made it or the engine's own API did (an event)."""
+    name = unique_name("kept")
+
+    async def answer(ref: str) -> dict[str, Any]:
+        response = await api.get("/v1/container", params={"id": ref})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def shows(ref: str, field: str, value: Any) -> bool:
+        return bool((await answer(ref))["success"].get(ref, {}).get(field) == value)
+
+    async def unknown(ref: str) -> bool:
+        return await answer(ref) == {"error": {ref: f"no such container: {ref}"}, "success": {}}
+
+    assert await unknown(name)
+    container_id = await make_container(name=name, memory=0.5)
+    await wait_for(lambda: shows(name, "state", "created"))
+    await wait_for(lambda: shows(container_id, "memory", 0.5))
+    first = await api.get("/v1/container", params={"id": name})
+    again = await api.get("/v1/container", params={"id": name})
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"] == "application/json"
+    assert again.headers["x-request-id"] != first.headers["x-request-id"]
+
+    patch = await api.patch("/v1/container", params={"id": name}, json={"memory": 0.25})
+    assert patch.status_code == 200, patch.text
+    await wait_for(lambda: shows(name, "memory", 0.25))
+    await wait_for(lambda: shows(container_id, "memory", 0.25))
+
+    assert (await api.post("/v1/container/start", params={"id": name})).status_code == 204
+    await wait_for(lambda: shows(name, "state", "running"))
+    assert (await api.post("/v1/container/stop", params={"id": name, "t": "1"})).status_code == 204
+    await wait_for(lambda: shows(container_id, "state", "exited"))
+
+    # Changes the engine's API makes reach the mirror through its events.
+    await docker.containers.start(container_id)
+    await wait_for(lambda: shows(container_id, "state", "running"))
+    await docker.containers.update(container_id, {"Memory": GIB // 8, "MemorySwap": GIB // 8})
+    await wait_for(lambda: shows(name, "memory", 0.125))
+    renamed = unique_name("renamed")
+    await docker.request("POST", f"/containers/{container_id}/rename", params={"name": renamed})
+    await wait_for(lambda: shows(container_id, "name", f"/{renamed}"))
+    await wait_for(lambda: shows(renamed, "name", f"/{renamed}"))
+    await wait_for(lambda: unknown(name))
+    await docker.containers.kill(container_id)
+    await wait_for(lambda: shows(renamed, "state", "exited"))
+
+    assert (await api.delete("/v1/container", params={"id": container_id})).status_code == 204
+    for ref in (container_id, renamed):
+        assert await unknown(ref)
