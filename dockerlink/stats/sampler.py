@@ -281,7 +281,8 @@ class Sampler:
         # the loop, without a coroutine each, and handed to the store YIELD_EVERY at a time.
         batch: list[tuple[str, Sample]] = []
         # Not running, and the same inspect as at the last tick: the same sample but its time,
-        # one time for all (the store keeps these as runs; its tick log holds that time once).
+        # one time for all, handed to the store at once at the end (it keeps these as runs, a
+        # few dictionary lookups each; its tick log holds that time once).
         repeats: list[tuple[str, tuple[int, ...]]] = []
         idle = self._idle
         now = int(self._clock())
@@ -290,9 +291,6 @@ class Sampler:
             still = idle.get(container_id) if reading is None else None
             if still is not None and still[0] is info:
                 repeats.append(still[1])
-                if index % YIELD_EVERY == 0:
-                    recorded += self._record(batch, repeats, now)
-                    await asyncio.sleep(0)
                 continue
             state = info.get("State") or {}
             if reading is None and state.get("Running"):
@@ -315,9 +313,11 @@ class Sampler:
                     self._log_failure(container_id, exc)
             if index % YIELD_EVERY == 0:
                 # A thousand containers take tens of milliseconds: let requests in between.
-                recorded += self._record(batch, repeats, now)
+                recorded += self.store.append_many(batch)
+                batch.clear()
                 await asyncio.sleep(0)
-        recorded += self._record(batch, repeats, now)
+        recorded += self.store.append_many(batch)
+        recorded += self.store.repeat_many(repeats, now) if repeats else 0
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(info: Mapping[str, Any]) -> bool:
@@ -335,20 +335,6 @@ class Sampler:
         self._report_source(running_ids)
         self.ticks += 1
         return recorded
-
-    def _record(
-        self,
-        batch: list[tuple[str, Sample]],
-        repeats: list[tuple[str, tuple[int, ...]]],
-        t: int,
-    ) -> int:
-        """Hand ``batch`` and ``repeats`` (the same samples again at ``t``) to the store, and
-        empty them; returns how many samples it took."""
-        taken = self.store.append_many(batch) if batch else 0
-        taken += self.store.repeat_many(repeats, t) if repeats else 0
-        batch.clear()
-        repeats.clear()
-        return taken
 
     def _report_source(self, running: list[str]) -> None:
         """Log where the figures really come from after the first tick, and again whenever a
