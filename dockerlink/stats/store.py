@@ -32,9 +32,13 @@ when it ends: at the container's next other sample, at the end of the file's per
 container is no longer sampled (:meth:`HistoryStore.end_run`) or at the stop. Meanwhile the
 *tick log* gets each tick's time once, for all the runs together, so that a tick costs one line
 in all, not one per stopped container. In memory a run's samples wait in a list of times, and are
-added to the tiers (one repeat line in memory, a bucket addition per bucket) when something needs
-them: a query of the container, its next other sample, the once-a-minute maintenance. A thousand
-containers of which 800 are stopped thus cost the sampler 200 lines a tick, not 1,000.
+added to the tiers (one repeat line in memory, a bucket addition per bucket, the points of the
+buckets that hold nothing else as one run of points) when something needs them: a query of the
+container, its next other sample, or the maintenance, at most ``SETTLE_AFTER_S`` after the first
+of them. The day and week points a run closes are written then (a crash before rebuilds them
+from raw, as any point). :meth:`HistoryStore.repeat_many` takes a tick's repeated samples with a
+lookup and an append each. A thousand containers of which 800 are stopped thus cost the sampler
+200 lines a tick, not 1,000.
 
 **Tiers.** A point of the ``day`` tier summarises the samples whose timestamps fall in one
 ``t // 120`` bucket, a ``week`` point one ``t // 1200`` bucket (:class:`.series.Bucket` says how),
