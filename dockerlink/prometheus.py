@@ -336,35 +336,37 @@ _CONTAINER_FAMILIES = (
 def _write_containers(
     out: Exposition, infos: Iterable[Mapping[str, Any]], history: HistoryStore, sampler: Sampler
 ) -> None:
-    rows: dict[str, list[tuple[Labels, float]]] = {name: [] for name, _, _ in _CONTAINER_FAMILIES}
+    """Every container's samples. Thirteen a container: each one's labels are written once (a
+    thousand containers make 13,000 lines at every scrape)."""
+    rows: dict[str, list[tuple[str, float]]] = {name: [] for name, _, _ in _CONTAINER_FAMILIES}
+    states = rows["dockerlink_container_state"]
+    memory_limits = rows["dockerlink_container_memory_limit_bytes"]
+    cpu_limits = rows["dockerlink_container_cpu_limit_cores"]
+    memory_used = rows["dockerlink_container_memory_used_bytes"]
+    cpu_seconds = rows["dockerlink_container_cpu_seconds_total"]
+    received = rows["dockerlink_container_network_receive_bytes_total"]
+    transmitted = rows["dockerlink_container_network_transmit_bytes_total"]
     for info in sorted(infos, key=lambda i: str(i.get("Name", ""))):
         container_id = str(info["Id"])
-        labels: Labels = (("id", container_id), ("name", str(info.get("Name", "")).lstrip("/")))
+        name = str(info.get("Name", "")).lstrip("/")
+        labels = f'id="{_label_value(container_id)}",name="{_label_value(name)}"'
         state = str((info.get("State") or {}).get("Status") or "unknown")
         for candidate in (*CONTAINER_STATES, *(() if state in CONTAINER_STATES else (state,))):
-            rows["dockerlink_container_state"].append(
-                ((*labels, ("state", candidate)), 1 if candidate == state else 0)
+            states.append(
+                (f'{labels},state="{_label_value(candidate)}"', 1 if candidate == state else 0)
             )
         host_config = info.get("HostConfig") or {}
-        rows["dockerlink_container_memory_limit_bytes"].append(
-            (labels, int(host_config.get("Memory") or 0))
-        )
-        rows["dockerlink_container_cpu_limit_cores"].append((labels, cpus_of(host_config)))
+        memory_limits.append((labels, int(host_config.get("Memory") or 0)))
+        cpu_limits.append((labels, cpus_of(host_config)))
         last = history.last(container_id)
         if last is not None:
-            rows["dockerlink_container_memory_used_bytes"].append(
-                (labels, last.mem_used_kib * 1024)
-            )
+            memory_used.append((labels, last.mem_used_kib * 1024))
         usage = sampler.usage.get(container_id)
         if usage is not None:
-            rows["dockerlink_container_cpu_seconds_total"].append((labels, usage.cpu_ns / 1e9))
-            rows["dockerlink_container_network_receive_bytes_total"].append(
-                (labels, usage.rx_bytes)
-            )
-            rows["dockerlink_container_network_transmit_bytes_total"].append(
-                (labels, usage.tx_bytes)
-            )
-    for name, kind, help_text in _CONTAINER_FAMILIES:
-        out.family(name, kind, help_text)
-        for labels, value in rows[name]:
-            out.sample(name, labels, value)
+            cpu_seconds.append((labels, usage.cpu_ns / 1e9))
+            received.append((labels, usage.rx_bytes))
+            transmitted.append((labels, usage.tx_bytes))
+    lines = out.lines
+    for family, kind, help_text in _CONTAINER_FAMILIES:
+        out.family(family, kind, help_text)
+        lines.extend(f"{family}{{{labels}}} {_number(value)}" for labels, value in rows[family])
