@@ -981,32 +981,14 @@ class _Writer:
         the times of those that did."""
         repeated: list[tuple[str, Sample]] = []
         ticks: set[int] = set()
-        files, name, period_s = self._files, RAW.name, RAW.file_period_s
         try:
             for container_id, sample, repeat in samples:
-                if repeat:
-                    repeated.append((container_id, sample))
-                    if self._repeat(container_id, sample):
-                        ticks.add(sample.t)
-                    continue
-                state = files.get((container_id, name))
-                if (
-                    state is None
-                    or state.fd is None
-                    or state.run is not None
-                    or state.file_start != sample.t - sample.t % period_s
-                    or self._failed
-                ):
+                if not repeat:
                     self.append_line(container_id, RAW, sample, True)
                     continue
-                # The next line of a file kept open: what append_line does, in short.
-                try:
-                    write_lines(state.fd, state.encoder.encode(sample), state.path)
-                except OSError as exc:
-                    self._failed_write((container_id, name), state, exc)
-                finally:
-                    self._sampled[container_id] = sample.t
-                    self._written.append((container_id, sample, False))
+                repeated.append((container_id, sample))
+                if self._repeat(container_id, sample.t, sample[1:]):
+                    ticks.add(sample.t)
             for t in sorted(ticks):
                 self._append_tick(t)
         finally:
@@ -1025,17 +1007,10 @@ class _Writer:
     def append_repeated(self, repeated: _Repeated) -> None:
         """:meth:`append_raw` of samples that each continue their container's run, as one."""
         t = repeated.t
-        start = t - t % RAW.file_period_s
-        files, name = self._files, RAW.name
         in_run = False
         try:
             for container_id, figures in repeated.repeats:
-                state = files.get((container_id, name))
-                if state is not None and state.run is not None and state.file_start == start:
-                    state.run.append(t)
-                    in_run = True
-                elif self._append(container_id, RAW, Sample(t, *figures), repeat=True):
-                    in_run = True
+                in_run = self._repeat(container_id, t, figures) or in_run
             if in_run:
                 self._append_tick(t)
         finally:
@@ -1044,16 +1019,17 @@ class _Writer:
                 sampled[container_id] = t
             self._written.append(repeated)
 
-    def _repeat(self, container_id: str, sample: Sample) -> bool:
-        """Append a raw sample that repeats the one before: nothing to write while its file's
-        run goes on, else the open repeat line (or the sample's own line when it cannot start a
-        run). True when the sample is in a run (the tick log must hold its time)."""
+    def _repeat(self, container_id: str, t: int, figures: tuple[int, ...]) -> bool:
+        """Append the raw sample ``(t, *figures)``, which repeats the one before: nothing to
+        write while its file's run goes on, else the open repeat line (or the sample's own line
+        when it cannot start a run). True when the sample is in a run (the tick log must hold
+        its time)."""
         state = self._files.get((container_id, RAW.name))
-        start = sample.t - sample.t % RAW.file_period_s
+        start = t - t % RAW.file_period_s
         if state is not None and state.run is not None and state.file_start == start:
-            state.run.append(sample.t)
+            state.run.append(t)
             return True
-        return self._append(container_id, RAW, sample, repeat=True)
+        return self._append(container_id, RAW, Sample(t, *figures), repeat=True)
 
     def _append(
         self,
@@ -1073,6 +1049,20 @@ class _Writer:
             state = self._files[key] = _FileState(self._keyframe_every)
         t = times[0] if times else sample.t
         start = t - t % tier.file_period_s
+        if (
+            state.fd is not None  # (then clean)
+            and state.file_start == start
+            and state.run is None
+            and not repeat
+            and not times
+            and not self._failed
+        ):
+            # The next line of a file kept open (a running container's, at every tick).
+            try:
+                write_lines(state.fd, state.encoder.encode(sample), state.path)
+            except OSError as exc:
+                self._failed_write(key, state, exc)
+            return False
         if state.file_start != start:
             self._end_run(key, state)
             self._let_go(state)
