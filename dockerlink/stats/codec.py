@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from .series import Sample
+from .series import Sample, repeats
 
 __all__ = ["KEYFRAME_EVERY", "OPEN_RUN", "LineEncoder", "decode_chunk", "decode_lines"]
 
@@ -105,10 +105,7 @@ class LineEncoder:
         return (
             previous is not None
             and self._since_keyframe < self._keyframe_every
-            and sample[0] > previous[0]
-            and sample[1:7] == previous[1:7]
-            and not sample[7]
-            and not sample[8]
+            and repeats(sample, previous)
         )
 
     def encode_run(self, sample: Sample, times: Sequence[int]) -> bytes:

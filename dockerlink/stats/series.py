@@ -25,6 +25,7 @@ __all__ = [
     "render_entries",
     "render_json",
     "render_latest",
+    "repeats",
 ]
 
 
@@ -155,6 +156,12 @@ class Bucket:
             delta_up_kib=self.delta_up,
             delta_down_kib=self.delta_down,
         )
+
+
+def repeats(sample: Sample, before: Sample) -> bool:
+    """Whether ``sample`` repeats ``before``: later, the same figures, no traffic since (a
+    stopped container's, at every tick). A run of such samples is kept as one line."""
+    return sample[0] > before[0] and sample[1:7] == before[1:7] and not sample[7] and not sample[8]
 
 
 def by_slot(times: Sequence[int], slot_s: int) -> Iterator[tuple[int, Sequence[int]]]:

@@ -135,7 +135,15 @@ from ..journal import (
 from .chunks import ChunkedSeries, DecodedCache
 from .codec import KEYFRAME_EVERY, OPEN_RUN, LineEncoder
 from .held import held_files_budget
-from .series import Bucket, Sample, by_slot, join_entries, render_entries, render_json
+from .series import (
+    Bucket,
+    Sample,
+    by_slot,
+    join_entries,
+    render_entries,
+    render_json,
+    repeats,
+)
 
 __all__ = [
     "DAY",
@@ -560,8 +568,8 @@ class HistoryStore:
                         continue
                 elif sample.t <= last.t:
                     continue
-                else:  # the same figures and no traffic: a run (a stopped container's samples)
-                    repeat = sample[1:7] == last[1:7] and not sample[7] and not sample[8]
+                else:
+                    repeat = repeats(sample, last)
             if self.root is None:
                 self._serve(container_id, sample, repeat)
             else:
