@@ -364,14 +364,7 @@ class HeldFiles:
         """:func:`read_figures` of these files, read as they are kept open (a ``pread()`` each,
         most often)."""
         read_ns = clock_ns()
-        contents = []
-        pread = os.pread
-        for fd, records in self._in_order:
-            data = pread(fd, _CHUNK, 0)
-            if data and (records or len(data) == _CHUNK):
-                while chunk := pread(fd, _CHUNK, len(data)):  # (as _read_all)
-                    data += chunk
-            contents.append(data)
+        contents = [_read_all(fd, records) for fd, records in self._in_order]
         return figures_of(self.files, contents, host_memory_bytes, read_ns)
 
     def close(self) -> None:
