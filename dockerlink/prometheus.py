@@ -201,11 +201,20 @@ class Exposition:
         self.lines.append(f"# TYPE {name} {kind}")
 
     def sample(self, name: str, labels: Labels, value: float) -> None:
-        if labels:
-            inner = ",".join(f'{key}="{_label_value(text)}"' for key, text in labels)
-            self.lines.append(f"{name}{{{inner}}} {_number(value)}")
-        else:
-            self.lines.append(f"{name} {_number(value)}")
+        self.samples(name, [(self.labels(labels), value)])
+
+    @staticmethod
+    def labels(labels: Labels) -> str:
+        """``labels`` as a sample writes them between braces (for :meth:`samples`)."""
+        return ",".join(f'{key}="{_label_value(text)}"' for key, text in labels)
+
+    def samples(self, name: str, rows: Iterable[tuple[str, float]]) -> None:
+        """Samples of ``name``, each with labels :meth:`labels` wrote (a set written once for
+        many samples)."""
+        self.lines.extend(
+            f"{name}{{{labels}}} {_number(value)}" if labels else f"{name} {_number(value)}"
+            for labels, value in rows
+        )
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -346,15 +355,17 @@ def _write_containers(
     cpu_seconds = rows["dockerlink_container_cpu_seconds_total"]
     received = rows["dockerlink_container_network_receive_bytes_total"]
     transmitted = rows["dockerlink_container_network_transmit_bytes_total"]
+    known_states = {state: out.labels((("state", state),)) for state in CONTAINER_STATES}
     for info in sorted(infos, key=lambda i: str(i.get("Name", ""))):
         container_id = str(info["Id"])
         name = str(info.get("Name", "")).lstrip("/")
-        labels = f'id="{_label_value(container_id)}",name="{_label_value(name)}"'
+        labels = out.labels((("id", container_id), ("name", name)))
         state = str((info.get("State") or {}).get("Status") or "unknown")
-        for candidate in (*CONTAINER_STATES, *(() if state in CONTAINER_STATES else (state,))):
-            states.append(
-                (f'{labels},state="{_label_value(candidate)}"', 1 if candidate == state else 0)
-            )
+        state_labels = known_states
+        if state not in known_states:
+            state_labels = {**known_states, state: out.labels((("state", state),))}
+        for candidate, candidate_labels in state_labels.items():
+            states.append((f"{labels},{candidate_labels}", 1 if candidate == state else 0))
         host_config = info.get("HostConfig") or {}
         memory_limits.append((labels, int(host_config.get("Memory") or 0)))
         cpu_limits.append((labels, cpus_of(host_config)))
@@ -366,7 +377,6 @@ def _write_containers(
             cpu_seconds.append((labels, usage.cpu_ns / 1e9))
             received.append((labels, usage.rx_bytes))
             transmitted.append((labels, usage.tx_bytes))
-    lines = out.lines
     for family, kind, help_text in _CONTAINER_FAMILIES:
         out.family(family, kind, help_text)
-        lines.extend(f"{family}{{{labels}}} {_number(value)}" for labels, value in rows[family])
+        out.samples(family, rows[family])
