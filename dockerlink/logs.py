@@ -242,15 +242,15 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
         return
     message = f"[{request_id}] {method} {path} {status} {duration_ms:g} ms"
     direct = _direct_handler()
+    fields = (
+        {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
+        if direct is None or type(direct[2]) is JsonFormatter
+        else _NO_FIELDS  # (text lines do not show them)
+    )
     if direct is None:
-        fields = {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
         request_log.info(message, extra={"request_id": request_id, "fields": fields})
         return
     handler, redacting, inner = direct
-    if type(inner) is JsonFormatter:
-        fields = {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
-    else:
-        fields = _NO_FIELDS  # (text lines do not show them)
     line = inner.line(time.time(), "INFO", request_log.name, message, request_id, fields)
     handler.emit_line(redacting.redact(line) + handler.terminator)
 
