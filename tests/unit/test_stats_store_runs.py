@@ -153,10 +153,12 @@ def test_a_run_cut_by_a_crash_is_read_back_from_the_tick_log(
 def test_a_container_no_longer_sampled_ends_its_run(tmp_path: Path, clock: Clock) -> None:
     """After a crash, its run is not stretched over the ticks of the others' runs."""
     rng = random.Random(4)
-    ours = scenario(rng, [(False, 3), (True, 40)])
-    theirs = [s._replace(t=s.t) for s in scenario(rng, [(False, 3), (True, 80)])]
-    theirs = [s._replace(t=T0 + 15 * (i + 1)) for i, s in enumerate(theirs)]
-    ours = [s._replace(t=T0 + 15 * (i + 1)) for i, s in enumerate(ours)]
+
+    def at_ticks(samples: list[Sample]) -> list[Sample]:  # the same tick times for both
+        return [sample._replace(t=T0 + 15 * (i + 1)) for i, sample in enumerate(samples)]
+
+    ours = at_ticks(scenario(rng, [(False, 3), (True, 40)]))
+    theirs = at_ticks(scenario(rng, [(False, 3), (True, 80)]))
     root = tmp_path / "stats"
     store = opened(root, clock, False)
     for index, sample in enumerate(theirs):
