@@ -81,6 +81,7 @@ from docker_api import DockerClient, DockerError, NotFound
 from dockerlink.mirror import ContainerMirror
 from dockerlink.stats.cgroups import CgroupFiles, HeldFiles, find_cgroup
 from dockerlink.stats.sampler import MAINTAIN_EVERY_S, Sampler
+from dockerlink.stats.series import repeats as series_repeats
 from dockerlink.stats.sources import CgroupSource
 from dockerlink.stats.store import DAY, RAW, WEEK, HistoryStore
 
@@ -366,7 +367,7 @@ def repeated_share(store: HistoryStore, ids: list[str], since: int) -> float:
         for before, sample in itertools.pairwise(samples):
             if sample.t > since:
                 total += 1
-                repeats += before[1:7] == sample[1:7] and not sample[7] and not sample[8]
+                repeats += series_repeats(sample, before)
     return repeats / total if total else 0.0
 
 
