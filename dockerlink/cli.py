@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
+    from .allocator import limit_arenas
     from .app import create_app  # Sanic is only needed to serve
     from .listen import BACKLOG, ListenError, bind_listeners, close_listeners, serve_also, url_of
     from .logs import configure_logging
@@ -98,6 +99,7 @@ def serve(settings: Settings) -> int:
     if data_problem is not None:  # one line naming the setting, not a traceback later
         print(f"dockerlink: data_dir: {data_problem}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
+    limit_arenas()  # before any thread starts (see .allocator)
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
     secrets = [s for s in (settings.api_token, settings.webhook_secret) if s]
