@@ -74,6 +74,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_ROOT = Path("/proc")
 #: What a read of one of these small files asks for at once (memory.stat is about 1 KiB).
 _CHUNK = 65536
+#: A record file's first read shorter than this had every record (see ``_read_all``): a page
+#: less the longest ``net/dev`` line (a name and 16 counters of at most 20 digits, under 400 B).
+_WHOLE_BELOW = 4096 - 512
 #: The interfaces libnetwork puts in a container's namespace (see above).
 _ENDPOINT_INTERFACE = re.compile(rb"eth[0-9]+")
 
@@ -317,12 +320,14 @@ def _read_all(fd: int, records: bool = True) -> bytes:
     a disk). Kernel files make their text again at each read from offset 0, so a file kept open
     gives fresh figures every time.
 
-    A record file (``records``: ``net/dev``) may give less than asked before its end (about a
-    page per read), so only an empty read ends it. A cgroup file is one record, which the kernel
-    makes whole before it copies what was asked: a read that gives less than asked (or a regular
-    file's, in tests) has it all."""
+    A record file (``records``: ``net/dev``) may give less than asked before its end: the
+    kernel fills a buffer of a page (or more) with whole records and stops at the first that
+    does not fit. A first read shorter than a page by more than the longest record
+    (``_WHOLE_BELOW``) was not cut: it has them all; a longer one is read on until an empty
+    read. A cgroup file is one record, which the kernel makes whole before it copies what was
+    asked: a read that gives less than asked (or a regular file's, in tests) has it all."""
     data = os.pread(fd, _CHUNK, 0)
-    if data and (records or len(data) == _CHUNK):
+    if data and (len(data) >= _WHOLE_BELOW if records else len(data) == _CHUNK):
         while chunk := os.pread(fd, _CHUNK, len(data)):  # rare: a few pages at most
             data += chunk
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,42 @@ def test_files_are_read_to_the_end_when_the_kernel_returns_a_page_at_a_time(
             opened.close()
     assert (reading.tx_bytes, reading.rx_bytes) == (2020, 1010)
     assert reads.count(page) >= 2  # the fake really returned short reads
+
+
+def test_a_short_first_read_of_a_record_file_is_all_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first read of net/dev shorter than a page less its longest line had every line: no
+    second read to find the end (one system call less per running container a tick). One that
+    long may have been cut, and is read on."""
+    host = FakeHost(tmp_path, 1)
+    host.add(CID, f"docker/{CID}", Figures())
+    dev = host.proc / str(PID) / "net" / "dev"
+    files = host.find()
+    assert files is not None and files.net_dev == str(dev)
+    real_pread = os.pread
+    reads: list[int] = []
+
+    def counted(fd: int, n: int, offset: int) -> bytes:
+        data = real_pread(fd, n, offset)
+        if os.readlink(f"/proc/self/fd/{fd}") == str(dev):
+            reads.append(len(data))
+        return data
+
+    held = HeldFiles(files)
+    try:
+        monkeypatch.setattr(os, "pread", counted)
+        assert held.figures(HOST_MEMORY, time.time_ns).tx_bytes == Figures().tx
+        assert reads == [dev.stat().st_size]
+        reads.clear()
+        many = {"eth0": (7, 9), **{f"veth{n:04x}": (1, 1) for n in range(80)}}
+        dev.write_text(net_dev(**many))
+        assert dev.stat().st_size >= 4096 - 512
+        assert held.figures(HOST_MEMORY, time.time_ns).tx_bytes == 9
+        assert reads == [dev.stat().st_size, 0]
+    finally:
+        monkeypatch.undo()
+        held.close()
 
 
 def test_held_files_give_what_the_files_hold_at_each_read(tmp_path: Path) -> None:
