@@ -38,7 +38,12 @@ test engine that ``scripts/engine up`` starts):
      containers would flatter the sampler. The share of running samples that repeated the one
      before is printed (it should be near 0);
    - ``GET /v1/container?id=X`` requests per second under ``wrk``, against a bare Sanic app
-     serving a fixed body of the same size on the same ``wrk`` command line;
+     serving a fixed body of the same size on the same ``wrk`` command line. The two take turns,
+     LOAD_ROUNDS rounds each (the figure is their totals' ratio), so that neither has the
+     machine at a better moment; with two CPUs or more, both servers run on the first and
+     ``wrk`` on the second (on a 2-CPU machine a server left to the scheduler shares its CPU
+     with ``wrk``'s threads by turns, and the same command varied by a third from one run to
+     the next);
    - the server's peak RSS (``VmHWM``) after all of the above and one week query for every
      container.
 
@@ -97,6 +102,8 @@ PAUSE_S = 0.4
 MAINTAIN_TICKS = int(MAINTAIN_EVERY_S // INTERVAL_S)
 WRK_THREADS = 2
 WRK_CONNECTIONS = 64
+#: Turns each of dockerlink and the bare app takes under wrk (see the module's doc).
+LOAD_ROUNDS = 3
 
 #: The bare Sanic app: one route answering a fixed body, run like ``dockerlink serve`` runs
 #: (one process, no access log).
@@ -217,8 +224,8 @@ def copy_histories(template: Path, stats: Path, ids: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def bare_sanic(body: bytes, workdir: Path) -> Iterator[int]:
-    """A bare Sanic app serving ``body`` at ``/v1/container`` on a free port."""
+def bare_sanic(body: bytes, workdir: Path) -> Iterator[tuple[int, int]]:
+    """A bare Sanic app serving ``body`` at ``/v1/container`` on a free port: (port, pid)."""
     (workdir / "bare_body").write_bytes(body)
     (workdir / "bare_sanic.py").write_text(BARE_SANIC)
     port = free_port()
@@ -238,7 +245,7 @@ def bare_sanic(body: bytes, workdir: Path) -> Iterator[int]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the bare Sanic app did not start")
             time.sleep(0.1)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         try:
@@ -248,9 +255,43 @@ def bare_sanic(body: bytes, workdir: Path) -> Iterator[int]:
             process.wait()
 
 
-def wrk_rps(url: str, duration_s: int) -> float:
+def load_cpus() -> tuple[int, int] | None:
+    """The CPU for the servers under load and the one for ``wrk``, or None with fewer than 2."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 and shutil.which("taskset") else None
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of process ``pid`` to ``cpu``."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended since
+            os.sched_setaffinity(int(task), {cpu})
+
+
+def interleaved_rps(
+    ours: tuple[str, int], bare: tuple[str, int], duration_s: int
+) -> tuple[float, float]:
+    """Mean requests per second of each ``(url, server pid)``, taking LOAD_ROUNDS turns of
+    ``duration_s`` each under the same wrk, after a warm-up each."""
+    cpus = load_cpus()
+    prefix: list[str] = []
+    if cpus is not None:
+        for _, pid in (ours, bare):
+            pin(pid, cpus[0])
+        prefix = ["taskset", "-c", str(cpus[1])]
+    totals = [0.0, 0.0]
+    for url, _ in (ours, bare):
+        wrk_rps(url, 2, prefix)
+    for _ in range(LOAD_ROUNDS):
+        for side, (url, _) in enumerate((ours, bare)):
+            totals[side] += wrk_rps(url, duration_s, prefix)
+    return totals[0] / LOAD_ROUNDS, totals[1] / LOAD_ROUNDS
+
+
+def wrk_rps(url: str, duration_s: int, prefix: list[str] | None = None) -> float:
     out = subprocess.run(
         [
+            *(prefix or []),
             "wrk",
             f"-t{WRK_THREADS}",
             f"-c{WRK_CONNECTIONS}",
@@ -550,12 +591,14 @@ async def measure_count(
             log(f"  GET /v1/container?id=X under wrk, {args.load_seconds} s, and bare Sanic")
             _, body = await timed_get(client, "/v1/container", {"id": ids[0]})
             url = f"http://127.0.0.1:{server.port}/v1/container?id={ids[0]}"
-            await asyncio.to_thread(wrk_rps, url, 2)  # warm-up
-            rps = await asyncio.to_thread(wrk_rps, url, args.load_seconds)
-            with bare_sanic(body, workdir) as port:
+            with bare_sanic(body, workdir) as (port, pid):
                 bare_url = f"http://127.0.0.1:{port}/v1/container?id={ids[0]}"
-                await asyncio.to_thread(wrk_rps, bare_url, 2)
-                bare = await asyncio.to_thread(wrk_rps, bare_url, args.load_seconds)
+                rps, bare = await asyncio.to_thread(
+                    interleaved_rps,
+                    (url, server.process.pid),
+                    (bare_url, pid),
+                    -(-args.load_seconds // LOAD_ROUNDS),
+                )
             load = Figure(
                 "GET /v1/container?id=X",
                 "req/s",
@@ -695,7 +738,12 @@ def main() -> int:
         default=16,
         help="sampler ticks timed, rounded up to whole 2-minute buckets of 8 (default 16)",
     )
-    parser.add_argument("--load-seconds", type=int, default=10, help="wrk duration (default 10)")
+    parser.add_argument(
+        "--load-seconds",
+        type=int,
+        default=12,
+        help=f"wrk seconds for each server, in {LOAD_ROUNDS} turns (default 12)",
+    )
     parser.add_argument(
         "--engine-sock",
         default=os.environ.get(
