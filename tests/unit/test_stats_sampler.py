@@ -226,6 +226,59 @@ async def test_a_stopped_container_whose_inspect_did_not_change_gets_the_same_sa
     assert (last.t, last.mem_used_kib, last.cpu_centi) == (T0 + 60, 100 * 1024, 2500)
 
 
+async def test_ticks_over_the_same_inspects_sample_everything_and_see_each_change(
+    store: HistoryStore, clock: Clock
+) -> None:
+    """While the mirror answers the very same inspects, a tick looks again only at the running
+    containers and hands the stopped ones' repeats as they were: every container still gets its
+    sample at every tick, and any replaced, added or removed inspect is seen at the next."""
+    stopped = [FakeContainer(n, running=False) for n in (1, 2, 3)]
+    busy = FakeContainer(4)
+    engine = FakeDockerClient(*stopped, busy)
+    infos = [box.inspect() for box in (*stopped, busy)]
+    sampler = make_sampler(engine, store, clock, mirror=SameInspects(infos))
+    times = []
+    for _ in range(4):
+        busy.advance(15, cpus=0.5)
+        times.append(int(clock.now))
+        await sampler.tick()
+        clock.now += 15
+    for box in stopped:
+        samples = store.query(box.id)
+        assert samples is not None and [sample.t for sample in samples] == times
+    running_samples = store.query(busy.id)
+    assert running_samples is not None and [s.t for s in running_samples] == times
+    assert [s.cpu_centi for s in running_samples[1:]] == [5000] * 3
+    # One starts (a new inspect), one is removed, one is resized, one stays: seen at once.
+    stopped[0].running = True
+    stopped[0].advance(15, cpus=0.25)
+    infos[0] = stopped[0].inspect()
+    del infos[1], engine.boxes[stopped[1].id]
+    stopped[2].host_config["Memory"] = 2 * GIB
+    infos[1] = stopped[2].inspect()
+    busy.advance(15, cpus=0.5)
+    await sampler.tick()
+    at = int(clock.now)
+    started = store.last(stopped[0].id)
+    assert started is not None and (started.t, started.cpu_centi) == (at, 2500)
+    resized = store.last(stopped[2].id)
+    assert resized is not None and (resized.t, resized.mem_limit_bytes) == (at, 2 * GIB)
+    removed = store.query(stopped[1].id)
+    assert removed is not None and [sample.t for sample in removed] == times
+    assert store.root is not None
+    store.flush()
+    lines = (store.root / stopped[1].id / f"raw-{T0}.jsonl").read_bytes().splitlines()
+    assert lines[1:] == [b'["="]', b'["=",15,15,15]']  # its run ended with it
+    # And the new layout is kept in turn: the next tick samples all three again.
+    clock.now += 15
+    busy.advance(15, cpus=0.5)
+    stopped[0].advance(15, cpus=0.25)
+    await sampler.tick()
+    for box in (stopped[0], stopped[2], busy):
+        last = store.last(box.id)
+        assert last is not None and last.t == int(clock.now)
+
+
 async def test_a_stopped_container_is_one_run_on_disk_until_it_is_gone(
     store: HistoryStore, clock: Clock
 ) -> None:
