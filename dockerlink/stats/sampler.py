@@ -123,7 +123,7 @@ class _Layout:
     The next tick with the same inspect answers (nothing changed in the mirror) uses them as
     they are, instead of going over a thousand containers again."""
 
-    __slots__ = ("ids", "infos", "repeats", "running", "running_ids")
+    __slots__ = ("fixed", "ids", "infos", "repeats", "running", "running_ids")
 
     def __init__(self, infos: list[Mapping[str, Any]]) -> None:
         self.infos = infos
@@ -131,6 +131,26 @@ class _Layout:
         self.running = [info for info in infos if (info.get("State") or {}).get("Running")]
         self.running_ids = [str(info["Id"]) for info in self.running]
         self.repeats: list[tuple[str, tuple[int, ...]]] | None = None
+        #: What each inspect says of its sample, by id, made when first needed.
+        self.fixed: dict[str, _Fixed] = {}
+
+
+class _Fixed(NamedTuple):
+    """What a container's inspect says of its samples: the configured memory limit (0: none),
+    the CPU limit in hundredths of a percent, and when its current run started."""
+
+    memory_bytes: int
+    cpu_limit: int
+    started_at: str
+
+    @classmethod
+    def of(cls, info: Mapping[str, Any]) -> _Fixed:
+        host_config = info.get("HostConfig") or {}
+        return cls(
+            int(host_config.get("Memory") or 0),
+            cpu_limit_centi(host_config),
+            str((info.get("State") or {}).get("StartedAt") or ""),
+        )
 
 
 def _same_objects(before: list[Mapping[str, Any]], now: list[Mapping[str, Any]]) -> bool:
@@ -318,6 +338,7 @@ class Sampler:
         # Every stopped container repeated its sample at the last tick, and none changed since:
         # the same repeats again (the same list), and only the running ones to look at.
         known_repeats = layout.repeats if unchanged else None
+        known_fixed = layout.fixed
         looked_at = (ids, infos) if known_repeats is None else (running_ids, running)
         for index, (container_id, info) in enumerate(zip(*looked_at, strict=True), 1):
             reading = readings.get(container_id)
@@ -325,18 +346,17 @@ class Sampler:
             if still is not None and still[0] is info:
                 repeats.append(still[1])
                 continue
-            state = info.get("State") or {}
-            if reading is None and state.get("Running"):
+            if reading is None and (info.get("State") or {}).get("Running"):
                 by_engine.append(info)
             else:  # read from its cgroup, or not running: nothing to wait for
                 try:
-                    host_config = info.get("HostConfig") or {}
-                    memory_limit = int(host_config.get("Memory") or 0) or self._host_memory_bytes
+                    fixed = known_fixed.get(container_id)
+                    if fixed is None:
+                        fixed = known_fixed[container_id] = _Fixed.of(info)
+                    memory_limit = fixed.memory_bytes or self._host_memory_bytes
                     if memory_limit is None:
                         memory_limit = await self._host_memory()
-                    sample = self._make_sample(
-                        container_id, state, host_config, reading, memory_limit
-                    )
+                    sample = self._make_sample(container_id, now, fixed, reading, memory_limit)
                     batch.append((container_id, sample))
                     if reading is None:
                         idle[container_id] = (info, (container_id, tuple(sample[1:])))
@@ -425,32 +445,32 @@ class Sampler:
         """Record a sample of ``info``'s container from ``reading``; without one, a running
         container is read from its cgroup (``try_cgroups``), else by the engine."""
         container_id = str(info["Id"])
-        state = info.get("State") or {}
-        host_config = info.get("HostConfig") or {}
-        memory_limit = int(host_config.get("Memory") or 0) or await self._host_memory()
-        if reading is None and state.get("Running"):
+        fixed = _Fixed.of(info)
+        memory_limit = fixed.memory_bytes or await self._host_memory()
+        if reading is None and (info.get("State") or {}).get("Running"):
             reading = await self._read(info, try_cgroups)
-        sample = self._make_sample(container_id, state, host_config, reading, memory_limit)
+        t = int(self._clock())
+        sample = self._make_sample(container_id, t, fixed, reading, memory_limit)
         return sample if self.store.append(container_id, sample) else None
 
     def _make_sample(
         self,
         container_id: str,
-        state: Mapping[str, Any],
-        host_config: Mapping[str, Any],
+        t: int,
+        fixed: _Fixed,
         reading: Reading | None,
         memory_limit: int,
     ) -> Sample:
-        """The sample of a container from ``reading`` (None: not running, or it stopped since
-        the inspect); ``memory_limit``: the configured one, else the host's memory."""
-        cpu_limit = cpu_limit_centi(host_config)
-        t = int(self._clock())
+        """The sample at ``t`` of a container from ``reading`` (None: not running, or it
+        stopped since the inspect); ``memory_limit``: the configured one, else the host's
+        memory."""
         if reading is None:
             self._cpu.pop(container_id, None)
             self.usage[container_id] = _NO_USAGE
-            return Sample(t, 0, memory_limit, 0, cpu_limit, 0, 0, 0, 0)
-        started_at = str(state.get("StartedAt") or "")
-        return self._running_sample(container_id, t, started_at, reading, memory_limit, cpu_limit)
+            return Sample(t, 0, memory_limit, 0, fixed.cpu_limit, 0, 0, 0, 0)
+        return self._running_sample(
+            container_id, t, fixed.started_at, reading, memory_limit, fixed.cpu_limit
+        )
 
     async def _read(self, info: Mapping[str, Any], try_cgroups: bool) -> Reading | None:
         """A running container's figures: from its cgroup files, else from the engine."""
