@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,8 +76,6 @@ _CHUNK = 65536
 #: A record file's first read shorter than this had every record (see ``_read_all``): a page
 #: less the longest ``net/dev`` line (a name and 16 counters of at most 20 digits, under 400 B).
 _WHOLE_BELOW = 4096 - 512
-#: The interfaces libnetwork puts in a container's namespace (see above).
-_ENDPOINT_INTERFACE = re.compile(rb"eth[0-9]+")
 
 
 class Reading(NamedTuple):
@@ -214,9 +211,11 @@ def parse_net_dev(data: bytes) -> tuple[int, int]:
         if b"eth" not in line:  # lo, most often: no need to look closer
             continue
         name, _, counters = line.partition(b":")
-        if not counters or _ENDPOINT_INTERFACE.fullmatch(name.strip()) is None:
+        name = name.strip()
+        # eth<n>: bytes.isdigit() is ASCII digits only, and False when there are none
+        if not counters or not (name.startswith(b"eth") and name[3:].isdigit()):
             continue
-        fields = counters.split()
+        fields = counters.split(None, 9)  # the 9th is tx_bytes; the rest need no splitting
         rx += int(fields[0])
         tx += int(fields[8])
     return tx, rx
@@ -383,12 +382,22 @@ def _stat_value(data: bytes, key: bytes) -> int | None:
     """The value of ``key`` in a flat-keyed cgroup file (``memory.stat``, ``cpu.stat``: one
     ``key value`` a line), or None when it has none. (Finding the one key is several times
     cheaper than parsing the 36 lines of a v1 ``memory.stat``.)"""
-    if data.startswith(key + b" "):
+    needles = _NEEDLES.get(key) or _needles(key)
+    if data.startswith(needles[0]):
         start = len(key) + 1
     else:
-        found = data.find(b"\n" + key + b" ")
+        found = data.find(needles[1])
         if found < 0:
             return None
         start = found + len(key) + 2
     end = data.find(b"\n", start)
     return int(data[start:] if end < 0 else data[start:end])
+
+
+def _needles(key: bytes) -> tuple[bytes, bytes]:
+    """What ``key``'s line starts with: at the start of the file, and after another line."""
+    return key + b" ", b"\n" + key + b" "
+
+
+#: The needles of the keys read at every sample, made once.
+_NEEDLES = {key: _needles(key) for key in (b"usage_usec", b"inactive_file", b"total_inactive_file")}

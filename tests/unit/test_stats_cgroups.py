@@ -247,6 +247,9 @@ def test_net_dev_sums_the_interfaces_the_engine_counts() -> None:
     )
     assert parse_net_dev(nested.encode()) == (201, 101)
     assert parse_net_dev(net_dev(ethernet=(9, 9), eth=(9, 9), xeth0=(9, 9)).encode()) == (0, 0)
+    # eth and ASCII digits only: not a suffix, not another script's digits
+    others = net_dev(**{"eth0a": (9, 9), "eth\u00b2": (9, 9), "eth\u0663": (9, 9)})
+    assert parse_net_dev(others.encode()) == (0, 0)
 
 
 @pytest.mark.parametrize("version", [1, 2])
