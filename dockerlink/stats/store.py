@@ -259,22 +259,88 @@ class _History:
 
 class _Run:
     """A container's run: samples that repeat the one before them (:meth:`HistoryStore._settle`
-    adds those served to the tiers). It lasts until the container's next other sample."""
+    adds those served to the tiers). It lasts until the container's next other sample.
 
-    __slots__ = ("figures", "newest", "served", "times", "wait")
+    While it rides (:class:`_Ride`), the ticks of the ride are the ride's: reading or changing
+    :attr:`newest`, :attr:`served` or :attr:`times` takes them first (:meth:`leave`)."""
+
+    __slots__ = ("_newest", "_served", "_times", "container_id", "figures", "ride", "wait")
 
     def __init__(self, container_id: str, sample: Sample) -> None:
+        self.container_id = container_id
         #: Every field of the samples but their time.
         self.figures: tuple[int, ...] = tuple(sample[1:])
         #: The time of the newest one appended (served or not), and of the newest served.
-        self.newest = self.served = sample.t
+        self._newest = self._served = sample.t
         #: The times of those served and not yet added to the tiers.
-        self.times: list[int] = []
+        self._times: list[int] = []
         #: How long after the first of those the maintenance adds them.
         self.wait = SETTLE_AFTER_S - int(container_id[:4], 16) % SETTLE_SPREAD_S
+        self.ride: _Ride | None = None
 
     def sample(self, t: int) -> Sample:
         return Sample(t, *self.figures)
+
+    @property
+    def newest(self) -> int:
+        if self.ride is not None:
+            self.leave()
+        return self._newest
+
+    @newest.setter
+    def newest(self, t: int) -> None:
+        if self.ride is not None:
+            self.leave()
+        self._newest = t
+
+    @property
+    def served(self) -> int:
+        if self.ride is not None:
+            self.leave()
+        return self._served
+
+    @served.setter
+    def served(self, t: int) -> None:
+        if self.ride is not None:
+            self.leave()
+        self._served = t
+
+    @property
+    def times(self) -> list[int]:
+        if self.ride is not None:
+            self.leave()
+        return self._times
+
+    @times.setter
+    def times(self, times: list[int]) -> None:
+        if self.ride is not None:
+            self.leave()
+        self._times = times
+
+    @property
+    def newest_seen(self) -> int:
+        """:attr:`newest`, without leaving a ride."""
+        return self._newest if self.ride is None else max(self._newest, self.ride.newest)
+
+    def served_tick(self, t: int) -> None:
+        """A tick of it served on its own: one from before it joined its ride (earlier than any
+        of the ride's), or one of a ride it left since the tick was appended."""
+        if t > self._served:
+            self._times.append(t)
+            self._served = t
+
+    def leave(self) -> None:
+        """Take the ride's ticks and leave it, which ends it (see :class:`_Ride`)."""
+        ride, self.ride = self.ride, None
+        if ride is None:
+            return
+        ride.over = True
+        if ride.times:
+            self._times.extend(ride.times)
+            self._served = ride.times[-1]
+        self._newest = max(self._newest, ride.newest)
+        if ride.in_flight:
+            ride.left.append(self)
 
     @property
     def waiting(self) -> bool:
@@ -282,16 +348,58 @@ class _Run:
         return bool(self.times) or self.newest > self.served
 
 
+class _Ride:
+    """Runs that go on together: those of the sampler's stopped containers, whose list it hands
+    again, the very same, at every tick while none of them changes. A tick of them all is then
+    one time appended here, not one to each run (nor to each file's run, see
+    :class:`_WriterRide`).
+
+    Anything else that looks at one of them (a query, the maintenance, another sample of it)
+    makes it take the ride's ticks and leave (:meth:`_Run.leave`), which ends the ride: the next
+    tick of the list goes run by run, and starts a new ride. A ride tick served after a run left
+    (it was written while the run rode) is given to that run on its own (:attr:`left`)."""
+
+    __slots__ = ("left", "newest", "over", "repeats", "runs", "start", "times")
+
+    def __init__(self, repeats: list[tuple[str, tuple[int, ...]]], runs: list[_Run], t: int):
+        #: The sampler's list, known by its identity.
+        self.repeats = repeats
+        self.runs = runs
+        #: The times of the ticks of the ride served so far, and of the newest appended.
+        self.times: list[int] = []
+        self.newest = self.start = t
+        self.over = False
+        #: Runs that left while ticks of the ride were being written.
+        self.left: list[_Run] = []
+        for run in runs:
+            run.ride = self
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether ticks of the ride are appended and not served yet."""
+        return self.newest > (self.times[-1] if self.times else self.start)
+
+    def end(self) -> None:
+        """Every run leaves."""
+        for run in self.runs:
+            if run.ride is self:
+                run.leave()
+        self.over = True
+
+
 class _Repeated:
     """The samples ``(t, *figures)`` of each ``(container id, figures)`` of ``repeats``, each
     continuing its container's run (a tick of their runs), handed to the writer and back as
-    one."""
+    one; ``ride``: the ride they are a tick of, if they are."""
 
-    __slots__ = ("repeats", "t")
+    __slots__ = ("repeats", "ride", "t")
 
-    def __init__(self, repeats: list[tuple[str, tuple[int, ...]]], t: int) -> None:
+    def __init__(
+        self, repeats: list[tuple[str, tuple[int, ...]]], t: int, ride: _Ride | None = None
+    ) -> None:
         self.repeats = repeats
         self.t = t
+        self.ride = ride
 
 
 class HistoryStore:
@@ -324,6 +432,8 @@ class HistoryStore:
         self._written: deque[tuple[str, Sample, bool] | _Repeated] = deque()
         #: Each container's run, while it lasts.
         self._runs: dict[str, _Run] = {}
+        #: The runs of the sampler's stopped containers, while they go on together.
+        self._ride: _Ride | None = None
         #: The tick log's times by period start, as read at start-up (what the open repeat
         #: lines of files stand for), and the period starts of the tick log's files.
         self._ticks: dict[int, list[int]] = {}
@@ -399,6 +509,7 @@ class HistoryStore:
         self._unwritten.clear()
         self._written.clear()
         self._runs.clear()
+        self._ride = None
         self._ticks.clear()
         self._tick_files.clear()
         self._rendered.clear()
@@ -433,7 +544,7 @@ class HistoryStore:
         self._serve_written()
         run = self._runs.get(container_id)
         if run is not None:
-            return run.sample(run.newest)
+            return run.sample(run.newest_seen)  # (a ride goes on: a dashboard asks every 15 s)
         history = self._histories.get(container_id)
         return history.tracks[RAW.name].series.last() if history is not None else None
 
@@ -586,8 +697,19 @@ class HistoryStore:
         """Record, for each ``(container id, figures)``, the sample ``(t, *figures)``, expected
         to repeat the container's last one (a stopped container's, at a tick): what
         :meth:`append_many` of those samples does, with less work for each that continues its
-        run. Returns how many were taken."""
+        run. Returns how many were taken.
+
+        The same list again (the very object) while every one of its runs goes on, untouched
+        since: one tick of their ride (see :class:`_Ride`), whatever their number."""
         self._serve_written()
+        ride = self._ride
+        if ride is not None:
+            if repeats is ride.repeats and not ride.over and t > ride.newest:
+                ride.newest = t
+                self._submit_repeated(_Repeated(repeats, t, ride))
+                return len(repeats)
+            ride.end()
+            self._ride = None
         runs = self._runs
         unwritten = self._unwritten
         tombstones = self._tombstones
@@ -609,14 +731,19 @@ class HistoryStore:
             run.newest = t
             continuing.append(item)
         if continuing:
-            repeated = _Repeated(continuing, t)
-            if self.root is None:
-                self._serve_repeated(repeated)
-            else:
-                self._tick_files.add(t - t % RAW.file_period_s)
-                self._submit(self._writer.append_repeated, repeated)
-                self._serve_written()
+            self._submit_repeated(_Repeated(continuing, t))
+            if not others:
+                self._ride = _Ride(repeats, [runs[item[0]] for item in continuing], t)
         return len(continuing) + (self.append_many(others) if others else 0)
+
+    def _submit_repeated(self, repeated: _Repeated) -> None:
+        if self.root is None:
+            self._serve_repeated(repeated)
+        else:
+            t = repeated.t
+            self._tick_files.add(t - t % RAW.file_period_s)
+            self._submit(self._writer.append_repeated, repeated)
+            self._serve_written()
 
     async def written(self) -> None:
         """Wait (without blocking the loop) until every sample appended so far is served."""
@@ -675,12 +802,19 @@ class HistoryStore:
                 self._serve(container_id, sample, repeat)
 
     def _serve_repeated(self, repeated: _Repeated) -> None:
-        runs, t = self._runs, repeated.t
+        runs, t, ride = self._runs, repeated.t, repeated.ride
+        if ride is not None:
+            ride.times.append(t)  # for the runs still in the ride
+            for left in ride.left:  # and those that left it since this tick was appended
+                if runs.get(left.container_id) is left:
+                    left.served_tick(t)
+            if not ride.in_flight:
+                ride.left.clear()
+            return
         for container_id, _ in repeated.repeats:
             run = runs.get(container_id)
             if run is not None:  # (None: deleted since)
-                run.times.append(t)
-                run.served = t
+                run.served_tick(t)
 
     def _serve(self, container_id: str, sample: Sample, repeat: bool = False) -> None:
         """Put a raw sample in memory, and feed the aggregated tiers. A sample that repeats the
@@ -758,7 +892,9 @@ class HistoryStore:
         self._tombstones[container_id] = self._clock()
         self._histories.pop(container_id, None)
         self._unwritten.pop(container_id, None)
-        self._runs.pop(container_id, None)
+        run = self._runs.pop(container_id, None)
+        if run is not None:
+            run.leave()  # (a ride of it is over: its next tick goes run by run)
         self._forget_rendered(container_id)
         if self.root is not None:
             self._submit(self._writer.remove, container_id, self.root / container_id)
@@ -929,7 +1065,7 @@ _Op = tuple[Callable[..., None], tuple[Any, ...]]
 class _FileState:
     """What the writer knows of the file one container's tier is appended to."""
 
-    __slots__ = ("clean", "encoder", "fd", "file_start", "path", "run")
+    __slots__ = ("_run", "clean", "encoder", "fd", "file_start", "path", "ride")
 
     def __init__(self, keyframe_every: int) -> None:
         self.encoder = LineEncoder(keyframe_every)
@@ -943,7 +1079,68 @@ class _FileState:
         self.fd: int | None = None
         #: The times of the run of repeated samples the file's open repeat line stands for so
         #: far (None when its last line is not one): its closed line lists them.
-        self.run: list[int] | None = None
+        self._run: list[int] | None = None
+        #: The ride this file's run is on (its times since are the ride's), if any.
+        self.ride: _WriterRide | None = None
+
+    @property
+    def run(self) -> list[int] | None:
+        if self.ride is not None:
+            self.ride.end()
+        return self._run
+
+    @run.setter
+    def run(self, times: list[int] | None) -> None:
+        if self.ride is not None:
+            self.ride.end()
+        self._run = times
+
+
+class _WriterRide:
+    """The writer's side of a :class:`_Ride`: the raw files' runs of its containers, within one
+    file period. A tick of the ride is one time appended here (and one line in the tick log);
+    the first look at one of the files' runs gives each its times, and ends it."""
+
+    __slots__ = ("ids", "of", "over", "sampled", "start", "states", "times")
+
+    def __init__(
+        self,
+        of: _Ride,
+        ids: list[str],
+        states: list[_FileState],
+        start: int,
+        sampled: dict[str, int],
+    ) -> None:
+        #: The store's ride it writes.
+        self.of = of
+        self.ids = ids
+        self.states = states
+        #: The file period the runs are in.
+        self.start = start
+        self.times: list[int] = []
+        self.over = False
+        #: The writer's newest sample time of each container (see :meth:`_Writer.forget_stale`).
+        self.sampled = sampled
+        for state in states:
+            state.ride = self
+
+    def end(self) -> None:
+        """Give each file's run the ride's times; the ride is over."""
+        if self.over:
+            return
+        self.over = True
+        for state in self.states:
+            if state.ride is self:
+                state.ride = None
+                if state.run is not None:
+                    state.run.extend(self.times)
+        self.note_sampled()
+
+    def note_sampled(self) -> None:
+        if self.times:
+            sampled, t = self.sampled, self.times[-1]
+            for container_id in self.ids:
+                sampled[container_id] = t
 
 
 class _Writer:
@@ -969,6 +1166,8 @@ class _Writer:
         self._failed: set[tuple[str, str]] = set()
         #: The newest raw sample time of each container, for :meth:`forget_stale`.
         self._sampled: dict[str, int] = {}
+        #: The raw files' runs of the store's ride, while it goes on in one file period.
+        self._ride: _WriterRide | None = None
         #: The tick log's file being appended to, and the last time written to it.
         self._tick_log = _FileState(keyframe_every)
         self._tick_written: int | None = None
@@ -1013,12 +1212,35 @@ class _Writer:
             self._append(container_id, tier, sample, times=list(group))
 
     def append_repeated(self, repeated: _Repeated) -> None:
-        """:meth:`append_raw` of samples that each continue their container's run, as one."""
+        """:meth:`append_raw` of samples that each continue their container's run, as one.
+        A tick of a ride (see :class:`_WriterRide`) in the same file period as the one before
+        is one time for all."""
         t = repeated.t
+        start = t - t % RAW.file_period_s
+        ride = self._ride
+        if ride is not None:
+            if ride.of is repeated.ride and not ride.over and ride.start == start:
+                try:
+                    ride.times.append(t)
+                    self._append_tick(t)
+                finally:
+                    self._written.append(repeated)
+                return
+            ride.end()
+            self._ride = None
         in_run = False
+        states: list[_FileState] | None = [] if repeated.ride is not None else None
         try:
             for container_id, figures in repeated.repeats:
-                in_run = self._repeat(container_id, t, figures) or in_run
+                state = self._files.get((container_id, RAW.name))
+                if state is not None and state.run is not None and state.file_start == start:
+                    state.run.append(t)  # (nothing to write while its file's run goes on)
+                    in_run = True
+                    if states is not None:
+                        states.append(state)
+                else:
+                    states = None
+                    in_run = self._repeat(container_id, t, figures) or in_run
             if in_run:
                 self._append_tick(t)
         finally:
@@ -1026,6 +1248,9 @@ class _Writer:
             for container_id, _ in repeated.repeats:
                 sampled[container_id] = t
             self._written.append(repeated)
+        if repeated.ride is not None and states is not None:
+            ids = [container_id for container_id, _ in repeated.repeats]
+            self._ride = _WriterRide(repeated.ride, ids, states, start, sampled)
 
     def _repeat(self, container_id: str, t: int, figures: tuple[int, ...]) -> bool:
         """Append the raw sample ``(t, *figures)``, which repeats the one before: nothing to
@@ -1208,6 +1433,9 @@ class _Writer:
 
     def remove(self, container_id: str, directory: Path) -> None:
         """Delete a container's history directory, and forget its files."""
+        if self._ride is not None:
+            self._ride.end()
+            self._ride = None
         for key in [key for key in self._files if key[0] == container_id]:
             self._let_go(self._files.pop(key))
         self._failed = {key for key in self._failed if key[0] != container_id}
@@ -1239,6 +1467,8 @@ class _Writer:
         """For containers no longer sampled (removed behind dockerlink's back): stop waiting for
         a failed file to take a line again, and close the raw files kept open for them."""
         sampled = self._sampled
+        if self._ride is not None and not self._ride.over:
+            self._ride.note_sampled()
         if self._failed:
             self._failed = {
                 key

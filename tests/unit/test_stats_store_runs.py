@@ -229,3 +229,161 @@ def test_repeat_many_hands_what_does_not_repeat_to_append_many(
     assert store.repeat_many([(OTHER, figures)], last.t + 30) == 0
     assert store.query(OTHER) is None
     store.close()
+
+
+def fleet_ticks(
+    rng: random.Random, ids: list[str], ticks: int
+) -> Iterator[tuple[int, dict[str, Sample | None]]]:
+    """Ticks of a fleet of mostly stopped containers, as the sampler sees them: at each, each
+    container's sample; a stopped one's figures stay, and now and then one starts, stops or
+    is skipped. Yields (t, {id: sample or None})."""
+    t = T0
+    figures = {cid: make_sample(t, n + 1) for n, cid in enumerate(ids)}
+    stopped = dict.fromkeys(ids, True)
+    for _ in range(ticks):
+        t += 15 + (1 if rng.random() < 0.1 else 0)
+        row: dict[str, Sample | None] = {}
+        for n, cid in enumerate(ids):
+            if rng.random() < 0.003:
+                stopped[cid] = not stopped[cid]
+            if rng.random() < 0.002:
+                row[cid] = None  # not sampled at this tick
+            elif stopped[cid]:
+                row[cid] = figures[cid]._replace(t=t, delta_up_kib=0, delta_down_kib=0)
+            else:
+                figures[cid] = make_sample(t, n + 1 + int(t % 977))
+                row[cid] = figures[cid]
+        yield t, row
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_a_ride_answers_and_writes_what_runs_taken_one_by_one_do(
+    tmp_path: Path, clock: Clock, writer_thread: bool, seed: int
+) -> None:
+    """The sampler hands its stopped containers' repeats as the same list at every tick while
+    none changes: the store then keeps them as one ride. A twin store given a new list at every
+    tick (every run taken one by one) answers and writes the same, through queries, the
+    maintenance, hours' ends, a deletion, a restart and a copy of the files mid-ride (a crash)."""
+    rng = random.Random(seed)
+    ids = [f"{n:02x}" * 32 for n in range(12)]
+    roots = {name: tmp_path / name / "stats" for name in ("ride", "twin")}
+    twin_clock = Clock(T0)
+    stores = {"ride": opened(roots["ride"], clock, writer_thread)}
+    stores["twin"] = opened(roots["twin"], twin_clock, writer_thread)
+    kept: list[tuple[str, tuple[int, ...]]] = []
+    deleted: set[str] = set()
+
+    def answers(name: str, store: HistoryStore) -> dict[str, bytes | None]:
+        store.flush()
+        return {
+            f"{cid} {scale}": store.query_json(cid, scale=scale)
+            for cid in ids
+            for scale in ("instant", "day", "week")
+        }
+
+    for index, (t, row) in enumerate(fleet_ticks(rng, ids, 900)):
+        clock.now = twin_clock.now = t
+        repeats: list[tuple[str, tuple[int, ...]]] = []
+        for cid, sample in row.items():
+            if sample is None or cid in deleted:
+                continue
+            last = stores["twin"].last(cid)
+            if last is not None and sample[1:] == (*last[1:7], 0, 0):
+                same = next((item for item in kept if item[0] == cid), None)
+                repeats.append(
+                    same if same and same[1] == tuple(sample[1:]) else (cid, tuple(sample[1:]))
+                )
+            else:
+                for store in stores.values():
+                    store.append(cid, sample)
+        if len(repeats) == len(kept) and all(a is b for a, b in zip(repeats, kept, strict=True)):
+            repeats = kept  # the very list again: a tick of the ride
+        kept = repeats
+        for name, store in stores.items():
+            if repeats:
+                given = repeats if name == "ride" else list(repeats)
+                assert store.repeat_many(given, t) == len(repeats)
+            if index % 4 == 3:
+                store.maintain()
+        if index % 50 == 7:  # a dashboard: the newest of each, and one chart
+            assert stores["ride"].latest() == stores["twin"].latest()
+            cid = rng.choice(ids)
+            for store in stores.values():
+                store.flush()  # (what a query finds served depends on the writer's pace)
+            assert stores["ride"].query_json(cid) == stores["twin"].query_json(cid)
+        if index == 400:
+            gone = ids[3]
+            deleted.add(gone)
+            for store in stores.values():
+                store.delete(gone)
+        if index == 500:  # a copy of the files as a kill -9 leaves them
+            copies = {}
+            for name, store in stores.items():
+                store.flush()
+                copies[name] = tmp_path / f"{name}-copy" / "stats"
+                shutil.copytree(roots[name], copies[name])
+            reopened = {name: opened(copies[name], clock, False) for name in stores}
+            assert answers("ride", reopened["ride"]) == answers("twin", reopened["twin"])
+            for store in reopened.values():
+                store.close()
+        if index == 650:
+            for name in stores:
+                stores[name].close()
+                stores[name] = opened(
+                    roots[name], clock if name == "ride" else twin_clock, writer_thread
+                )
+            kept = []
+        if index % 111 == 0 or index == 899:
+            assert answers("ride", stores["ride"]) == answers("twin", stores["twin"]), index
+    for store in stores.values():
+        store.close()
+    for path in sorted(roots["twin"].rglob("raw-*.jsonl")):
+        assert (roots["ride"] / path.relative_to(roots["twin"])).read_bytes() == path.read_bytes()
+
+
+def test_a_container_deleted_during_a_ride_is_not_sampled_again(
+    tmp_path: Path, clock: Clock, writer_thread: bool
+) -> None:
+    """Deleted while its run rides, and still in the list handed at the next tick (the sampler
+    had not looked again): refused as a deleted container's sample is, nothing written."""
+    root = tmp_path / "stats"
+    store = opened(root, clock, writer_thread)
+    first = [make_sample(T0 + 15, n)._replace(delta_up_kib=0, delta_down_kib=0) for n in (1, 2)]
+    repeats = [(cid, tuple(sample[1:])) for cid, sample in zip((CID, OTHER), first, strict=True)]
+    clock.now = T0 + 15
+    for cid, sample in zip((CID, OTHER), first, strict=True):
+        store.append(cid, sample)
+    for n in range(2, 6):  # the second tick starts the ride, the others are ticks of it
+        clock.now = T0 + 15 * n
+        assert store.repeat_many(repeats, T0 + 15 * n) == 2
+    store.delete(OTHER)
+    clock.now = T0 + 90
+    assert store.repeat_many(repeats, T0 + 90) == 1
+    store.flush()
+    assert store.query(OTHER) is None
+    assert not (root / OTHER).exists()
+    kept = store.query(CID)
+    assert kept is not None and [sample.t for sample in kept] == [T0 + 15 * n for n in range(1, 7)]
+    store.close()
+
+
+def test_a_store_in_memory_rides_too(clock: Clock) -> None:
+    ids = [f"{n:02x}" * 32 for n in range(3)]
+    store = opened(None, clock, False)
+    samples = {
+        cid: make_sample(T0, n)._replace(delta_up_kib=0, delta_down_kib=0)
+        for n, cid in enumerate(ids)
+    }
+    clock.now = T0
+    for cid, sample in samples.items():
+        store.append(cid, sample)
+    repeats = [(cid, tuple(sample[1:])) for cid, sample in samples.items()]
+    times = [T0 + 15 * n for n in range(1, 41)]
+    for t in times:
+        clock.now = t
+        assert store.repeat_many(repeats, t) == 3
+        if t == times[20]:  # a look at one ends the ride; the next ticks start another
+            assert [s.t for s in store.query(ids[1]) or []] == [T0, *times[:21]]
+    for cid, sample in samples.items():
+        assert store.query(cid) == [sample._replace(t=t) for t in (T0, *times)]
+        assert store.last(cid) == sample._replace(t=times[-1])
