@@ -826,6 +826,10 @@ class HistoryStore:
                 run = self._runs[container_id] = _Run(container_id, sample)
             run.times.append(sample.t)
             run.served = sample.t
+            # Appended before its run was made (its first sample was still being written):
+            # the run's newest had not been told.
+            if run.newest < sample.t:
+                run.newest = sample.t
             return
         if history is None:
             directory = self.root / container_id if self.root is not None else None

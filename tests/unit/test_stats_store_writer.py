@@ -329,3 +329,23 @@ def test_a_close_that_fails_still_lets_go_of_the_descriptor(
     assert (tmp_path / "stats" / CID / f"raw-{T0}.jsonl").read_bytes().count(b"\n") == 1
     history.close()
     assert history.open_files == 0
+
+
+def test_a_run_made_while_its_first_line_is_written_knows_its_newest_sample(
+    threaded: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two repeated samples appended while the first of them is still being written: its run
+    is made when it is served, and then knows the second as its newest, for last() (the
+    dashboard's current figures) and the rule that a sample must be newer than the last."""
+    first = make_sample(T0, 0)._replace(delta_up_kib=0, delta_down_kib=0)
+    assert threaded.append(CID, first)
+    threaded.flush()
+    disk = SlowDisk(monkeypatch)  # the run's open line waits for the gate
+    second, third = first._replace(t=T0 + 15), first._replace(t=T0 + 30)
+    assert threaded.append(CID, second)
+    assert threaded.append(CID, third)
+    disk.gate.set()
+    threaded.flush()
+    assert threaded.last(CID) == third
+    assert not threaded.append(CID, first._replace(t=T0 + 20))
+    assert threaded.query(CID) == [first, second, third]
