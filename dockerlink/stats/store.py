@@ -200,6 +200,9 @@ STALE_FAILURE_S = 600
 #: runs of containers stopped at the same moment are not all added at the same maintenance.
 SETTLE_AFTER_S = 1800
 SETTLE_SPREAD_S = 600
+#: The most ticks a ride keeps (each run's are taken into the tiers every SETTLE_AFTER_S, the
+#: ride's list is not shortened): past that, the ride ends and the next tick starts another.
+RIDE_TICKS = 1024
 
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"([a-z]+)-([0-9]+)\.jsonl")
@@ -262,9 +265,21 @@ class _Run:
     adds those served to the tiers). It lasts until the container's next other sample.
 
     While it rides (:class:`_Ride`), the ticks of the ride are the ride's: reading or changing
-    :attr:`newest`, :attr:`served` or :attr:`times` takes them first (:meth:`leave`)."""
+    :attr:`newest`, :attr:`served` or :attr:`times` takes them first (:meth:`leave`). The
+    maintenance reads and takes its times without that (:meth:`first_pending`,
+    :meth:`take_pending`, :attr:`waiting`): a run due to be added to the tiers goes on riding.
+    """
 
-    __slots__ = ("_newest", "_served", "_times", "container_id", "figures", "ride", "wait")
+    __slots__ = (
+        "_newest",
+        "_served",
+        "_times",
+        "container_id",
+        "figures",
+        "ride",
+        "ride_from",
+        "wait",
+    )
 
     def __init__(self, container_id: str, sample: Sample) -> None:
         self.container_id = container_id
@@ -277,6 +292,8 @@ class _Run:
         #: How long after the first of those the maintenance adds them.
         self.wait = SETTLE_AFTER_S - int(container_id[:4], 16) % SETTLE_SPREAD_S
         self.ride: _Ride | None = None
+        #: Where its times not yet taken begin in the ride's.
+        self.ride_from = 0
 
     def sample(self, t: int) -> Sample:
         return Sample(t, *self.figures)
@@ -336,16 +353,39 @@ class _Run:
             return
         ride.over = True
         if ride.times:
-            self._times.extend(ride.times)
+            self._times.extend(ride.times[self.ride_from :])
             self._served = ride.times[-1]
         self._newest = max(self._newest, ride.newest)
         if ride.in_flight:
             ride.left.append(self)
 
+    def first_pending(self) -> int | None:
+        """The time of the first of :attr:`times`, ride or not; None when there are none."""
+        if self._times:
+            return self._times[0]
+        ride = self.ride
+        return (
+            ride.times[self.ride_from]
+            if ride is not None and ride.times[self.ride_from :]
+            else None
+        )
+
+    def take_pending(self) -> list[int]:
+        """:attr:`times`, which are then none, without leaving a ride."""
+        times, self._times = self._times, []
+        ride = self.ride
+        if ride is not None:
+            times.extend(ride.times[self.ride_from :])
+            self.ride_from = len(ride.times)
+        return times
+
     @property
     def waiting(self) -> bool:
         """Whether samples of it are not in the tiers yet (served or not)."""
-        return bool(self.times) or self.newest > self.served
+        ride = self.ride
+        if ride is None:
+            return bool(self._times) or self._newest > self._served
+        return self.first_pending() is not None or ride.in_flight or self._newest > self._served
 
 
 class _Ride:
@@ -373,6 +413,7 @@ class _Ride:
         self.left: list[_Run] = []
         for run in runs:
             run.ride = self
+            run.ride_from = 0
 
     @property
     def in_flight(self) -> bool:
@@ -704,7 +745,12 @@ class HistoryStore:
         self._serve_written()
         ride = self._ride
         if ride is not None:
-            if repeats is ride.repeats and not ride.over and t > ride.newest:
+            if (
+                repeats is ride.repeats
+                and not ride.over
+                and t > ride.newest
+                and len(ride.times) < RIDE_TICKS
+            ):
                 ride.newest = t
                 self._submit_repeated(_Repeated(repeats, t, ride))
                 return len(repeats)
@@ -837,7 +883,7 @@ class HistoryStore:
             self._histories[container_id] = history
         elif container_id in self._runs:
             self._settle(history)
-            del self._runs[container_id]
+            self._runs.pop(container_id).leave()
             history.quiet_until = 0.0
         raw = history.raw
         if history.directory is not None:
@@ -855,9 +901,9 @@ class HistoryStore:
         """Add the container's run of repeated samples to its tiers, as :meth:`_serve` of each
         would (without a line, a bucket addition and a render each)."""
         run = self._runs.get(history.container_id)
-        if run is None or not run.times:
+        times = run.take_pending() if run is not None else None
+        if run is None or not times:
             return
-        times, run.times = run.times, []
         history.quiet_until = 0.0  # buckets to close
         sample = run.sample(times[-1])
         raw = history.raw
@@ -913,7 +959,8 @@ class HistoryStore:
             if history.quiet_until > now:
                 continue
             run = runs.get(container_id)
-            if run is not None and run.times and run.times[0] + run.wait <= now:
+            first = run.first_pending() if run is not None else None
+            if run is not None and first is not None and first + run.wait <= now:
                 self._settle(history)
             # A sample still being written may belong to a bucket whose time is over: that
             # bucket closes when the sample is served (or at the next maintenance), so that
@@ -931,7 +978,8 @@ class HistoryStore:
             expired = all(track.empty for track in history.tracks.values())
             if expired and not waiting:
                 del self._histories[container_id]
-                runs.pop(container_id, None)
+                if run is not None:
+                    runs.pop(container_id).leave()
                 self._forget_rendered(container_id)
                 if history.directory is not None:
                     self._submit(self._writer.remove, container_id, history.directory)
@@ -1510,7 +1558,8 @@ def _quiet_until(history: _History, run: _Run | None, now: float) -> float:
     if run is None:
         until = now + SETTLE_AFTER_S
     else:
-        until = run.times[0] + run.wait if run.times else now + run.wait
+        first = run.first_pending()
+        until = first + run.wait if first is not None else now + run.wait
     for tier in TIERS:
         track = history.tracks[tier.name]
         oldest = min(track.files) if track.files else track.series.oldest_start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dockerlink.stats import store as store_module
 from dockerlink.stats.series import Sample, aggregate, render_json
 from dockerlink.stats.store import RAW, SCALES, HistoryStore
 
@@ -256,14 +257,22 @@ def fleet_ticks(
         yield t, row
 
 
-@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize(("seed", "ride_ticks"), [(11, None), (12, 7)])
 def test_a_ride_answers_and_writes_what_runs_taken_one_by_one_do(
-    tmp_path: Path, clock: Clock, writer_thread: bool, seed: int
+    tmp_path: Path,
+    clock: Clock,
+    writer_thread: bool,
+    seed: int,
+    ride_ticks: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The sampler hands its stopped containers' repeats as the same list at every tick while
     none changes: the store then keeps them as one ride. A twin store given a new list at every
     tick (every run taken one by one) answers and writes the same, through queries, the
-    maintenance, hours' ends, a deletion, a restart and a copy of the files mid-ride (a crash)."""
+    maintenance, hours' ends, a deletion, a restart and a copy of the files mid-ride (a crash);
+    and with rides cut short (``ride_ticks``)."""
+    if ride_ticks is not None:
+        monkeypatch.setattr(store_module, "RIDE_TICKS", ride_ticks)
     rng = random.Random(seed)
     ids = [f"{n:02x}" * 32 for n in range(12)]
     roots = {name: tmp_path / name / "stats" for name in ("ride", "twin")}
