@@ -8,14 +8,17 @@ import binascii
 import contextlib
 import functools
 import hmac
+import inspect
 import itertools
 import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
+from multidict import istr
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.exceptions import BadURL, SanicException
@@ -76,20 +79,63 @@ _BROWSER_RULE_EXEMPT = frozenset({"/terminal", "/terminal/"})
 _BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/", *_PUBLIC_PREFIXES)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
+#: The headers the rule on browsers reads on every request, named as the header map keeps its
+#: keys (looked up so, a name is not lower-cased first).
+_HOST, _ORIGIN, _FETCH_SITE = istr("host"), istr("origin"), istr("sec-fetch-site")
 
 DockerlinkApp = Sanic[Config, AppContext]
+
+
+class _App(DockerlinkApp):
+    """Sanic, with the app's request middleware run by the handler of each route that has no
+    middleware of its own.
+
+    That middleware is the check of every request (``authenticate`` in :func:`create_app`), and
+    Sanic's way of running middleware (a coroutine, a loop, a call through a ``Middleware``,
+    an ``isawaitable``) cost more than the check itself. The handler runs it where Sanic would
+    have: after routing and reading the body, before the handler; an answer it returns is the
+    request's answer, an exception it raises is answered as the handler's would be. Sanic
+    still runs it itself where no route's handler runs (an unmatched path or method, a body
+    too large...): it then takes the app's middleware. Routes with middleware of their own
+    (the WebSocket routes) keep Sanic's way.
+    """
+
+    def finalize_middleware(self) -> None:
+        super().finalize_middleware()
+        app_wide = tuple(self.request_middleware)
+        if len(app_wide) != 1 or inspect.iscoroutinefunction(app_wide[0].func):
+            return  # (only the one check's case is needed: the others keep Sanic's way)
+        check = app_wide[0].func
+        for route in self.router.routes:
+            if tuple(route.extra.request_middleware) != app_wide:
+                continue
+            route.extra.request_middleware = deque()
+            if not getattr(route.handler, "runs_app_middleware", False):  # (finalized again)
+                route.handler = _checked_first(check, route.handler)
+
+
+def _checked_first(check: Callable[..., Any], handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler`` after ``check``, as Sanic runs request middleware: when the check returns
+    an answer, it is the request's, and the handler does not run."""
+
+    @functools.wraps(handler)  # (with its attributes: is_websocket, is_stream)
+    def checked(request: Request, **kwargs: Any) -> Any:
+        answer = check(request)
+        if answer:
+            return answer
+        return handler(request, **kwargs)
+
+    checked.runs_app_middleware = True  # type: ignore[attr-defined]
+    return checked
 
 
 def create_app(settings: Settings, *, docker: DockerClient | None = None) -> DockerlinkApp:
     """Build the app. ``docker`` lets tests share one client; by default one is opened at start."""
     # app.ctx becomes the AppContext in open_services, once every object in it exists.
-    app = cast(
-        DockerlinkApp,
-        Sanic(
-            "dockerlink",
-            error_handler=_ErrorHandler(settings),
-            request_class=_ObservedRequest,
-        ),
+    app: DockerlinkApp = _App(
+        "dockerlink",
+        error_handler=_ErrorHandler(settings),
+        request_class=_ObservedRequest,
     )
     #: Kept from one start to the next (an ASGI server may start the app more than once).
     metrics = ServiceMetrics()
@@ -163,22 +209,26 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         client sends the same ones again and again)."""
         return browser_refusal(host, origin, fetch_site, settings)
 
+    token = settings.api_token
+    preflights = bool(settings.cors_origins)
+    browser_rule_exempt = frozenset(public_paths | _BROWSER_RULE_EXEMPT)
+
     def authenticate(request: Request) -> HTTPResponse | None:
-        if request.method == "OPTIONS" and settings.cors_origins:
+        if preflights and request.method == "OPTIONS":
             return _preflight()
         path = request.path
-        if settings.api_token is not None:
+        if token is not None:
             if (
                 path not in public_paths
                 and not path.startswith(_PUBLIC_PREFIXES)
                 and not path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
-                and not _token_ok(request, settings.api_token)
+                and not _token_ok(request, token)
             ):
                 raise Unauthorized()
-        elif not _browser_rule_exempt(path, public_paths):
+        elif path not in browser_rule_exempt and not path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES):
             headers = request.headers
             refusal = refusal_for(
-                headers.get("host", ""), headers.get("origin"), headers.get("sec-fetch-site")
+                headers.get(_HOST, ""), headers.get(_ORIGIN), headers.get(_FETCH_SITE)
             )
             if refusal is not None:
                 raise Forbidden(refusal)
@@ -312,14 +362,6 @@ def _background_task(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _browser_rule_exempt(path: str, public_paths: frozenset[str] | set[str]) -> bool:
-    return (
-        path in public_paths
-        or path in _BROWSER_RULE_EXEMPT
-        or path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES)
-    )
 
 
 async def _open_lifecycle(
