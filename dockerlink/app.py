@@ -491,7 +491,7 @@ def _log_request(request: Request, method: str, status: int, duration_s: float) 
         query_string = request.query_string
         if query_string:
             path = f"{path}?{query_string}"
-    log_request(_request_id(request), method, path, status, round(duration_s * 1000, 1))
+    log_request(_request_id(request), method, path, status, duration_s * 1000)
 
 
 class _ErrorHandler(ErrorHandler):
