@@ -79,9 +79,10 @@ _BROWSER_RULE_EXEMPT = frozenset({"/terminal", "/terminal/"})
 _BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/", *_PUBLIC_PREFIXES)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
-#: The headers the rule on browsers reads on every request, named as the header map keeps its
-#: keys (looked up so, a name is not lower-cased first).
+#: Headers read on every request (the rule on browsers, the request's id), named as the header
+#: map keeps its keys (looked up so, a name is not lower-cased first).
 _HOST, _ORIGIN, _FETCH_SITE = istr("host"), istr("origin"), istr("sec-fetch-site")
+_REQUEST_ID = istr("x-request-id")
 
 DockerlinkApp = Sanic[Config, AppContext]
 
@@ -309,7 +310,7 @@ class _ObservedRequest(Request):
             self.bad_url = repr(url_bytes)[2:-1]
         self.started_s = time.monotonic()
         self.observed = False
-        self.request_id = request_id = _new_request_id(self.headers.get("x-request-id"))
+        self.request_id = request_id = _new_request_id(self.headers.get(_REQUEST_ID))
         request_id_var.set(request_id)  # lines logged for this request carry it
 
     async def respond(
@@ -329,13 +330,20 @@ class _ObservedRequest(Request):
         return final
 
     def observe(self, status: int) -> None:
-        """Log and count this request once, with the status its answer started with."""
+        """Log and count this request once, with the status its answer started with: one line,
+        id, method, path, status, duration (never a header's value), and the request metrics."""
         if self.observed:
             return
         self.observed = True
         duration_s = time.monotonic() - self.started_s
         method = method_label(self.method)
-        _log_request(self, method, status, duration_s)
+        path = self.bad_url
+        if not path:
+            path = self.path
+            query_string = self.query_string
+            if query_string:
+                path = f"{path}?{query_string}"
+        log_request(self.request_id, method, path, status, duration_s * 1000)
         self.app.ctx.metrics.observe_request(method, _route_label(self), status, duration_s)
 
 
@@ -481,17 +489,6 @@ def _route_label(request: Request) -> str:
     if label is None:
         label = _route_labels[path] = "/" + path.rstrip("/")
     return label
-
-
-def _log_request(request: Request, method: str, status: int, duration_s: float) -> None:
-    """One line per request: id, method, path, status, duration (never a header's value)."""
-    path = getattr(request, "bad_url", None)
-    if not path:
-        path = request.path
-        query_string = request.query_string
-        if query_string:
-            path = f"{path}?{query_string}"
-    log_request(_request_id(request), method, path, status, duration_s * 1000)
 
 
 class _ErrorHandler(ErrorHandler):
