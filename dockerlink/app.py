@@ -82,7 +82,7 @@ _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 #: Headers read on every request (the rule on browsers, the request's id), named as the header
 #: map keeps its keys (looked up so, a name is not lower-cased first).
 _HOST, _ORIGIN, _FETCH_SITE = istr("host"), istr("origin"), istr("sec-fetch-site")
-_REQUEST_ID = istr("x-request-id")
+_REQUEST_ID = istr("X-Request-Id")  # (as answers name it)
 
 DockerlinkApp = Sanic[Config, AppContext]
 
@@ -112,20 +112,30 @@ class _App(DockerlinkApp):
                 continue
             route.extra.request_middleware = deque()
             if not getattr(route.handler, "runs_app_middleware", False):  # (finalized again)
-                route.handler = _checked_first(check, route.handler)
+                route.handler = _checked_first(check, route.handler, bool(route.params))
 
 
-def _checked_first(check: Callable[..., Any], handler: Callable[..., Any]) -> Callable[..., Any]:
+def _checked_first(
+    check: Callable[..., Any], handler: Callable[..., Any], params: bool
+) -> Callable[..., Any]:
     """``handler`` after ``check``, as Sanic runs request middleware: when the check returns
-    an answer, it is the request's, and the handler does not run."""
+    an answer, it is the request's, and the handler does not run. ``params``: whether the
+    route's path has parameters (Sanic passes them by name; without any, there is nothing to
+    pass on)."""
 
-    @functools.wraps(handler)  # (with its attributes: is_websocket, is_stream)
-    def checked(request: Request, **kwargs: Any) -> Any:
+    def with_params(request: Request, **kwargs: Any) -> Any:
         answer = check(request)
         if answer:
             return answer
         return handler(request, **kwargs)
 
+    def without(request: Request) -> Any:
+        answer = check(request)
+        if answer:
+            return answer
+        return handler(request)
+
+    checked = functools.wraps(handler)(with_params if params else without)  # (is_websocket...)
     checked.runs_app_middleware = True  # type: ignore[attr-defined]
     return checked
 
@@ -344,7 +354,11 @@ class _ObservedRequest(Request):
             if query_string:
                 path = f"{path}?{query_string}"
         log_request(self.request_id, method, path, status, duration_s * 1000)
-        self.app.ctx.metrics.observe_request(method, _route_label(self), status, duration_s)
+        route = self.route
+        label = None if route is None else _route_labels.get(route.path)
+        self.app.ctx.metrics.observe_request(
+            method, label or _route_label(self), status, duration_s
+        )
 
 
 def _background_task(
@@ -462,7 +476,7 @@ def _preflight() -> HTTPResponse:
 
 def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) -> None:
     """Headers every answer carries, success or error."""
-    response.headers["X-Request-Id"] = _request_id(request)
+    response.headers[_REQUEST_ID] = _request_id(request)
     if not settings.cors_origins:
         return
     origin = request.headers.get("origin")
