@@ -445,6 +445,10 @@ def _subprotocol_token(request: Request) -> bytes | None:
 #: unique as ``uuid4`` within a process and across restarts, for a fraction of its cost).
 _ID_PREFIX = uuid.uuid4().hex[:16]
 _id_counter = itertools.count()
+#: An id's last three hex digits, by the counter's last twelve bits; the text before them is
+#: made once for each block of 4,096 ids (formatting the whole counter was most of an id's cost).
+_ID_ENDS = tuple(f"{low:03x}" for low in range(4096))
+_id_block = [(-1, "")]  # the current block's number and its text
 
 
 def _request_id(request: Request) -> str:
@@ -463,7 +467,11 @@ def _new_request_id(given: str | None) -> str:
     """The client's ``X-Request-Id`` when it is sane, else a new id."""
     if given and _SANE_REQUEST_ID.fullmatch(given):
         return given
-    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+    number = next(_id_counter)
+    block, start = _id_block[0]
+    if number >> 12 != block:
+        block, start = _id_block[0] = number >> 12, f"{_ID_PREFIX}{number >> 12:013x}"
+    return start + _ID_ENDS[number & 0xFFF]
 
 
 def _preflight() -> HTTPResponse:
