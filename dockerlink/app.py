@@ -8,14 +8,17 @@ import binascii
 import contextlib
 import functools
 import hmac
+import inspect
 import itertools
 import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
+from multidict import istr
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.exceptions import BadURL, SanicException
@@ -76,20 +79,74 @@ _BROWSER_RULE_EXEMPT = frozenset({"/terminal", "/terminal/"})
 _BROWSER_RULE_EXEMPT_PREFIXES = ("/v1/ssh/", *_PUBLIC_PREFIXES)
 _CORS_METHODS = "GET, PUT, POST, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
+#: Headers read on every request (the rule on browsers, the request's id), named as the header
+#: map keeps its keys (looked up so, a name is not lower-cased first).
+_HOST, _ORIGIN, _FETCH_SITE = istr("host"), istr("origin"), istr("sec-fetch-site")
+_REQUEST_ID = istr("X-Request-Id")  # (as answers name it)
 
 DockerlinkApp = Sanic[Config, AppContext]
+
+
+class _App(DockerlinkApp):
+    """Sanic, with the app's request middleware run by the handler of each route that has no
+    middleware of its own.
+
+    That middleware is the check of every request (``authenticate`` in :func:`create_app`), and
+    Sanic's way of running middleware (a coroutine, a loop, a call through a ``Middleware``,
+    an ``isawaitable``) cost more than the check itself. The handler runs it where Sanic would
+    have: after routing and reading the body, before the handler; an answer it returns is the
+    request's answer, an exception it raises is answered as the handler's would be. Sanic
+    still runs it itself where no route's handler runs (an unmatched path or method, a body
+    too large...): it then takes the app's middleware. Routes with middleware of their own
+    (the WebSocket routes) keep Sanic's way.
+    """
+
+    def finalize_middleware(self) -> None:
+        super().finalize_middleware()
+        app_wide = tuple(self.request_middleware)
+        if len(app_wide) != 1 or inspect.iscoroutinefunction(app_wide[0].func):
+            return  # (only the one check's case is needed: the others keep Sanic's way)
+        check = app_wide[0].func
+        for route in self.router.routes:
+            if tuple(route.extra.request_middleware) != app_wide:
+                continue
+            route.extra.request_middleware = deque()
+            if not getattr(route.handler, "runs_app_middleware", False):  # (finalized again)
+                route.handler = _checked_first(check, route.handler, bool(route.params))
+
+
+def _checked_first(
+    check: Callable[..., Any], handler: Callable[..., Any], params: bool
+) -> Callable[..., Any]:
+    """``handler`` after ``check``, as Sanic runs request middleware: when the check returns
+    an answer, it is the request's, and the handler does not run. ``params``: whether the
+    route's path has parameters (Sanic passes them by name; without any, there is nothing to
+    pass on)."""
+
+    def with_params(request: Request, **kwargs: Any) -> Any:
+        answer = check(request)
+        if answer:
+            return answer
+        return handler(request, **kwargs)
+
+    def without(request: Request) -> Any:
+        answer = check(request)
+        if answer:
+            return answer
+        return handler(request)
+
+    checked = functools.wraps(handler)(with_params if params else without)  # (is_websocket...)
+    checked.runs_app_middleware = True  # type: ignore[attr-defined]
+    return checked
 
 
 def create_app(settings: Settings, *, docker: DockerClient | None = None) -> DockerlinkApp:
     """Build the app. ``docker`` lets tests share one client; by default one is opened at start."""
     # app.ctx becomes the AppContext in open_services, once every object in it exists.
-    app = cast(
-        DockerlinkApp,
-        Sanic(
-            "dockerlink",
-            error_handler=_ErrorHandler(settings),
-            request_class=_ObservedRequest,
-        ),
+    app: DockerlinkApp = _App(
+        "dockerlink",
+        error_handler=_ErrorHandler(settings),
+        request_class=_ObservedRequest,
     )
     #: Kept from one start to the next (an ASGI server may start the app more than once).
     metrics = ServiceMetrics()
@@ -163,22 +220,26 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         client sends the same ones again and again)."""
         return browser_refusal(host, origin, fetch_site, settings)
 
+    token = settings.api_token
+    preflights = bool(settings.cors_origins)
+    browser_rule_exempt = frozenset(public_paths | _BROWSER_RULE_EXEMPT)
+
     def authenticate(request: Request) -> HTTPResponse | None:
-        if request.method == "OPTIONS" and settings.cors_origins:
+        if preflights and request.method == "OPTIONS":
             return _preflight()
         path = request.path
-        if settings.api_token is not None:
+        if token is not None:
             if (
                 path not in public_paths
                 and not path.startswith(_PUBLIC_PREFIXES)
                 and not path.startswith(ssh.PREFIX)  # the SSH bridge: see routes/ssh.py
-                and not _token_ok(request, settings.api_token)
+                and not _token_ok(request, token)
             ):
                 raise Unauthorized()
-        elif not _browser_rule_exempt(path, public_paths):
+        elif path not in browser_rule_exempt and not path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES):
             headers = request.headers
             refusal = refusal_for(
-                headers.get("host", ""), headers.get("origin"), headers.get("sec-fetch-site")
+                headers.get(_HOST, ""), headers.get(_ORIGIN), headers.get(_FETCH_SITE)
             )
             if refusal is not None:
                 raise Forbidden(refusal)
@@ -259,7 +320,7 @@ class _ObservedRequest(Request):
             self.bad_url = repr(url_bytes)[2:-1]
         self.started_s = time.monotonic()
         self.observed = False
-        self.request_id = request_id = _new_request_id(self.headers.get("x-request-id"))
+        self.request_id = request_id = _new_request_id(self.headers.get(_REQUEST_ID))
         request_id_var.set(request_id)  # lines logged for this request carry it
 
     async def respond(
@@ -279,14 +340,25 @@ class _ObservedRequest(Request):
         return final
 
     def observe(self, status: int) -> None:
-        """Log and count this request once, with the status its answer started with."""
+        """Log and count this request once, with the status its answer started with: one line,
+        id, method, path, status, duration (never a header's value), and the request metrics."""
         if self.observed:
             return
         self.observed = True
         duration_s = time.monotonic() - self.started_s
         method = method_label(self.method)
-        _log_request(self, method, status, duration_s)
-        self.app.ctx.metrics.observe_request(method, _route_label(self), status, duration_s)
+        path = self.bad_url
+        if not path:
+            path = self.path
+            query_string = self.query_string
+            if query_string:
+                path = f"{path}?{query_string}"
+        log_request(self.request_id, method, path, status, duration_s * 1000)
+        route = self.route
+        label = None if route is None else _route_labels.get(route.path)
+        self.app.ctx.metrics.observe_request(
+            method, label or _route_label(self), status, duration_s
+        )
 
 
 def _background_task(
@@ -312,14 +384,6 @@ def _background_task(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _browser_rule_exempt(path: str, public_paths: frozenset[str] | set[str]) -> bool:
-    return (
-        path in public_paths
-        or path in _BROWSER_RULE_EXEMPT
-        or path.startswith(_BROWSER_RULE_EXEMPT_PREFIXES)
-    )
 
 
 async def _open_lifecycle(
@@ -381,6 +445,10 @@ def _subprotocol_token(request: Request) -> bytes | None:
 #: unique as ``uuid4`` within a process and across restarts, for a fraction of its cost).
 _ID_PREFIX = uuid.uuid4().hex[:16]
 _id_counter = itertools.count()
+#: An id's last three hex digits, by the counter's last twelve bits; the text before them is
+#: made once for each block of 4,096 ids (formatting the whole counter was most of an id's cost).
+_ID_ENDS = tuple(f"{low:03x}" for low in range(4096))
+_id_block = [(-1, "")]  # the current block's number and its text
 
 
 def _request_id(request: Request) -> str:
@@ -399,7 +467,11 @@ def _new_request_id(given: str | None) -> str:
     """The client's ``X-Request-Id`` when it is sane, else a new id."""
     if given and _SANE_REQUEST_ID.fullmatch(given):
         return given
-    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+    number = next(_id_counter)
+    block, start = _id_block[0]
+    if number >> 12 != block:
+        block, start = _id_block[0] = number >> 12, f"{_ID_PREFIX}{number >> 12:013x}"
+    return start + _ID_ENDS[number & 0xFFF]
 
 
 def _preflight() -> HTTPResponse:
@@ -412,7 +484,7 @@ def _preflight() -> HTTPResponse:
 
 def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) -> None:
     """Headers every answer carries, success or error."""
-    response.headers["X-Request-Id"] = _request_id(request)
+    response.headers[_REQUEST_ID] = _request_id(request)
     if not settings.cors_origins:
         return
     origin = request.headers.get("origin")
@@ -439,17 +511,6 @@ def _route_label(request: Request) -> str:
     if label is None:
         label = _route_labels[path] = "/" + path.rstrip("/")
     return label
-
-
-def _log_request(request: Request, method: str, status: int, duration_s: float) -> None:
-    """One line per request: id, method, path, status, duration (never a header's value)."""
-    path = getattr(request, "bad_url", None)
-    if not path:
-        path = request.path
-        query_string = request.query_string
-        if query_string:
-            path = f"{path}?{query_string}"
-    log_request(_request_id(request), method, path, status, round(duration_s * 1000, 1))
 
 
 class _ErrorHandler(ErrorHandler):

@@ -102,9 +102,13 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             pass
 
 
+#: ``,000`` to ``,999``: a line's milliseconds, as ``logging`` writes them after the second.
+_MILLISECONDS = tuple(f",{ms:03d}" for ms in range(1000))
+
+
 class TextFormatter(logging.Formatter):
     """``TEXT_FORMAT`` lines, the time text made once per second (``time.strftime`` for every
-    line was a tenth of a request's cost)."""
+    line was a tenth of a request's cost), its milliseconds taken from a table."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
@@ -119,7 +123,7 @@ class TextFormatter(logging.Formatter):
         if second != self._second:
             self._second_text = time.strftime(self.default_time_format, self.converter(second))
             self._second = second
-        return f"{self._second_text},{int((created - second) * 1000):03d}"
+        return self._second_text + _MILLISECONDS[int((created - second) * 1000)]
 
     def line(
         self,
@@ -213,12 +217,18 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(self.inner.format(record))
 
-    def redact(self, line: str) -> str:
+    def redact(self, line: str, foreign: str | None = None) -> str:
+        """``line`` with secrets redacted and control characters escaped. ``foreign``: the only
+        part of the line a control character can come from, when the caller knows it (the rest
+        is the service's own text); else the whole line is searched."""
         if self._pattern is not None:
             line = self._pattern.sub(REDACTED, line)
-        # Every control character is unprintable: a printable line (most) has none to escape,
+        # Every control character is unprintable: a printable text (most) has none to escape,
         # and str.isprintable() says so faster than the regular expression's search.
-        if not line.isprintable() and _CONTROL.search(line) is not None:
+        if (
+            not (line if foreign is None else foreign).isprintable()
+            and _CONTROL.search(line) is not None
+        ):
             line = _CONTROL.sub(_escaped, line)
         return line
 
@@ -230,7 +240,10 @@ _NO_FIELDS: dict[str, Any] = {}
 
 def log_request(request_id: str, method: str, path: str, status: int, duration_ms: float) -> None:
     """Log the line of one answered request, ``[id] METHOD path status duration ms``, with the
-    same values as ``fields`` for JSON lines.
+    same values as ``fields`` for JSON lines; the duration to a tenth of a millisecond.
+
+    ``request_id`` and ``method`` are the service's own text (an id that passed its check or
+    was made here, a method label): only ``path`` can carry a control character a client sent.
 
     When nothing but :func:`configure_logging`'s handler would see it (the service as it
     runs), the line is formatted and queued directly, exactly as that handler would write it:
@@ -240,10 +253,10 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
     """
     if not request_log.isEnabledFor(logging.INFO):
         return
-    message = f"[{request_id}] {method} {path} {status} {duration_ms:g} ms"
+    message = f"[{request_id}] {method} {path} {status} {_milliseconds(duration_ms)} ms"
     direct = _direct_handler()
     fields = (
-        {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
+        {"method": method, "path": path, "status": status, "duration_ms": round(duration_ms, 1)}
         if direct is None or type(direct[2]) is JsonFormatter
         else _NO_FIELDS  # (text lines do not show them)
     )
@@ -252,7 +265,16 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
         return
     handler, redacting, inner = direct
     line = inner.line(time.time(), "INFO", request_log.name, message, request_id, fields)
-    handler.emit_line(redacting.redact(line) + handler.terminator)
+    handler.emit_line(redacting.redact(line, path) + handler.terminator)
+
+
+def _milliseconds(duration_ms: float) -> str:
+    """``f"{round(duration_ms, 1):g}"``, for half its cost: under 100,000 ms, the digits ``.1f``
+    writes (both round correctly), without a ``.0`` (``:g`` writes none)."""
+    text = f"{duration_ms:.1f}"
+    if len(text) > 7:  # 100000.0 and over: :g keeps six digits, or takes an exponent
+        return f"{round(duration_ms, 1):g}"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _direct_handler() -> (

@@ -117,21 +117,32 @@ class Histogram:
     ) -> None:
         self.name, self.help_text, self.label_names = name, help_text, tuple(label_names)
         self.bounds = tuple(sorted(buckets))
+        #: The first bucket's bound (most request durations are in it); +Inf without buckets.
+        self.first_bound = self.bounds[0] if self.bounds else math.inf
         #: Per label set: a count per bucket (not cumulative; the last one is +Inf), and the sum.
         self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
 
     def observe(self, value: float, *label_values: str) -> None:
+        counts, total = self.series_of(label_values)
+        counts[self.bucket_of(value)] += 1
+        total[0] += value
+
+    def series_of(self, label_values: tuple[str, ...]) -> tuple[list[int], list[float]]:
+        """The counts and sum of a label set (made empty when it has none yet)."""
         series = self.series.get(label_values)
         if series is None:
             series = self.series[label_values] = ([0] * (len(self.bounds) + 1), [0.0])
-        counts, total = series
-        index = len(self.bounds)
+        return series
+
+    def bucket_of(self, value: float) -> int:
+        """The index of the first bucket ``value`` is in (not above its bound): the last one,
+        +Inf, for a value above every bound, or NaN."""
+        if value <= self.first_bound:
+            return 0
         for i, bound in enumerate(self.bounds):
             if value <= bound:
-                index = i
-                break
-        counts[index] += 1
-        total[0] += value
+                return i
+        return len(self.bounds)
 
     def write(self, out: Exposition) -> None:
         out.family(self.name, "histogram", self.help_text)
@@ -172,10 +183,27 @@ class ServiceMetrics:
             TICK_BUCKETS_S,
         )
 
+        #: Per method, route and status: the request counter's key, and the duration
+        #: histogram's series (what observe_request would otherwise look up or make each time).
+        self._request_series: dict[
+            tuple[str, str, int], tuple[tuple[str, str, str], tuple[list[int], list[float]]]
+        ] = {}
+
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
-        method = method_label(method)
-        self.http_requests.inc(method, route, str(status))
-        self.http_duration.observe(duration_s, method, route)
+        if method not in STANDARD_METHODS:
+            method = OTHER_METHOD
+        found = self._request_series.get((method, route, status))
+        if found is None:
+            found = self._request_series[method, route, status] = (
+                (method, route, str(status)),
+                self.http_duration.series_of((method, route)),
+            )
+        key, (counts, total) = found
+        requests = self.http_requests.values
+        requests[key] = requests.get(key, 0.0) + 1.0
+        durations = self.http_duration
+        counts[0 if duration_s <= durations.first_bound else durations.bucket_of(duration_s)] += 1
+        total[0] += duration_s
 
     def observe_tick(self, duration_s: float) -> None:
         self.sampler_tick.observe(duration_s)

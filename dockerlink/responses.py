@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 from sanic import HTTPResponse, Request
+from sanic.helpers import has_message_body
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 __all__ = [
@@ -19,22 +21,33 @@ __all__ = [
 ]
 
 
-def _header_text(value: str) -> str:
-    """Sanic's header sanitising (``\\r``, ``\\n`` and NUL removed), with a shortcut for the
-    usual text that has none of them: ``str.translate`` with a mapping looks each distinct
-    character up and raises and clears a ``KeyError`` for each one not in it, several
-    microseconds for an answer's headers."""
-    if "\r" in value or "\n" in value or "\x00" in value:
-        return value.translate(HEADER_TRANSLATION_TABLE)
-    return value
-
-
 class Answer(HTTPResponse):
     """The answers dockerlink makes: Sanic's, with the same headers made more cheaply."""
 
     __slots__ = ()
 
-    _sanitize_header_value = staticmethod(_header_text)
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        """Sanic's: the headers as bytes, sanitised (``\\r``, ``\\n`` and NUL removed), with
+        the content type when the status has a body."""
+        if has_message_body(self.status):
+            self.headers.setdefault("content-type", self.content_type)
+        return _encoded(self.headers.items())
+
+
+def _encoded(headers: Iterable[tuple[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
+    """What Sanic makes of each header, without a call per name and per value; and with a
+    shortcut for the usual text, which has nothing to remove: ``str.translate`` with a mapping
+    looks each distinct character up and raises and clears a ``KeyError`` for each one not in
+    it, several microseconds for an answer's headers."""
+    for name, value in headers:
+        if "\r" in name or "\n" in name or "\x00" in name:
+            name = name.translate(HEADER_TRANSLATION_TABLE)
+        name_bytes = name.encode("ascii")
+        text = f"{value}"
+        if "\r" in text or "\n" in text or "\x00" in text:
+            text = text.translate(HEADER_TRANSLATION_TABLE)
+        yield name_bytes, text.encode(errors="surrogateescape")
 
 
 def json_response(body: Any, status: int = 200) -> HTTPResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ import orjson
 import pytest
 
 from docker_api import DockerClient
-from dockerlink.logs import JsonFormatter, configure_logging, describe_causes, log_request
+from dockerlink.logs import (
+    JsonFormatter,
+    _milliseconds,
+    configure_logging,
+    describe_causes,
+    log_request,
+)
 from dockerlink.settings import Settings
 
 from ..conftest import serve
@@ -189,3 +196,50 @@ def test_request_lines_written_directly_are_the_lines_records_make(
         assert entry["request_id"] == "req-7"
         assert entry["path"] == "/v1/container?id=web1&token=[redacted]"
         assert (entry["method"], entry["status"], entry["duration_ms"]) == ("GET", 200, 0.3)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize(
+    "path", ["/v1/a\x1b[2J\r\x7fb", "/v1/\x85x?q=\x00", f"/v1/{TOKEN[:5]}\x01{TOKEN[5:]}"]
+)
+def test_request_lines_written_directly_escape_what_records_escape(
+    monkeypatch: pytest.MonkeyPatch, log_format: str, path: str
+) -> None:
+    """The direct line searches only the path for control characters (the rest of the line is
+    the service's own text): the same line as a record's, which is searched whole."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("INFO", log_format, [TOKEN])
+    log_request("req-7", "GET", path, 200, 12.25)
+    direct = stream.getvalue()
+    capture = io.StringIO()
+    extra = logging.StreamHandler(capture)
+    logging.getLogger("dockerlink").addHandler(extra)
+    try:
+        log_request("req-7", "GET", path, 200, 12.25)
+    finally:
+        logging.getLogger("dockerlink").removeHandler(extra)
+    recorded = stream.getvalue()[len(direct) :]
+    assert direct.partition(" INFO ")[2] == recorded.partition(" INFO ")[2]
+    assert direct.isprintable() is False and direct.count("\n") == 1
+    assert direct[:-1].isprintable()  # every control character escaped
+
+
+DURATIONS_MS = (0.0, 0.04, 0.05, 0.15, 0.25, 0.3, 1.0, 2.45, 12.25, 99.95, 1234.56, 99999.9)
+EDGES_MS = (99999.94, 99999.95, 99999.96, 100000.0, 123456.78, 999999.96, 1e7, 0.1 + 0.2, 1 / 3)
+
+
+@pytest.mark.parametrize("duration_ms", [*DURATIONS_MS, *EDGES_MS])
+def test_a_duration_is_written_as_its_rounded_value_formatted_g(duration_ms: float) -> None:
+    assert _milliseconds(duration_ms) == f"{round(duration_ms, 1):g}"
+
+
+def test_durations_at_random_are_written_as_their_rounded_values_formatted_g() -> None:
+    chooser = random.Random(7)
+    for _ in range(20000):
+        duration_ms = chooser.choice([10.0, 1000.0, 200000.0]) * chooser.random()
+        assert _milliseconds(duration_ms) == f"{round(duration_ms, 1):g}", duration_ms
+    for twentieths in range(0, 2_000_000, 7):  # ties and near-ties of every tenth
+        duration_ms = twentieths / 20
+        assert _milliseconds(duration_ms) == f"{round(duration_ms, 1):g}", duration_ms

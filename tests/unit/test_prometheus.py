@@ -316,3 +316,33 @@ async def test_the_dashboard_is_public_self_contained_and_locked_down(tmp_path: 
     assert not re.search(r"\bsrc\s*=", html)
     assert set(re.findall(r"href=\"([^\"]*)\"", html)) == {"data:,"}
     assert re.findall(r"https?://[^\"' ]+", html) == ["http://www.w3.org/2000/svg"]  # a namespace
+
+
+def test_requests_are_counted_in_the_buckets_their_durations_fall_in() -> None:
+    """Request metrics keep each label set's series at hand: the same counts as looking each
+    one up, every duration in the first bucket whose bound it does not exceed (+Inf above)."""
+    service = ServiceMetrics()
+    bounds = service.http_duration.bounds
+    durations = [0.0, 0.001, *bounds, *(b * 1.0001 for b in bounds), 1e9, float("inf")]
+    asked = [
+        (method, route, status)
+        for method in ("GET", "PUT", "BREW")
+        for route in ("/v1/container", "unmatched")
+        for status in (200, 404)
+    ]
+    expected_counts: dict[tuple[str, ...], float] = {}
+    expected_series: dict[tuple[str, ...], tuple[list[int], float]] = {}
+    for n, (method, route, status) in enumerate(asked * 3):
+        duration = durations[n % len(durations)]
+        service.observe_request(method, route, status, duration)
+        label = method if method != "BREW" else "other"
+        key = (label, route, str(status))
+        expected_counts[key] = expected_counts.get(key, 0.0) + 1
+        counts, total = expected_series.get((label, route), ([0] * (len(bounds) + 1), 0.0))
+        counts[next((i for i, b in enumerate(bounds) if duration <= b), len(bounds))] += 1
+        expected_series[label, route] = (counts, total + duration)
+    assert service.http_requests.values == expected_counts
+    assert {
+        labels: (counts, total[0])
+        for labels, (counts, total) in service.http_duration.series.items()
+    } == expected_series

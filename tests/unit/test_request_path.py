@@ -1,15 +1,17 @@
-"""The request path's cheap parts: the query string split, and log lines written per loop turn."""
+"""The request path's cheap parts: the query string split, log lines written per loop turn, ids."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 from urllib.parse import parse_qs
 
 import pytest
 from sanic.request import RequestParameters
 
+import dockerlink.app as app_module
 from dockerlink.logs import LoopBatchingHandler
 from dockerlink.routes._common import query
 
@@ -80,3 +82,15 @@ def test_lines_logged_outside_a_loop_are_written_at_once() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.handle(_record("start"))
     assert stream.writes == ["start\n"]
+
+
+@pytest.mark.parametrize("start", [0, 4090, 16**5 - 3, 16**16 - 2])
+def test_request_ids_are_the_prefix_and_the_counter_in_16_hex_digits(
+    monkeypatch: pytest.MonkeyPatch, start: int
+) -> None:
+    monkeypatch.setattr(app_module, "_id_counter", itertools.count(start))
+    made = [app_module._new_request_id(None) for _ in range(12)]
+    prefix = app_module._ID_PREFIX
+    assert made == [f"{prefix}{n:016x}" for n in range(start, start + 12)]
+    assert app_module._new_request_id("client-id.1") == "client-id.1"
+    assert app_module._new_request_id("not sane") == f"{prefix}{start + 12:016x}"
