@@ -174,14 +174,8 @@ def test_request_lines_written_directly_are_the_lines_records_make(
     monkeypatch.undo()  # makeRecord back; then a second handler forces the record path
     monkeypatch.setattr("sys.stderr", stream)
     monkeypatch.setattr("time.time", lambda: 1764561600.25)
-    capture = io.StringIO()
-    extra = logging.StreamHandler(capture)
-    logging.getLogger("dockerlink").addHandler(extra)
-    try:
-        log_request("req-7", "GET", path, 200, 0.3)
-    finally:
-        logging.getLogger("dockerlink").removeHandler(extra)
-    assert "[req-7] GET /v1/container?id=web1&token=" in capture.getvalue()
+    captured = log_request_as_a_record("req-7", "GET", path, 200, 0.3)
+    assert "[req-7] GET /v1/container?id=web1&token=" in captured
     assert stream.getvalue() == direct * 2
     assert TOKEN not in direct
     assert direct.count("\n") == 1
@@ -196,6 +190,21 @@ def test_request_lines_written_directly_are_the_lines_records_make(
         assert entry["request_id"] == "req-7"
         assert entry["path"] == "/v1/container?id=web1&token=[redacted]"
         assert (entry["method"], entry["status"], entry["duration_ms"]) == ("GET", 200, 0.3)
+
+
+def log_request_as_a_record(
+    request_id: str, method: str, path: str, status: int, duration_ms: float
+) -> str:
+    """:func:`log_request` with a second handler on the way, which makes the line a log record
+    like any other; what that handler got."""
+    capture = io.StringIO()
+    extra = logging.StreamHandler(capture)
+    logging.getLogger("dockerlink").addHandler(extra)
+    try:
+        log_request(request_id, method, path, status, duration_ms)
+    finally:
+        logging.getLogger("dockerlink").removeHandler(extra)
+    return capture.getvalue()
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -213,13 +222,7 @@ def test_request_lines_written_directly_escape_what_records_escape(
     configure_logging("INFO", log_format, [TOKEN])
     log_request("req-7", "GET", path, 200, 12.25)
     direct = stream.getvalue()
-    capture = io.StringIO()
-    extra = logging.StreamHandler(capture)
-    logging.getLogger("dockerlink").addHandler(extra)
-    try:
-        log_request("req-7", "GET", path, 200, 12.25)
-    finally:
-        logging.getLogger("dockerlink").removeHandler(extra)
+    log_request_as_a_record("req-7", "GET", path, 200, 12.25)
     recorded = stream.getvalue()[len(direct) :]
     assert direct.partition(" INFO ")[2] == recorded.partition(" INFO ")[2]
     assert direct.isprintable() is False and direct.count("\n") == 1
