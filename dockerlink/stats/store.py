@@ -364,11 +364,9 @@ class _Run:
         if self._times:
             return self._times[0]
         ride = self.ride
-        return (
-            ride.times[self.ride_from]
-            if ride is not None and ride.times[self.ride_from :]
-            else None
-        )
+        if ride is None or len(ride.times) <= self.ride_from:
+            return None
+        return ride.times[self.ride_from]
 
     def take_pending(self) -> list[int]:
         """:attr:`times`, which are then none, without leaving a ride."""
