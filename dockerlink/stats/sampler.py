@@ -330,8 +330,8 @@ class Sampler:
         # the loop, without a coroutine each, and handed to the store YIELD_EVERY at a time.
         batch: list[tuple[str, Sample]] = []
         # Not running, and the same inspect as at the last tick: the same sample but its time,
-        # one time for all, handed to the store at once at the end (it keeps these as runs, a
-        # few dictionary lookups each; its tick log holds that time once).
+        # one time for all, handed to the store at once at the end (it keeps these as runs, and
+        # the same list of them at every tick as one ride; its tick log holds that time once).
         repeats: list[tuple[str, tuple[int, ...]]] = []
         idle = self._idle
         now = int(self._clock())

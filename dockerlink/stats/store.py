@@ -37,8 +37,9 @@ buckets that hold nothing else as one run of points) when something needs them: 
 container, its next other sample, or the maintenance, at most ``SETTLE_AFTER_S`` after the first
 of them. The day and week points a run closes are written then (a crash before rebuilds them
 from raw, as any point). :meth:`HistoryStore.repeat_many` takes a tick's repeated samples with a
-lookup and an append each. A thousand containers of which 800 are stopped thus cost the sampler
-200 lines a tick, not 1,000.
+lookup and an append each; the same list of them again, tick after tick, is one *ride*
+(:class:`_Ride`): one time a tick for all of them. A thousand containers of which 800 are
+stopped thus cost the sampler 200 lines a tick, not 1,000.
 
 **Tiers.** A point of the ``day`` tier summarises the samples whose timestamps fall in one
 ``t // 120`` bucket, a ``week`` point one ``t // 1200`` bucket (:class:`.series.Bucket` says how),
@@ -265,9 +266,9 @@ class _Run:
     adds those served to the tiers). It lasts until the container's next other sample.
 
     While it rides (:class:`_Ride`), the ticks of the ride are the ride's: reading or changing
-    :attr:`newest`, :attr:`served` or :attr:`times` takes them first (:meth:`leave`). The
-    maintenance reads and takes its times without that (:meth:`first_pending`,
-    :meth:`take_pending`, :attr:`waiting`): a run due to be added to the tiers goes on riding.
+    :attr:`newest`, :attr:`served` or :attr:`times` takes them first (:meth:`leave`). Adding
+    its times to the tiers (a query, the maintenance) reads and takes them without that
+    (:meth:`first_pending`, :meth:`take_pending`, :attr:`waiting`): the run goes on riding.
     """
 
     __slots__ = (
@@ -392,10 +393,11 @@ class _Ride:
     one time appended here, not one to each run (nor to each file's run, see
     :class:`_WriterRide`).
 
-    Anything else that looks at one of them (a query, the maintenance, another sample of it)
-    makes it take the ride's ticks and leave (:meth:`_Run.leave`), which ends the ride: the next
-    tick of the list goes run by run, and starts a new ride. A ride tick served after a run left
-    (it was written while the run rode) is given to that run on its own (:attr:`left`)."""
+    Another sample of one of them, or its deletion, makes it take the ride's ticks and leave
+    (:meth:`_Run.leave`), which ends the ride: the next tick of the list goes run by run, and
+    starts a new ride. (Queries, ``last()`` and the maintenance read a run without that.) A ride
+    tick served after a run left (it was written while the run rode) is given to that run on its
+    own (:attr:`left`)."""
 
     __slots__ = ("left", "newest", "over", "repeats", "runs", "start", "times")
 
@@ -899,8 +901,10 @@ class HistoryStore:
         """Add the container's run of repeated samples to its tiers, as :meth:`_serve` of each
         would (without a line, a bucket addition and a render each)."""
         run = self._runs.get(history.container_id)
-        times = run.take_pending() if run is not None else None
-        if run is None or not times:
+        if run is None:
+            return
+        times = run.take_pending()
+        if not times:
             return
         history.quiet_until = 0.0  # buckets to close
         sample = run.sample(times[-1])
@@ -1288,9 +1292,10 @@ class _Writer:
                     in_run = True
                     if states is not None:
                         states.append(state)
-                else:
+                else:  # (what _repeat does when the file's run does not go on)
                     states = None
-                    in_run = self._repeat(container_id, t, figures) or in_run
+                    sample = Sample(t, *figures)
+                    in_run = self._append(container_id, RAW, sample, repeat=True) or in_run
             if in_run:
                 self._append_tick(t)
         finally:
