@@ -354,11 +354,7 @@ class _ObservedRequest(Request):
             if query_string:
                 path = f"{path}?{query_string}"
         log_request(self.request_id, method, path, status, duration_s * 1000)
-        route = self.route
-        label = None if route is None else _route_labels.get(route.path)
-        self.app.ctx.metrics.observe_request(
-            method, label or _route_label(self), status, duration_s
-        )
+        self.app.ctx.metrics.observe_request(method, _route_label(self), status, duration_s)
 
 
 def _background_task(
