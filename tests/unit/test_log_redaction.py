@@ -11,8 +11,6 @@ import pytest
 
 from dockerlink.logs import REDACTED, JsonFormatter, RedactingFormatter, configure_logging
 
-from .test_logs import restore_logging  # noqa: F401 - a fixture
-
 TOKEN = 'tok+en/with="odd" chars-0123456789'
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,25 +110,6 @@ def test_json_lines_carry_the_fields() -> None:
     assert entry["request_id"] == "abc"
     assert entry["status"] == 204
     assert entry["time"].endswith("+00:00")
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    sanic_saved = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server")
-    }
-    httpx_levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
-    yield
-    for name, level in httpx_levels.items():
-        logging.getLogger(name).setLevel(level)
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    for name, (handlers, propagate) in sanic_saved.items():
-        logging.getLogger(name).handlers[:] = handlers
-        logging.getLogger(name).propagate = propagate
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -6,13 +6,15 @@ import asyncio
 import io
 import itertools
 import logging
+import threading
 from urllib.parse import parse_qs
 
 import pytest
 from sanic.request import RequestParameters
 
 import dockerlink.app as app_module
-from dockerlink.logs import LoopBatchingHandler
+from dockerlink import logs
+from dockerlink.logs import LoopBatchingHandler, configure_logging, log_request
 from dockerlink.routes._common import query
 
 QUERIES = [
@@ -82,6 +84,121 @@ def test_lines_logged_outside_a_loop_are_written_at_once() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.handle(_record("start"))
     assert stream.writes == ["start\n"]
+
+
+def _service_logging(monkeypatch: pytest.MonkeyPatch) -> _Stream:
+    """The logging set up as the service does, on a stream that keeps each write."""
+    stream = _Stream()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("INFO", "text", ["turn-secret"])
+    return stream
+
+
+def _messages(text: str) -> list[str]:
+    return [line.partition(": ")[2] for line in text.splitlines()]
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_request_lines_wait_in_their_place_among_the_turns_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request line is made when its turn's lines are written, in the place it was logged in
+    (the service's lines of that turn before and after it), and exactly as a record's would be."""
+    stream = _service_logging(monkeypatch)
+    other = logging.getLogger("dockerlink.hooks")
+    other.warning("before")
+    log_request("req-1", "GET", "/v1/container?token=turn-secret", 200, 1.25)
+    other.warning("between")
+    log_request("req-2", "POST", "/v1/a\x1bb", 404, 0.04)
+    other.warning("after")
+    assert stream.writes == []
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 1
+    assert _messages(stream.writes[0]) == [
+        "before",
+        "[req-1] GET /v1/container?token=[redacted] 200 1.2 ms",
+        "between",
+        "[req-2] POST /v1/a\\x1bb 404 0 ms",
+        "after",
+    ]
+    log_request("req-3", "GET", "/health", 200, 0.5)  # the next turn's
+    await asyncio.sleep(0)
+    assert _messages(stream.writes[1]) == ["[req-3] GET /health 200 0.5 ms"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_a_handler_added_during_a_turn_sees_request_lines_from_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decision to queue request lines directly holds for the rest of its loop turn."""
+    stream = _service_logging(monkeypatch)
+    log_request("req-1", "GET", "/health", 200, 0.5)
+    capture = io.StringIO()
+    extra = logging.StreamHandler(capture)
+    logging.getLogger("dockerlink").addHandler(extra)
+    try:
+        log_request("req-2", "GET", "/health", 200, 0.5)  # this turn: queued directly
+        await asyncio.sleep(0)
+        log_request("req-3", "GET", "/health", 200, 0.5)  # the next: a record, seen by both
+        await asyncio.sleep(0)
+    finally:
+        logging.getLogger("dockerlink").removeHandler(extra)
+    assert [m.split()[0] for m in _messages("".join(stream.writes))] == [
+        "[req-1]",
+        "[req-2]",
+        "[req-3]",
+    ]
+    assert capture.getvalue() == "[req-3] GET /health 200 0.5 ms\n"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_request_lines_left_by_a_loop_that_stopped_are_written_with_the_next_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop closed before the end of its turn leaves its lines queued: the next line, logged
+    outside any loop or on a new one, writes them first."""
+    stream = _service_logging(monkeypatch)
+
+    async def log_and_stop(request_id: str) -> None:
+        log_request(request_id, "GET", "/health", 200, 0.5)
+        asyncio.get_running_loop().stop()  # the turn's write never runs
+
+    for request_id in ("req-1", "req-2"):
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(log_and_stop(request_id))
+            loop.run_forever()
+            assert task.done()
+        finally:
+            loop.close()
+    assert stream.writes == []
+    assert logs._turn_direct[0] is not None  # (kept by the loop that stopped...)
+    log_request("req-3", "GET", "/health", 200, 0.5)  # no loop runs: written at once
+    assert [_messages(text) for text in stream.writes] == [
+        [
+            "[req-1] GET /health 200 0.5 ms",
+            "[req-2] GET /health 200 0.5 ms",
+            "[req-3] GET /health 200 0.5 ms",
+        ]
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_lines_from_another_thread_are_written_at_once_while_the_loop_keeps_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _service_logging(monkeypatch)
+    """A worker thread's line is written when it is logged; the loop's wait for its turn's end
+    (the thread does not take them)."""
+    log_request("req-1", "GET", "/health", 200, 0.5)
+    worker = threading.Thread(
+        target=logging.getLogger("dockerlink.stats").warning, args=("from a thread",)
+    )
+    worker.start()
+    worker.join()  # (the loop's turn has not ended)
+    assert [_messages(text) for text in stream.writes] == [["from a thread"]]
+    await asyncio.sleep(0)
+    assert _messages(stream.writes[-1]) == ["[req-1] GET /health 200 0.5 ms"]
 
 
 @pytest.mark.parametrize("start", [0, 4090, 16**5 - 3, 16**16 - 2])
