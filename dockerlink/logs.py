@@ -2,12 +2,13 @@
 
 Every line of the service goes through the root logger's one handler, Sanic's own loggers
 included, so ``log_format=json`` gives one JSON object per line for everything. A request's id
-is kept in a context variable while it is handled, so lines logged on its behalf (a hook that
-failed...) carry it. Secrets (the API token) are replaced by ``[redacted]`` in every line, raw
-or URL-encoded, wherever a client put them: a query string, a path, an ``X-Request-Id``. And
-no line carries a control character but its line breaks and tabs: the others (a carriage
-return, a terminal's escape sequences) are written as ``\\xNN``, so that nothing a client sends
-can forge a line or drive the terminal of an operator reading the log.
+is found through the request Sanic keeps in a context variable while it is handled, so lines
+logged on its behalf (a hook that failed...) carry it. Secrets (the API token) are replaced by
+``[redacted]`` in every line, raw or URL-encoded, wherever a client put them: a query string, a
+path, an ``X-Request-Id``. And no line carries a control character but its line breaks and
+tabs: the others (a carriage return, a terminal's escape sequences) are written as ``\\xNN``,
+so that nothing a client sends can forge a line or drive the terminal of an operator reading
+the log.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
 import orjson
+from sanic import Request
+from sanic.exceptions import ServerError
 
 from docker_api import exception_chain
 
@@ -40,19 +42,28 @@ __all__ = [
     "current_request_id",
     "describe_causes",
     "log_request",
-    "request_id_var",
 ]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Sanic's loggers: their own handlers are removed so that their lines go through ours.
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
 
-request_id_var: ContextVar[str | None] = ContextVar("dockerlink_request_id", default=None)
-
 
 def current_request_id() -> str:
     """The id of the request being handled, or ``-`` outside a request."""
-    return request_id_var.get() or "-"
+    return _request_id_now() or "-"
+
+
+def _request_id_now() -> str | None:
+    """The id of the request being handled in this context: Sanic keeps the request in a
+    context variable of its own (``Request.get_current``, made for this), and dockerlink's
+    requests carry their id (``request_id``)."""
+    try:
+        request = Request.get_current()
+    except ServerError:  # outside a request
+        return None
+    request_id = getattr(request, "request_id", None)
+    return request_id if isinstance(request_id, str) else None
 
 
 #: A request line as :func:`log_request` queues it: the formatter that makes its text when the
@@ -199,7 +210,7 @@ class JsonFormatter(logging.Formatter):
             record.levelname,
             record.name,
             record.getMessage(),
-            getattr(record, "request_id", None) or request_id_var.get(),
+            getattr(record, "request_id", None) or _request_id_now(),
             fields if isinstance(fields, dict) else {},
             self.formatException(record.exc_info) if record.exc_info else None,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import random
@@ -82,6 +83,28 @@ async def test_engine_errors_are_logged_with_their_cause(
     assert len(errors) == 1
     assert errors[0].startswith("[r-e] DELETE /v1/container: engine error EngineUnreachable: ")
     assert "(cause: ConnectError: engine socket went away)" in errors[0]
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_lines_logged_for_a_request_carry_its_id_as_json_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line logged on a request's behalf (not its request line) carries the request's id, a
+    line logged outside any request none."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    async with serve(settings_for(tmp_path), docker=docker_client()) as client:
+        configure_logging("INFO", "json", [TOKEN])  # (after the app is made, as serve does)
+        made = await client.delete("/v1/container?id=down")
+        given = await client.delete("/v1/container?id=down", headers={"X-Request-Id": "r-e2"})
+        logging.getLogger("dockerlink.stats").warning("outside")
+        await asyncio.sleep(0)  # (the turn's lines written)
+    assert (made.status_code, given.status_code) == (503, 503)
+    entries = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [e for e in entries if "engine error" in e["message"]]
+    assert [e.get("request_id") for e in errors] == [made.headers["x-request-id"], "r-e2"]
+    (outside,) = [e for e in entries if e["message"] == "outside"]
+    assert "request_id" not in outside
 
 
 def test_describe_causes_walks_the_chain() -> None:
