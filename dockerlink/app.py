@@ -40,7 +40,13 @@ from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, log_request
 from .mirror import ContainerMirror
-from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
+from .prometheus import (
+    OTHER_METHOD,
+    STANDARD_METHODS,
+    UNMATCHED_ROUTE,
+    ServiceMetrics,
+    method_label,
+)
 from .responses import Answer, text_response
 from .routes import containers, git, observability, ssh, system
 from .routes import events as event_routes
@@ -346,11 +352,14 @@ class _ObservedRequest(Request):
         headers: Any = None,
         content_type: str | None = None,
     ) -> Any:
-        final = await super().respond(
-            response, status=status, headers=headers, content_type=content_type
-        )
+        if status == 200 and headers is None and content_type is None:
+            final = await super().respond(response)  # (Sanic's defaults: as Sanic calls it)
+        else:
+            final = await super().respond(
+                response, status=status, headers=headers, content_type=content_type
+            )
         if isinstance(final, BaseHTTPResponse):
-            _finish(self, final, self.app.ctx.settings)
+            _finish(self.request_id, self, final, self.app.ctx.settings)
             self.observe(final.status)
         return final
 
@@ -361,7 +370,9 @@ class _ObservedRequest(Request):
             return
         self.observed = True
         duration_s = time.monotonic() - self.started_s
-        method = method_label(self.method)
+        method = self.method
+        if method not in STANDARD_METHODS:
+            method = OTHER_METHOD  # (method_label, without a call)
         path = self.bad_url
         if not path:
             path = self.path
@@ -493,9 +504,11 @@ def _preflight() -> HTTPResponse:
     return response
 
 
-def _finish(request: Request, response: BaseHTTPResponse, settings: Settings) -> None:
-    """Headers every answer carries, success or error."""
-    response.headers[_REQUEST_ID] = _request_id(request)
+def _finish(
+    request_id: str, request: Request, response: BaseHTTPResponse, settings: Settings
+) -> None:
+    """Headers every answer carries, success or error; ``request_id``: the request's."""
+    response.headers[_REQUEST_ID] = request_id
     if not settings.cors_origins:
         return
     origin = request.headers.get("origin")
@@ -533,7 +546,7 @@ class _ErrorHandler(ErrorHandler):
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         response = self._answer(request, exception)
-        _finish(request, response, self.settings)
+        _finish(_request_id(request), request, response, self.settings)
         return response
 
     def _answer(self, request: Request, exception: Exception) -> HTTPResponse:

@@ -103,19 +103,17 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         turn of the loop running in this thread; False when it was written at once (none runs)."""
         return self._queue(line)
 
-    def in_turn(self) -> bool:
-        """Whether lines wait for the end of the current turn of the loop running in this
-        thread (a line queued now is written with them)."""
+    def add_to_turn(self, line: str | RequestLine) -> bool:
+        """Queue a line with the lines that wait for the end of the current turn of the loop
+        running in this thread, if any do; False (and nothing queued) when none do."""
         loop = self._loop
-        return loop is not None and self._thread == threading.get_ident() and loop.is_running()
-
-    def add_to_turn(self, line: str | RequestLine) -> None:
-        """Queue a line with this turn's, when :meth:`in_turn` has just said they wait."""
-        self._pending.append(line)
+        if loop is not None and self._thread == threading.get_ident() and loop.is_running():
+            self._pending.append(line)
+            return True
+        return False
 
     def _queue(self, line: str | RequestLine) -> bool:
-        if self.in_turn():
-            self._pending.append(line)
+        if self.add_to_turn(line):
             return True
         try:
             loop = asyncio.get_running_loop()
@@ -354,9 +352,9 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
     if not request_log.isEnabledFor(logging.INFO):
         return
     direct = _turn_direct[0]
-    if direct is not None and direct[0].in_turn():
-        handler, redacting = direct
-        handler.add_to_turn((redacting, time.time(), request_id, method, path, status, duration_ms))
+    if direct is not None and direct[0].add_to_turn(
+        (direct[1], time.time(), request_id, method, path, status, duration_ms)
+    ):
         return
     direct = _direct_handler()
     if direct is None:
