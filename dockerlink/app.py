@@ -40,13 +40,7 @@ from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
 from .logs import cause_note, log_request
 from .mirror import ContainerMirror
-from .prometheus import (
-    OTHER_METHOD,
-    STANDARD_METHODS,
-    UNMATCHED_ROUTE,
-    ServiceMetrics,
-    method_label,
-)
+from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from .responses import Answer, text_response
 from .routes import containers, git, observability, ssh, system
 from .routes import events as event_routes
@@ -352,12 +346,9 @@ class _ObservedRequest(Request):
         headers: Any = None,
         content_type: str | None = None,
     ) -> Any:
-        if status == 200 and headers is None and content_type is None:
-            final = await super().respond(response)  # (Sanic's defaults: as Sanic calls it)
-        else:
-            final = await super().respond(
-                response, status=status, headers=headers, content_type=content_type
-            )
+        final = await super().respond(
+            response, status=status, headers=headers, content_type=content_type
+        )
         if isinstance(final, BaseHTTPResponse):
             _finish(self.request_id, self, final, self.app.ctx.settings)
             self.observe(final.status)
@@ -370,9 +361,7 @@ class _ObservedRequest(Request):
             return
         self.observed = True
         duration_s = time.monotonic() - self.started_s
-        method = self.method
-        if method not in STANDARD_METHODS:
-            method = OTHER_METHOD  # (method_label, without a call)
+        method = method_label(self.method)
         path = self.bad_url
         if not path:
             path = self.path

@@ -77,7 +77,7 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     and one write each was a system call per request. Lines logged outside a running loop (a
     worker thread, start-up, shutdown) are written at once.
 
-    A request line (:meth:`queue_request_line`) waits as its values and is made into text with
+    A request line (:data:`RequestLine`) waits as its values and is made into text with
     the others of its turn, in its place among the turn's lines: one loop over a turn's lines
     costs less than each line made on its request's way.
     """
@@ -96,12 +96,7 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        self._queue(line)
-
-    def queue_request_line(self, line: RequestLine) -> bool:
-        """Queue a request line with this turn's lines. True when it waits for the end of the
-        turn of the loop running in this thread; False when it was written at once (none runs)."""
-        return self._queue(line)
+        self.queue(line)
 
     def add_to_turn(self, line: str | RequestLine) -> bool:
         """Queue a line with the lines that wait for the end of the current turn of the loop
@@ -112,7 +107,10 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return True
         return False
 
-    def _queue(self, line: str | RequestLine) -> bool:
+    def queue(self, line: str | RequestLine) -> bool:
+        """Queue a line (with its terminator) or a request line with this turn's lines. True
+        when it waits for the end of the turn of the loop running in this thread; False when it
+        was written at once (none runs)."""
         if self.add_to_turn(line):
             return True
         try:
@@ -368,7 +366,7 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
         return
     handler, redacting = direct
     line = (redacting, time.time(), request_id, method, path, status, duration_ms)
-    if handler.queue_request_line(line):
+    if handler.queue(line):
         _turn_direct[0] = direct
 
 

@@ -190,8 +190,7 @@ class ServiceMetrics:
         ] = {}
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
-        if method not in STANDARD_METHODS:
-            method = OTHER_METHOD
+        method = method_label(method)
         found = self._request_series.get((method, route, status))
         if found is None:
             found = self._request_series[method, route, status] = (

@@ -1286,13 +1286,12 @@ class _Writer:
         states: list[_FileState] | None = [] if repeated.ride is not None else None
         try:
             for container_id, figures in repeated.repeats:
-                state = self._files.get((container_id, RAW.name))
-                if state is not None and state.run is not None and state.file_start == start:
-                    state.run.append(t)  # (nothing to write while its file's run goes on)
+                state = self._continue_run(container_id, t)
+                if state is not None:
                     in_run = True
                     if states is not None:
                         states.append(state)
-                else:  # (what _repeat does when the file's run does not go on)
+                else:  # (what _repeat does then)
                     states = None
                     sample = Sample(t, *figures)
                     in_run = self._append(container_id, RAW, sample, repeat=True) or in_run
@@ -1312,12 +1311,19 @@ class _Writer:
         write while its file's run goes on, else the open repeat line (or the sample's own line
         when it cannot start a run). True when the sample is in a run (the tick log must hold
         its time)."""
+        if self._continue_run(container_id, t) is not None:
+            return True
+        return self._append(container_id, RAW, Sample(t, *figures), repeat=True)
+
+    def _continue_run(self, container_id: str, t: int) -> _FileState | None:
+        """Add ``t`` to the run of the container's raw file, and return the file's state, when
+        that run goes on (nothing to write); None when it does not."""
         state = self._files.get((container_id, RAW.name))
         start = t - t % RAW.file_period_s
         if state is not None and state.run is not None and state.file_start == start:
             state.run.append(t)
-            return True
-        return self._append(container_id, RAW, Sample(t, *figures), repeat=True)
+            return state
+        return None
 
     def _append(
         self,
