@@ -290,6 +290,15 @@ class RedactingFormatter(logging.Formatter):
             if forms
             else None
         )
+        #: The forms in lower case, when every one is ASCII text (else None): the pattern then
+        #: matches an ASCII line exactly when the line's lower case holds one of them, which
+        #: ``in`` tells several times faster than the pattern's search (a request line's
+        #: search was about a twentieth of a request's cost).
+        self._ascii_forms = (
+            tuple({form.lower() for form in forms})
+            if all(form.isascii() for form in forms)
+            else None
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(self.inner.format(record))
@@ -314,7 +323,7 @@ class RedactingFormatter(logging.Formatter):
         """``line`` with secrets redacted and control characters escaped. ``foreign``: the only
         part of the line a control character can come from, when the caller knows it (the rest
         is the service's own text); else the whole line is searched."""
-        if self._pattern is not None:
+        if self._pattern is not None and self._may_hold_secret(line):
             line = self._pattern.sub(REDACTED, line)
         # Every control character is unprintable: a printable text (most) has none to escape,
         # and str.isprintable() says so faster than the regular expression's search.
@@ -324,6 +333,19 @@ class RedactingFormatter(logging.Formatter):
         ):
             line = _CONTROL.sub(_escaped, line)
         return line
+
+    def _may_hold_secret(self, line: str) -> bool:
+        """False when the pattern surely finds no secret in ``line``. (Outside ASCII, case
+        folds differ from ``str.lower()``'s: the long s, U+017F, is an ``s`` to the pattern;
+        the pattern is asked.)"""
+        forms = self._ascii_forms
+        if forms is None or not line.isascii():
+            return True
+        lower = line.lower()
+        for form in forms:  # noqa: SIM110 (a loop: a third cheaper than any() of a generator)
+            if form in lower:
+                return True
+        return False
 
 
 REQUEST_LOGGER = "dockerlink.request"

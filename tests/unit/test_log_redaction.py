@@ -63,3 +63,29 @@ def test_control_characters_are_escaped_but_line_breaks_and_tabs_kept() -> None:
     formatter = RedactingFormatter(logging.Formatter("%(message)s"), [TOKEN])
     line = formatter.format(record("GET /a\rINFO forged\x1b[2J\x9b31m\x00 %s\n  next\tline", TOKEN))
     assert line == f"GET /a\\x0dINFO forged\\x1b[2J\\x9b31m\\x00 {REDACTED}\n  next\tline"
+
+
+@pytest.mark.parametrize(
+    ("secret", "line"),
+    [
+        # An ASCII line: the quick look at its lower case finds the token in any case.
+        (TOKEN, f"GET /x?t={TOKEN.upper()} 200"),
+        (TOKEN, f"GET /x?t={quote(TOKEN, safe='').swapcase()} 200"),
+        # A line with other characters: the pattern is asked, as their case folds differ
+        # from str.lower()'s (U+017F, the long s, is an "s" to the pattern, not to lower()).
+        ("secret-token-1", "GET /caf\u00e9?t=\u017fecret-token-1 200"),
+        # A secret with other characters: its URL-encoded form in an ASCII line.
+        ("stra\u00dfe-geheim-1", f"GET /x?t={quote('stra' + chr(0xDF) + 'e-geheim-1')} 200"),
+    ],
+)
+def test_secrets_are_found_in_any_case_in_any_text(secret: str, line: str) -> None:
+    formatter = RedactingFormatter(logging.Formatter("%(message)s"), [secret])
+    redacted = formatter.format(record("%s", line))
+    assert redacted.count(REDACTED) == 1
+    assert redacted == formatter._pattern.sub(REDACTED, line)  # type: ignore[union-attr]
+
+
+def test_a_line_without_a_secret_is_left_as_it_is() -> None:
+    formatter = RedactingFormatter(logging.Formatter("%(message)s"), [TOKEN])
+    line = "GET /v1/container?id=0123456789ab 200 0.4 ms"
+    assert formatter.format(record("%s", line)) == line
