@@ -28,10 +28,11 @@ test engine that ``scripts/engine up`` starts):
      CPU is also printed against that cheaper floor, for comparison (no goal). The timed ticks
      are steady state: whole 2-minute day buckets (a day point per container each, as every
      8th tick writes), in files that exist (warm-up ticks crossed a day and a week bucket,
-     which made each tier's file; a history file is made once per period: an hour for the raw
-     tier, so about 1 tick in 240 pays for it). The running containers are kept busy meanwhile
-     (a process started every second in each, as a service's timers and requests do) and the
-     timed ticks are over a second apart, so that their figures move from one tick to the next
+     which made each tier's file before the timed ticks start; a history file is made once per
+     period: an hour for the raw tier, so about 1 tick in 240 pays for it). The running
+     containers are kept busy meanwhile (a process started every second in each, as a
+     service's timers and requests do) and the timed ticks are over a second apart, so that
+     their figures move from one tick to the next
      (each tick, and each round of either floor, follows the same pause of PAUSE_S, so that
      none of them finds the caches warm from another as a tick in service does not): the
      store keeps a container whose figures did not move as a run of repeated samples, which
@@ -446,7 +447,14 @@ async def measure_sampler(
             for _ in range(2):  # warm-up: files found, histories and their files made
                 clock.now += INTERVAL_S
                 await sampler.tick()
+            # The points of the buckets the warm-up closed are made when its samples are served,
+            # after the writer wrote their lines: wait for it, then serve them (the maintenance
+            # does), and wait for their day and week files to be made. Otherwise the first timed
+            # tick makes every container's day and week file, which a tick in service does once
+            # per container in 1,440 (day) and 5,760 (week).
+            store.flush()
             store.maintain()  # and maintained once, as in service
+            store.flush()
             ticks = timed_ticks(ticks)
             files = running_files(source.version, mirror)
             if not files:
