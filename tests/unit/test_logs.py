@@ -16,6 +16,8 @@ import pytest
 from docker_api import DockerClient
 from dockerlink.logs import (
     JsonFormatter,
+    RedactingFormatter,
+    TextFormatter,
     _milliseconds,
     configure_logging,
     describe_causes,
@@ -218,8 +220,7 @@ def log_request_as_a_record(
 def test_request_lines_written_directly_escape_what_records_escape(
     monkeypatch: pytest.MonkeyPatch, log_format: str, path: str
 ) -> None:
-    """The direct line searches only the path for control characters (the rest of the line is
-    the service's own text): the same line as a record's, which is searched whole."""
+    """The direct line is escaped as a record's is."""
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
     configure_logging("INFO", log_format, [TOKEN])
@@ -230,6 +231,37 @@ def test_request_lines_written_directly_escape_what_records_escape(
     assert direct.partition(" INFO ")[2] == recorded.partition(" INFO ")[2]
     assert direct.isprintable() is False and direct.count("\n") == 1
     assert direct[:-1].isprintable()  # every control character escaped
+
+
+#: Request lines (time, id, method, path, status, duration) with secrets and control characters.
+ROWS = [
+    (1764561600.25, "req-1", "GET", f"/v1/x?t={TOKEN}", 200, 0.3),
+    (1764561600.5, "req-2", "GET", "/v1/a\x1bb\t", 404, 1.25),
+    (1764561601.75, "req-3", "PUT", f"/v1/\x85{TOKEN.upper()}", 500, 120.0),
+    (1764561601.75, TOKEN, "GET", "/health", 200, 0.04),
+]
+
+
+@pytest.mark.parametrize("inner", [TextFormatter, JsonFormatter])
+@pytest.mark.parametrize(
+    ("secrets", "terminator"),
+    [
+        ([TOKEN], "\n"),
+        # A secret that holds a line break (a match could join two lines), and another
+        # terminator (which escaping could change): made line by line.
+        ([TOKEN, " ms\n", "}\n{"], "\n"),
+        ([TOKEN], "\r\n"),
+    ],
+)
+def test_request_lines_made_at_once_are_the_lines_made_one_by_one(
+    inner: type[TextFormatter | JsonFormatter], secrets: list[str], terminator: str
+) -> None:
+    formatter = RedactingFormatter(inner(), secrets)
+    at_once = formatter.request_lines([(formatter, *row) for row in ROWS], terminator)
+    assert at_once == "".join(formatter.request_line(*row) + terminator for row in ROWS)
+    assert at_once.count(terminator) == len(ROWS)
+    assert TOKEN not in at_once and TOKEN.upper() not in at_once
+    assert "\x1b" not in at_once and "\x85" not in at_once
 
 
 DURATIONS_MS = (0.0, 0.04, 0.05, 0.15, 0.25, 0.3, 1.0, 2.45, 12.25, 99.95, 1234.56, 99999.9)
