@@ -10,7 +10,9 @@ test engine that ``scripts/engine up`` starts):
    a later run also removes any that an interrupted one left.
 2. Gives each a simulated week of history (``--days``) in a data_dir (written once through the
    stats store's API, then copied, as ``scripts/bench`` does), and starts a real
-   ``dockerlink serve`` on it.
+   ``dockerlink serve`` on it, with an ``api_token`` set as an operator runs it: every request
+   below carries the token (the bare app's too, which ignores it), and dockerlink checks it
+   and redacts it from its log lines.
 3. Measures each figure of issue 15's goals beside its baseline, measured in the same run:
 
    - start-up: from launching ``dockerlink serve`` until ``/health`` answers and a first
@@ -65,6 +67,7 @@ import dataclasses
 import itertools
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -271,10 +274,11 @@ def pin(pid: int, cpu: int) -> None:
 
 
 def interleaved_rps(
-    ours: tuple[str, int], bare: tuple[str, int], duration_s: int
+    ours: tuple[str, int], bare: tuple[str, int], duration_s: int, headers: list[str]
 ) -> tuple[float, float]:
     """Mean requests per second of each ``(url, server pid)``, taking LOAD_ROUNDS turns of
-    ``duration_s`` each under the same wrk, after a warm-up each."""
+    ``duration_s`` each under the same wrk (every request with ``headers``), after a warm-up
+    each."""
     cpus = load_cpus()
     prefix: list[str] = []
     if cpus is not None:
@@ -283,14 +287,16 @@ def interleaved_rps(
         prefix = ["taskset", "-c", str(cpus[1])]
     totals = [0.0, 0.0]
     for url, _ in (ours, bare):
-        wrk_rps(url, 2, prefix)
+        wrk_rps(url, 2, headers, prefix)
     for _ in range(LOAD_ROUNDS):
         for side, (url, _) in enumerate((ours, bare)):
-            totals[side] += wrk_rps(url, duration_s, prefix)
+            totals[side] += wrk_rps(url, duration_s, headers, prefix)
     return totals[0] / LOAD_ROUNDS, totals[1] / LOAD_ROUNDS
 
 
-def wrk_rps(url: str, duration_s: int, prefix: list[str] | None = None) -> float:
+def wrk_rps(
+    url: str, duration_s: int, headers: list[str], prefix: list[str] | None = None
+) -> float:
     out = subprocess.run(
         [
             *(prefix or []),
@@ -298,6 +304,7 @@ def wrk_rps(url: str, duration_s: int, prefix: list[str] | None = None) -> float
             f"-t{WRK_THREADS}",
             f"-c{WRK_CONNECTIONS}",
             f"-d{duration_s}s",
+            *(arg for header in headers for arg in ("-H", header)),
             url,
         ],
         capture_output=True,
@@ -535,10 +542,12 @@ async def measure_count(
 ) -> Count:
     result = Count(len(ids), running, load_average())
     started = time.monotonic()
-    server = Server(sock, data_dir, workdir, f"dockerlink-{len(ids)}")
+    # With a token, as an operator runs it: every request is checked, every log line redacted.
+    token = secrets.token_hex(16)
+    server = Server(sock, data_dir, workdir, f"dockerlink-{len(ids)}", {"api_token": token})
     try:
         await server.ready()
-        client = RawClient(server.port)
+        client = RawClient(server.port, token)
         try:
             week = {"id": ids[-1], "scale": "week"}
             while True:
@@ -609,6 +618,7 @@ async def measure_count(
                     (url, server.process.pid),
                     (bare_url, pid),
                     -(-args.load_seconds // LOAD_ROUNDS),
+                    [f"Authorization: Bearer {token}"],  # (which the bare app never reads)
                 )
             load = Figure(
                 "GET /v1/container?id=X",
