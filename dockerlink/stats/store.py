@@ -80,7 +80,7 @@ files of the periods before start-up left on disk (they never change again) unti
 them; a thousand containers' weeks take ~15 MB at start and ~30 MB once every file was written by
 this process, where decoded they took ~160 MB. :meth:`HistoryStore.open` reads only the newest
 file of each tier. A query decodes what it asks for; the decoded tiers of the series read last
-are kept (``DECODED_SAMPLES``, about 11 MB), and the 4-hour answers of the most recently queried
+are kept (``DECODED_SAMPLES``, about 7 MB), and the 4-hour answers of the most recently queried
 containers are kept rendered (``HOT_ENTRIES``, about 6 MB), so that a panel asking again pays a
 slice and a join.
 
@@ -190,9 +190,11 @@ TOMBSTONE_S = HOUR_S
 #: entries in all (32 containers at 15 s sampling, about 6 MB): a panel showing a container asks
 #: again and again, and rendering 960 samples is most of a query's cost.
 HOT_ENTRIES = 32 * 960
-#: Decoded samples kept for the series read last, in all (72 bytes each: about 11 MB): the
-#: week, day and 4-hour windows of ~70 containers.
-DECODED_SAMPLES = 150_000
+#: Decoded samples kept for the series read last, in all (72 bytes each: about 7 MB): the
+#: week, day and 4-hour windows of ~45 containers, a panel's page of them. (150,000 samples
+#: took the peak RSS at 1,000 containers, each week asked for once, to 150 MB and over in
+#: some runs of ``scripts/bench scale``.)
+DECODED_SAMPLES = 100_000
 #: A write outage is no longer waited on for a container not sampled for this long.
 STALE_FAILURE_S = 600
 #: A run of repeated samples waits at most about this long before the maintenance adds it to
