@@ -69,8 +69,6 @@ def _request_id_now() -> str | None:
 #: A request line as :func:`log_request` queues it: the formatter that makes its text when the
 #: turn's lines are written, then its time, id, method, path, status and duration in ms.
 RequestLine = tuple["RedactingFormatter", float, str, str, str, int, float]
-#: The same, as formatters take it (the first item is not read).
-RequestRow = tuple[object, float, str, str, str, int, float]
 
 
 class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -188,24 +186,11 @@ class TextFormatter(logging.Formatter):
             self._second = second
         return self._second_text + _MILLISECONDS[int((created - second) * 1000)]
 
-    def request_line(
-        self,
-        created: float,
-        request_id: str,
-        method: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-    ) -> str:
-        """What :meth:`format` makes of :func:`log_request`'s record."""
-        return self.request_lines(
-            [(None, created, request_id, method, path, status, duration_ms)], ""
-        )
-
-    def request_lines(self, rows: Sequence[RequestRow], terminator: str) -> str:
-        """:meth:`request_line` of each row (a :data:`RequestLine` after its formatter), each
-        followed by ``terminator``: one f-string a line (its message is
-        :func:`request_message`'s, written out here: a call less per request)."""
+    def request_lines(self, rows: Sequence[RequestLine], terminator: str) -> str:
+        """What :meth:`format` makes of the record of each :func:`log_request` line (its
+        formatter, the first item, is not read), each followed by ``terminator``: one f-string a
+        line (its message is :func:`request_message`'s, written out here: a call less per
+        request)."""
         time_text = self._time_text
         return "".join(
             [
@@ -254,28 +239,23 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = exception
         return orjson.dumps(entry, default=str).decode()
 
-    def request_line(
-        self,
-        created: float,
-        request_id: str,
-        method: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-    ) -> str:
-        """What :meth:`format` makes of :func:`log_request`'s record."""
-        return self.line(
-            created,
-            "INFO",
-            REQUEST_LOGGER,
-            request_message(request_id, method, path, status, duration_ms),
-            request_id,
-            request_fields(method, path, status, duration_ms),
+    def request_lines(self, rows: Sequence[RequestLine], terminator: str) -> str:
+        """What :meth:`format` makes of the record of each :func:`log_request` line (its
+        formatter, the first item, is not read), each followed by ``terminator``."""
+        return "".join(
+            [
+                self.line(
+                    created,
+                    "INFO",
+                    REQUEST_LOGGER,
+                    request_message(request_id, method, path, status, duration_ms),
+                    request_id,
+                    request_fields(method, path, status, duration_ms),
+                )
+                + terminator
+                for _, created, request_id, method, path, status, duration_ms in rows
+            ]
         )
-
-    def request_lines(self, rows: Sequence[RequestRow], terminator: str) -> str:
-        """:meth:`request_line` of each row, each followed by ``terminator``."""
-        return "".join([self.request_line(*row[1:]) + terminator for row in rows])
 
 
 REDACTED = "[redacted]"
@@ -342,31 +322,18 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(self.inner.format(record))
 
-    def request_line(
-        self,
-        created: float,
-        request_id: str,
-        method: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-    ) -> str:
-        """The line of one answered request (see :func:`log_request`), as this formatter
-        formats that request's record; with a TextFormatter or a JsonFormatter inside."""
-        line = self.inner.request_line(  # type: ignore[attr-defined]
-            created, request_id, method, path, status, duration_ms
-        )
-        return self.redact(line)
-
-    def request_lines(self, rows: Sequence[RequestRow], terminator: str) -> str:
-        """:meth:`request_line` of each row, each followed by ``terminator``: made by the
-        formatter inside all at once, then redacted at once, which gives the same text as line
-        by line while no secret holds a line break and the lines end with one (a match cannot
-        then span two lines, and a line break is never escaped)."""
+    def request_lines(self, rows: Sequence[RequestLine], terminator: str) -> str:
+        """The lines of answered requests (see :func:`log_request`), each as this formatter
+        formats that request's record, followed by ``terminator``; with a TextFormatter or a
+        JsonFormatter inside. Made by that formatter all at once, then redacted at once: the
+        same text as line by line while no secret holds a line break and the lines end with one
+        (a match cannot then span two lines, and a line break is never escaped)."""
+        inner: TextFormatter | JsonFormatter = self.inner  # type: ignore[assignment]
         if terminator != "\n" or not self._batches:
-            return "".join([self.request_line(*row[1:]) + terminator for row in rows])
-        text: str = self.inner.request_lines(rows, terminator)  # type: ignore[attr-defined]
-        return self.redact(text)
+            return "".join(
+                [self.redact(inner.request_lines([row], "")) + terminator for row in rows]
+            )
+        return self.redact(inner.request_lines(rows, terminator))
 
     def redact(self, text: str) -> str:
         """``text`` (a line, or lines that each end with a line break) with secrets redacted

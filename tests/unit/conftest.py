@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dockerlink.logs import SANIC_LOGGERS
 from dockerlink.stats.store import HistoryStore
 
 from .clock import Clock
@@ -39,7 +40,7 @@ def restore_logging() -> Iterator[None]:
     saved = (list(root.handlers), root.level)
     sanic_saved = {
         name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server")
+        for name in SANIC_LOGGERS
     }
     httpx_levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     yield

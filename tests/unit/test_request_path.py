@@ -187,9 +187,9 @@ def test_request_lines_left_by_a_loop_that_stopped_are_written_with_the_next_lin
 async def test_lines_from_another_thread_are_written_at_once_while_the_loop_keeps_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = _service_logging(monkeypatch)
     """A worker thread's line is written when it is logged; the loop's wait for its turn's end
     (the thread does not take them)."""
+    stream = _service_logging(monkeypatch)
     log_request("req-1", "GET", "/health", 200, 0.5)
     worker = threading.Thread(
         target=logging.getLogger("dockerlink.stats").warning, args=("from a thread",)
