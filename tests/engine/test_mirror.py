@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from docker_api import DockerClient
+from dockerlink.mirror import REREAD_PASSES, ContainerMirror
 from dockerlink.settings import Settings
 
 from ..conftest import TEST_IMAGE, serve_app, wait_for
@@ -61,16 +62,7 @@ async def test_changes_behind_our_back_show_up_within_a_second(
         info = by_name.get(f"/{ref}")
         return (info or {}).get("state") == expected if expected else info is None
 
-    container_id = await docker_cli(
-        engine_sock,
-        "create",
-        "--name",
-        name,
-        TEST_IMAGE,
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; sleep 600 & wait",
-    )
+    container_id = await idle_container(engine_sock, name)
     await wait_for(lambda: state_is("created", name), timeout=VISIBLE_WITHIN_S, interval=0.02)
 
     await docker_cli(engine_sock, "start", name)
@@ -129,3 +121,58 @@ async def test_routes_update_the_mirror_at_once(
     assert mirror.get(name)["State"]["Running"] is False
     assert (await api.delete("/v1/container", params={"id": name})).status_code == 204
     assert mirror.get(container_id) is None
+
+
+async def test_a_reconcile_catches_what_the_events_did_not_bring(
+    docker: DockerClient,
+    engine_sock: str,
+    cleanup: list[str],
+    unique_name: Callable[[str], str],
+) -> None:
+    """A mirror that follows no events at all, against changes made with the docker CLI: one
+    reconcile brings a start, a rename, a removal and a new container (each shows in the list);
+    a change of limits (which the list does not show) within REREAD_PASSES passes; an
+    unchanged container's inspect is left as it was, the same object."""
+    names = [unique_name("rc") for _ in range(6)]
+    cleanup.extend(names)
+    cleanup.append(names[1] + "-renamed")
+    ids = [await idle_container(engine_sock, name) for name in names[:5]]
+    mirror = ContainerMirror(docker)
+    await mirror.resync()
+    unchanged = mirror.get(ids[3])
+    assert unchanged is not None
+
+    await docker_cli(engine_sock, "start", names[0])
+    await docker_cli(engine_sock, "rename", names[1], names[1] + "-renamed")
+    await docker_cli(engine_sock, "update", "--cpu-shares", "512", names[2])
+    await docker_cli(engine_sock, "rm", names[4])
+    new_id = await idle_container(engine_sock, names[5])
+
+    await mirror.reconcile()
+    assert (mirror.get(ids[0]) or {})["State"]["Status"] == "running"
+    assert (mirror.get(names[1] + "-renamed") or {}).get("Id") == ids[1]
+    assert mirror.get(names[1]) is None
+    assert mirror.get(ids[4]) is None and mirror.get(names[4]) is None
+    assert (mirror.get(names[5]) or {}).get("Id") == new_id
+
+    passes = 1
+    while (mirror.get(ids[2]) or {})["HostConfig"]["CpuShares"] != 512:
+        assert passes < REREAD_PASSES, "a change the list does not show was never re-read"
+        await mirror.reconcile()
+        passes += 1
+    for _ in range(REREAD_PASSES - passes):  # every container's turn has come at least once
+        await mirror.reconcile()
+    assert mirror.get(ids[3]) is unchanged
+
+
+async def idle_container(engine_sock: str, name: str) -> str:
+    return await docker_cli(
+        engine_sock,
+        "create",
+        "--name",
+        name,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 600 & wait",
+    )

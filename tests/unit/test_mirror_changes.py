@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from typing import Any
 
 import pytest
 
 import docker_api
-from dockerlink.mirror import ContainerMirror
+from dockerlink.mirror import REREAD_PASSES, ContainerMirror
 
 A, B = "a" * 64, "b" * 64
 
@@ -44,15 +45,16 @@ class Engine:
         self.containers = SlowContainers(engine)
 
 
-async def test_what_events_changed_during_a_re_read_is_kept() -> None:
-    """A re-read lists and inspects A; meanwhile A is destroyed and B created, and the events
-    are applied. The re-read must not bring A back nor drop B."""
+@pytest.mark.parametrize("pass_", ["resync", "reconcile"])
+async def test_what_events_changed_during_a_re_read_is_kept(pass_: str) -> None:
+    """A re-read (a full one, or a reconcile's) lists and inspects A; meanwhile A is destroyed
+    and B created, and the events are applied. The re-read must not bring A back nor drop B."""
     engine = Engine({A: info(A, "old")})
     docker: Any = engine
     mirror = ContainerMirror(docker)
     await mirror.resync()
     engine.containers.answer.clear()
-    reread = asyncio.create_task(mirror.resync())
+    reread = asyncio.create_task(getattr(mirror, pass_)())
     await asyncio.sleep(0.01)  # it has listed A and waits for A's inspect
     del engine.containers.engine[A]
     engine.containers.engine[B] = info(B, "new")
@@ -79,6 +81,81 @@ async def test_a_late_rename_does_not_take_a_name_another_container_has_now() ->
     await mirror._apply({"Action": "rename", "Actor": {"ID": A}})
     assert (mirror.get("web") or {}).get("Id") == B
     assert (mirror.get("web-old") or {}).get("Id") == A
+
+
+class CountingContainers:
+    """An engine whose list shows each container's state and name, as a real one does, and
+    which counts the inspects."""
+
+    def __init__(self, engine: dict[str, dict[str, Any]]) -> None:
+        self.engine = engine
+        self.inspected: list[str] = []
+
+    async def list(self, **_: Any) -> list[dict[str, Any]]:
+        return [
+            {"Id": cid, "Names": [i["Name"]], "State": i["State"]["Status"]}
+            for cid, i in self.engine.items()
+        ]
+
+    async def inspect(self, container_id: str, timeout: float | None = None) -> dict[str, Any]:
+        self.inspected.append(container_id)
+        if container_id not in self.engine:
+            raise docker_api.NotFound(f"No such container: {container_id}")
+        return copy.deepcopy(self.engine[container_id])
+
+
+async def test_a_reconcile_re_reads_a_share_in_turn_and_what_the_list_shows_changed() -> None:
+    """25 containers: each pass inspects 3 of those that look unchanged (1/REREAD_PASSES,
+    rounded up), going on where the last pass stopped, so every one is re-read within
+    REREAD_PASSES passes; a container whose state or name changed, a new one and a removed
+    one are dealt with at the next pass. An unchanged inspect is not replaced."""
+    ids = [f"{n:02d}" + "c" * 62 for n in range(25)]
+    containers = CountingContainers({cid: info(cid, f"web{n}") for n, cid in enumerate(ids)})
+    docker: Any = Engine({})
+    docker.containers = containers
+    mirror = ContainerMirror(docker)
+    await mirror.resync()
+    kept = {cid: mirror.get(cid) for cid in ids}
+    version = mirror.version
+    containers.inspected.clear()
+
+    passes = []
+    for _ in range(REREAD_PASSES):
+        await mirror.reconcile()
+        passes.append(sorted(containers.inspected))
+        containers.inspected.clear()
+    assert all(len(one) == 3 for one in passes)
+    assert [cid for one in passes[:8] for cid in one] == ids[:24]  # in turn
+    assert passes[8] == ids[:2] + ids[24:]  # the turn wraps around: every one re-read
+    assert passes[9] == ids[2:5]
+    assert all(mirror.get(cid) is kept[cid] for cid in ids)
+    assert mirror.version == version
+
+    containers.engine[ids[5]]["State"] = {"Status": "exited"}
+    containers.engine[ids[6]] = info(ids[6], "renamed")
+    del containers.engine[ids[7]]
+    containers.engine[A] = info(A, "new")
+    await mirror.reconcile()
+    assert sorted(containers.inspected) == sorted([ids[5], ids[6], A, *ids[8:11]])
+    assert (mirror.get(ids[5]) or {})["State"] == {"Status": "exited"}
+    assert (mirror.get("renamed") or {}).get("Id") == ids[6]
+    assert mirror.get("web6") is None
+    assert mirror.get(ids[7]) is None
+    assert (mirror.get("new") or {}).get("Id") == A
+    assert mirror.get(ids[0]) is kept[ids[0]]
+
+
+async def test_a_container_gone_from_the_list_is_dropped_without_an_inspect() -> None:
+    containers = CountingContainers({A: info(A, "a"), B: info(B, "b")})
+    docker: Any = Engine({})
+    docker.containers = containers
+    mirror = ContainerMirror(docker)
+    await mirror.resync()
+    del containers.engine[B]
+    containers.inspected.clear()
+    await mirror.reconcile()
+    assert mirror.get(B) is None and mirror.get("b") is None
+    assert containers.inspected == [A]  # (its turn: one of one, 1/REREAD_PASSES rounded up)
 
 
 class DownEngine:
