@@ -198,12 +198,23 @@ class RawClient:
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def get(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
+        target = str(httpx.URL(path, params=params))
+        request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.auth}\r\n".encode()
+        reused = self.streams is not None
         if self.streams is None:
             self.streams = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = self.streams
-        target = str(httpx.URL(path, params=params))
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.auth}\r\n".encode())
-        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(request)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+            # A kept-alive connection the server closed while it was idle (its keep-alive
+            # timeout): asked again on a new one, as HTTP clients do. Any other failure is one.
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            self.close()
+            self.streams = None
+            return await self.get(path, params)
         lines = head.decode("latin-1").split("\r\n")
         headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
         body = await reader.readexactly(int(headers["content-length"]))
