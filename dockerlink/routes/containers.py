@@ -38,7 +38,7 @@ async def list_containers(request: Request) -> HTTPResponse:
         return json_bytes(await hosting.listing_json(asked, None, key=query_string))
     running = args.get("running")
     running_flag = None if running is None else parse_bool(running, "running", False)
-    return json_response(await hosting.list_containers(None, running_flag))
+    return json_bytes(await hosting.full_listing_json(running_flag))
 
 
 @bp.put("")

@@ -165,3 +165,30 @@ async def test_the_kept_answers_are_bounded() -> None:
         len(key) + len(body) <= hosting_module.LISTING_KEPT_MAX_BYTES
         for key, (_, body) in hosting._listings.items()
     )
+
+
+async def test_every_containers_listing_is_kept_until_the_mirror_changes() -> None:
+    engine = Engine(info(A, "web1"), info(B, "web2", running=False))
+    mirror = await fresh_mirror(engine)
+    hosting = hosting_on(engine, mirror)
+
+    async def check(running: bool | None) -> bytes:
+        body = await hosting.full_listing_json(running)
+        assert body == orjson.dumps(await hosting.list_containers(None, running))
+        return body
+
+    every, only_running = await check(None), await check(True)
+    assert set(orjson.loads(every)["success"]) == {A, B}
+    assert set(orjson.loads(only_running)["success"]) == {A}
+    assert await hosting.full_listing_json(None) is every  # kept: the same bytes
+    assert await hosting.full_listing_json(True) is only_running
+
+    engine.containers.engine[B] = info(B, "web2", running=True)
+    await mirror.refresh(B)
+    assert set(orjson.loads(await check(True))["success"]) == {A, B}
+    assert await hosting.full_listing_json(None) is not every
+
+    # A mirror that is not fresh (the engine is read instead): nothing is kept.
+    mirror._fresh = False
+    made = await check(None)
+    assert await hosting.full_listing_json(None) is not made
