@@ -17,6 +17,11 @@ container, the engine's nanosecond time and the type), so a webhook receiver can
 ``start``, ``restart``; a process that exits on its own gives only ``die``; an OOM kill gives
 ``oom`` then ``die`` (exit code 137). So a ``die`` is a crash when no ``kill`` came since the
 container started, or when an ``oom`` did. ``die`` carries ``exit_code``, ``oom_killed``, ``crash``.
+The engine reports the two of an OOM kill from separate sources (the cgroup's OOM notice, the
+process's exit), usually about 50 ms apart; under load the ``oom`` can come just after the
+``die``. A ``die`` that looks like one (exit code 137, no ``kill``, no ``oom`` yet) waits up to
+``OOM_AFTER_DIE_S`` for the container's ``oom``: one that comes is recorded first, at the
+``die``'s time, so that the log reads ``oom`` then ``die`` as usual.
 
 **Restart policy.** The engine restarts a container by its policy with a plain ``start`` (no
 ``restart`` event), and counts it in ``RestartCount`` (which a manual start resets to 0). After a
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import concurrent.futures
 import functools
 import heapq
@@ -97,6 +103,8 @@ INSPECT_DIE_SLACK_S = 5.0
 MAINTAIN_EVERY_S = 3600.0
 #: A catch-up that failed (the engine did not answer) is tried again after this long.
 CATCH_UP_RETRY_S = 10.0
+#: How long a ``die`` that looks like an OOM kill waits for the container's late ``oom``.
+OOM_AFTER_DIE_S = 1.0
 #: Event ids remembered per container to recognise a replayed event.
 RECENT_IDS = 64
 
@@ -395,6 +403,12 @@ class _State:
 _RESYNC = object()
 
 
+def _is_oom_of(event: dict[str, Any], container_id: str) -> bool:
+    actor = event.get("Actor") or {}
+    action = event.get("Action") or event.get("status")
+    return action == "oom" and (actor.get("ID") or event.get("id")) == container_id
+
+
 class LifecycleEvents:
     """Classifies the mirror's container events and records them (then queues webhooks)."""
 
@@ -419,6 +433,8 @@ class LifecycleEvents:
         self._call_timeout_s = call_timeout_s
         self._clock = clock
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        #: Items taken from the queue while a ``die`` waited for its ``oom``: handled next.
+        self._held: collections.deque[Any] = collections.deque()
         self._catch_up_retry: asyncio.TimerHandle | None = None
         self._states: dict[str, _State] = {}
         self.catch_ups = 0
@@ -453,12 +469,12 @@ class LifecycleEvents:
         maintenance = asyncio.ensure_future(self._maintain_forever())
         try:
             while True:
-                item = await self._queue.get()
+                item = self._held.popleft() if self._held else await self._queue.get()
                 try:
                     if item is _RESYNC:
                         await self.catch_up()
                     else:
-                        await self.handle(item)
+                        await self.handle(item, live=True)
                 except (docker_api.DockerError, TimeoutError) as exc:
                     text = exc.message if isinstance(exc, docker_api.DockerError) else "timed out"
                     log.warning("event log: engine call failed: %s", text)
@@ -488,7 +504,9 @@ class LifecycleEvents:
 
     # -- one engine event -----------------------------------------------------------------------
 
-    async def handle(self, event: dict[str, Any]) -> None:
+    async def handle(self, event: dict[str, Any], *, live: bool = False) -> None:
+        """Record one engine event. ``live``: it comes from the live stream (see
+        :meth:`_late_oom`), not from a catch-up's replay."""
         actor = event.get("Actor") or {}
         container_id = actor.get("ID") or event.get("id")
         attributes = actor.get("Attributes") or {}
@@ -513,6 +531,13 @@ class LifecycleEvents:
             state.oom = True
         elif action == "die":
             exit_code = str(attributes.get("exitCode", ""))
+            if live and exit_code == "137" and not state.oom and not state.stop_asked:
+                late = await self._late_oom(container_id)
+                if late is not None:
+                    state.oom = True
+                    await self._record(
+                        container_id, name, "oom", _event_nanos(late), {}, moment=nanos / 1e9
+                    )
             crash = state.oom or not state.stop_asked
             extra = {
                 "exit_code": int(exit_code) if exit_code.lstrip("-").isdigit() else None,
@@ -533,6 +558,25 @@ class LifecycleEvents:
         recorded = await self._record(container_id, name, action, nanos, extra)
         if recorded and crashed_before_start:
             await self._policy_restart(container_id, name, nanos)
+
+    async def _late_oom(self, container_id: str) -> dict[str, Any] | None:
+        """The container's ``oom`` if the live stream brings it within ``OOM_AFTER_DIE_S``,
+        taken out of the queue; what else comes meanwhile is held, in order, and handled next."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OOM_AFTER_DIE_S
+        while True:
+            for item in self._held:
+                if item is not _RESYNC and _is_oom_of(item, container_id):
+                    self._held.remove(item)
+                    return dict(item)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    self._held.append(await self._queue.get())
+            except TimeoutError:
+                return None
 
     async def _policy_restart(self, container_id: str, name: str, nanos: int) -> None:
         """A start after a crash: the engine's restart policy, if its restart count says so."""

@@ -381,6 +381,56 @@ async def test_a_death_after_the_replay_is_left_to_the_live_stream(tmp_path: Pat
     assert lifecycle.crashes.values == {(CID, "web1"): 1}
 
 
+async def test_an_oom_the_engine_reports_just_after_the_die_is_recorded_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the engine's ``oom`` can come just after the ``die`` it caused (its two
+    sources race). The ``die`` waits for it: the log reads ``oom`` then ``die`` (an OOM kill, a
+    crash) at the ``die``'s time, and what came in between is recorded after, in order. A
+    ``die`` of 137 whose ``oom`` never comes is recorded once the wait is over."""
+    monkeypatch.setattr("dockerlink.events.OOM_AFTER_DIE_S", 0.2)
+    start = 1_800_000_000.0
+    labels = {"dockerlink": "v1.0.0", "name": "web1"}
+
+    def engine_event(action: str, moment: float, container_id: str = CID, **extra: str) -> Any:
+        return {
+            "Type": "container",
+            "Action": action,
+            "timeNano": int(moment * 1e9),
+            "Actor": {"ID": container_id, "Attributes": {**labels, **extra}},
+        }
+
+    log = reopened(tmp_path, now=start)
+    engine: Any = _Engine()
+    mirror: Any = _Mirror([])
+    lifecycle = LifecycleEvents(engine, log, mirror=mirror)
+    for item in (
+        engine_event("start", start),
+        engine_event("start", start, OTHER),
+        engine_event("die", start + 1.0, exitCode="137"),
+        engine_event("die", start + 1.01, OTHER, exitCode="3"),
+        engine_event("oom", start + 1.02),
+        engine_event("die", start + 2.0, OTHER, exitCode="137"),  # (killed by hand, no oom)
+    ):
+        lifecycle.on_event(item)
+    running = asyncio.create_task(lifecycle.run())
+    try:
+        await wait_for(lambda: len(log.events(OTHER)) >= 3, timeout=5)
+        mine, others = log.events(CID), log.events(OTHER)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await asyncio.to_thread(lifecycle.close)
+    assert [e["type"] for e in mine] == ["start", "oom", "die"]
+    assert mine[1]["time"] == mine[2]["time"] == start + 1.0
+    assert (mine[2]["oom_killed"], mine[2]["crash"], mine[2]["exit_code"]) == (True, True, 137)
+    assert [(e["type"], e["exit_code"], e["oom_killed"]) for e in others[1:]] == [
+        ("die", 3, False),
+        ("die", 137, False),
+    ]
+    assert lifecycle.oom_kills.values == {(CID, "web1"): 1.0}
+
+
 async def test_a_tls_error_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> None:
     """httpx lets an ssl.SSLError raised while reading through unwrapped."""
 
