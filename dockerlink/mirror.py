@@ -6,10 +6,10 @@ state re-inspects that one container, and ``destroy`` drops it. When the stream 
 restart, socket gone) the mirror is marked stale at once and, once the engine answers again,
 re-read in full: the engine replays only its last 256 events and none from before its own
 restart, so a gap is never patched from events alone. A periodic reconcile is the safety net
-against anything missed: it lists every container and inspects only those that are new, gone
-from the view or whose state or name disagrees with it, and, in turn, a share of the others, so
-that each container is re-read within ``REREAD_PASSES`` passes (at 1,000 containers a full
-re-read every minute cost seconds of CPU and remade every inspect for the collector to sweep).
+against anything missed: it lists every container, drops those no longer listed, and inspects
+only those the view lacks or whose state or name disagrees with it and, in turn, a share of the
+others, so that each container is re-read within ``REREAD_PASSES`` passes (at 1,000 containers
+a full re-read every minute cost seconds of CPU and remade every inspect for the collector).
 
 Readers use it only while it is ``fresh``; otherwise they ask the engine (which answers, or fails
 with a 503 as every route must when the engine is down). :meth:`ContainerMirror.every_container`
