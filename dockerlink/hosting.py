@@ -363,11 +363,7 @@ class Hosting:
     def cached_listing(self, key: str) -> bytes | None:
         """The JSON answer :meth:`listing_json` made for ``key`` while the mirror, still fresh,
         has not changed since; None otherwise."""
-        kept = self._listings.get(key)
-        mirror = self.mirror
-        if kept is not None and kept[0] == mirror.version and mirror.fresh:
-            return kept[1]
-        return None
+        return self._unchanged(self._listings.get(key))
 
     async def listing_json(
         self, asked: Mapping[str, str], running: bool | None, *, key: str
@@ -375,15 +371,8 @@ class Hosting:
         """:meth:`list_containers` as JSON. An answer made wholly from the mirror (every
         container found there) is kept by ``key``, the request's query string, until the mirror
         changes: :meth:`cached_listing` gives it again."""
-        mirror = self.mirror
-        version = mirror.version
-        listing, from_mirror = await self._list_containers(asked, running)
-        body = orjson.dumps(listing)
-        if (
-            from_mirror
-            and mirror.version == version
-            and len(key) + len(body) <= LISTING_KEPT_MAX_BYTES
-        ):
+        version, body = await self._listing_to_keep(asked, running)
+        if version is not None and len(key) + len(body) <= LISTING_KEPT_MAX_BYTES:
             listings = self._listings
             if key not in listings and len(listings) >= LISTINGS_KEPT:
                 del listings[next(iter(listings))]  # the oldest
@@ -395,16 +384,31 @@ class Hosting:
         is kept until the mirror changes (one answer for each value of ``running``): a panel
         that polls the list of 1,000 containers gets the same bytes again while nothing
         changed."""
-        mirror = self.mirror
-        version = mirror.version
-        kept = self._full_listings.get(running)
-        if kept is not None and kept[0] == version and mirror.fresh:
-            return kept[1]
-        listing, from_mirror = await self._list_containers(None, running)
-        body = orjson.dumps(listing)
-        if from_mirror and mirror.version == version:
+        kept = self._unchanged(self._full_listings.get(running))
+        if kept is not None:
+            return kept
+        version, body = await self._listing_to_keep(None, running)
+        if version is not None:
             self._full_listings[running] = (version, body)
         return body
+
+    def _unchanged(self, kept: tuple[int, bytes] | None) -> bytes | None:
+        """A kept answer (the mirror's version it was made at, its JSON) while the mirror,
+        still fresh, has not changed since; None otherwise."""
+        mirror = self.mirror
+        if kept is not None and kept[0] == mirror.version and mirror.fresh:
+            return kept[1]
+        return None
+
+    async def _listing_to_keep(
+        self, asked: Mapping[str, str] | None, running: bool | None
+    ) -> tuple[int | None, bytes]:
+        """:meth:`list_containers` as JSON, with the mirror's version to keep it under: None
+        when the mirror alone did not make it, or changed meanwhile."""
+        version = self.mirror.version
+        listing, from_mirror = await self._list_containers(asked, running)
+        body = orjson.dumps(listing)
+        return (version if from_mirror and self.mirror.version == version else None), body
 
     async def _list_containers(
         self, asked: Mapping[str, str] | None, running: bool | None
