@@ -305,8 +305,9 @@ class ContainerMirror:
         self._reading.append(changes)
         try:
             summaries = await self._docker.containers.list(all=True)
-            listed = sorted(str(summary["Id"]) for summary in summaries if summary.get("Id"))
-            ids = self._worth_reading(summaries, listed)
+            by_id = {str(summary["Id"]): summary for summary in summaries if summary.get("Id")}
+            listed = {container_id: by_id[container_id] for container_id in sorted(by_id)}
+            ids = self._worth_reading(listed)
             infos = await inspect_many(self._docker, ids)
         finally:
             self._reading.remove(changes)
@@ -317,26 +318,22 @@ class ContainerMirror:
                 self.forget(container_id)
             elif info != self._by_id.get(container_id):
                 self._put(info)
-        kept = set(listed)
-        for container_id in [cid for cid in self._by_id if cid not in kept]:
+        for container_id in [cid for cid in self._by_id if cid not in listed]:
             if container_id not in changes:
                 self.forget(container_id)
 
-    def _worth_reading(self, summaries: list[dict[str, Any]], listed: list[str]) -> list[str]:
-        """The ids a reconcile inspects (see :meth:`reconcile`), in id order."""
+    def _worth_reading(self, listed: dict[str, dict[str, Any]]) -> list[str]:
+        """The ids a reconcile inspects (see :meth:`reconcile`) of the summaries ``listed`` by
+        id, in id order."""
         agree: list[str] = []
         chosen: set[str] = set()
-        for summary in summaries:
-            container_id = str(summary.get("Id") or "")
-            if not container_id:
-                continue
+        for container_id, summary in listed.items():
             info = self._by_id.get(container_id)
             if info is None or not _agrees(summary, info):
                 chosen.add(container_id)
             else:
                 agree.append(container_id)
         if agree:
-            agree.sort()
             start = bisect.bisect_left(agree, self._reread_from) % len(agree)
             share = -(-len(agree) // REREAD_PASSES)
             chosen.update((agree + agree)[start : start + share])
