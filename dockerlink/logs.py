@@ -18,8 +18,8 @@ import itertools
 import logging
 import re
 import sys
-import threading
 import time
+from asyncio import _get_running_loop
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -86,9 +86,10 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         #: The lines of this turn, in order; only the loop's thread adds to it while it runs.
         self._pending: list[str | RequestLine] = []
-        #: The loop whose turn's end writes them, and that loop's thread; None once written.
+        #: The loop whose turn's end writes them; None once written. (A loop runs in one
+        #: thread: ``_get_running_loop()`` is that loop in its thread alone, and only while it
+        #: runs.)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -102,7 +103,7 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Queue a line with the lines that wait for the end of the current turn of the loop
         running in this thread, if any do; False (and nothing queued) when none do."""
         loop = self._loop
-        if loop is not None and self._thread == threading.get_ident() and loop.is_running():
+        if loop is not None and loop is _get_running_loop():
             self._pending.append(line)
             return True
         return False
@@ -127,7 +128,7 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return False
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(line)
-            self._loop, self._thread = loop, threading.get_ident()
+            self._loop = loop
         loop.call_soon(self.flush)
         return True
 
@@ -364,7 +365,7 @@ _REQUEST_PREFIX = f" INFO {REQUEST_LOGGER}: ["
 #: The logger of the one line per answered request.
 request_log = logging.getLogger(REQUEST_LOGGER)
 #: :func:`_direct_handler`'s answer, kept while the lines of the loop turn it was found in
-#: wait (a change to the logging set-up takes effect from the next turn).
+#: wait (a change to the logging set-up, its level too, takes effect from the next turn).
 _turn_direct: list[tuple[LoopBatchingHandler, RedactingFormatter] | None] = [None]
 
 
@@ -381,12 +382,17 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
     of a request's cost. Whenever another handler or filter is on the way (a test's capture, an
     embedding application's), the line is a log record like any other.
     """
-    if not request_log.isEnabledFor(logging.INFO):
-        return
     direct = _turn_direct[0]
-    if direct is not None and direct[0].add_to_turn(
-        (direct[1], time.time(), request_id, method, path, status, duration_ms)
-    ):
+    if direct is not None:
+        # add_to_turn, written out: this runs once per request.
+        handler, redacting = direct
+        loop = handler._loop
+        if loop is not None and loop is _get_running_loop():
+            handler._pending.append(
+                (redacting, time.time(), request_id, method, path, status, duration_ms)
+            )
+            return
+    if not request_log.isEnabledFor(logging.INFO):
         return
     direct = _direct_handler()
     if direct is None:

@@ -370,6 +370,29 @@ async def test_with_a_token_the_token_decides(tmp_path: Path) -> None:
     assert answer.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (f"Bearer {TOKEN}", 200),
+        (f"bearer {TOKEN}", 200),
+        (f"BEARER  {TOKEN}", 200),
+        (f"Bearer {TOKEN}x", 401),
+        (f"Bearer {TOKEN[:-1]}", 401),
+        (f"Bearer x{TOKEN[1:]}", 401),
+        (f"Basic {TOKEN}", 401),
+        (TOKEN, 401),
+        ("Bearer", 401),
+    ],
+)
+async def test_the_token_in_every_spelling_of_the_header(
+    tmp_path: Path, authorization: str, status: int
+) -> None:
+    """The usual ``Bearer <token>`` is compared whole; every other spelling is parsed."""
+    client, _ = browser_client(tmp_path, api_token=TOKEN)
+    _, answer = await client.get("/v1/env", headers={"Authorization": authorization})
+    assert answer.status_code == status
+
+
 async def test_panel_and_curl_calls_still_work(tmp_path: Path) -> None:
     """Server-side callers on the host send a loopback Host and no browser headers."""
     async with serve_app(settings_for(tmp_path), docker=fake_engine()) as (_app, client):
