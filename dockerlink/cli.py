@@ -25,6 +25,8 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_BAD_SETTINGS = 2
+#: How long a thread holding the GIL keeps the event loop waiting for it (Python: 5 ms).
+GIL_SWITCH_INTERVAL_S = 0.001
 
 _DESCRIPTION = """\
 dockerlink runs a hosting panel's customer containers on one Docker host.
@@ -100,6 +102,10 @@ def serve(settings: Settings) -> int:
         print(f"dockerlink: data_dir: {data_problem}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     limit_arenas()  # before any thread starts (see .allocator)
+    # The loop waits for the GIL whenever a worker thread holds it (the history writer, the
+    # sampler's cgroup reads): at most this long, not the interpreter's 5 ms, before an
+    # answer can go on.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = create_app(settings)
     # After Sanic set up its own; the token is redacted wherever a client may have put it.
     secrets = [s for s in (settings.api_token, settings.webhook_secret) if s]
