@@ -89,6 +89,10 @@ def test_serve_limits_the_arenas_before_the_app_is_made(
     monkeypatch.setattr(dockerlink.allocator, "limit_arenas", lambda: calls.append("limit"))
     monkeypatch.setattr(dockerlink.app, "create_app", create_app)
     monkeypatch.setenv("DOCKERLINK_DATA_DIR", str(tmp_path))
-    with pytest.raises(Made):
-        cli.serve(load_settings())
+    before = sys.getswitchinterval()  # (serve sets it for the process)
+    try:
+        with pytest.raises(Made):
+            cli.serve(load_settings())
+    finally:
+        sys.setswitchinterval(before)
     assert calls == ["limit", "create_app"]

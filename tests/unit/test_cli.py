@@ -179,3 +179,33 @@ def test_check_shows_the_settings_but_never_the_token(tmp_path: Path) -> None:
     assert "  api_token = (set, hidden)" in result.stdout
     assert "  base_image = hosting/base:1" in result.stdout
     assert "  hook_on_create = (none)" in result.stdout
+
+
+def test_serve_shortens_the_gil_switch_interval_before_the_app_is_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A worker thread holding the GIL (the history writer, the sampler's reads) keeps the
+    event loop waiting for it up to the switch interval: 1 ms, not Python's 5 ms."""
+    import dockerlink.app
+    from dockerlink import cli
+    from dockerlink.settings import load_settings
+
+    seen: list[float] = []
+
+    class Made(Exception):
+        pass
+
+    def create_app(*args: object, **kwargs: object) -> None:
+        seen.append(sys.getswitchinterval())
+        raise Made
+
+    before = sys.getswitchinterval()
+    monkeypatch.setattr(dockerlink.app, "create_app", create_app)
+    monkeypatch.setenv("DOCKERLINK_DATA_DIR", str(tmp_path))
+    sys.setswitchinterval(0.005)  # Python's own
+    try:
+        with pytest.raises(Made):
+            cli.serve(load_settings())
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == [pytest.approx(0.001)]
