@@ -403,10 +403,14 @@ class _State:
 _RESYNC = object()
 
 
-def _is_oom_of(event: dict[str, Any], container_id: str) -> bool:
+def _container_and_action(event: dict[str, Any]) -> tuple[Any, Any]:
+    """An engine event's container id and action (its current fields, else the legacy ones)."""
     actor = event.get("Actor") or {}
-    action = event.get("Action") or event.get("status")
-    return action == "oom" and (actor.get("ID") or event.get("id")) == container_id
+    return actor.get("ID") or event.get("id"), event.get("Action") or event.get("status")
+
+
+def _is_oom_of(event: dict[str, Any], container_id: str) -> bool:
+    return _container_and_action(event) == (container_id, "oom")
 
 
 class LifecycleEvents:
@@ -507,10 +511,8 @@ class LifecycleEvents:
     async def handle(self, event: dict[str, Any], *, live: bool = False) -> None:
         """Record one engine event. ``live``: it comes from the live stream (see
         :meth:`_late_oom`), not from a catch-up's replay."""
-        actor = event.get("Actor") or {}
-        container_id = actor.get("ID") or event.get("id")
-        attributes = actor.get("Attributes") or {}
-        action = event.get("Action") or event.get("status")
+        container_id, action = _container_and_action(event)
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
         if (
             event.get("Type", "container") != "container"
             or not isinstance(container_id, str)
