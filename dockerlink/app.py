@@ -223,10 +223,9 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
         return browser_refusal(host, origin, fetch_site, settings)
 
     token = settings.api_token
-    token_bytes = b"" if token is None else token.strip().encode()
-    bearer = f"Bearer {token.strip()}" if token is not None else None
-    if bearer is not None and not bearer.isascii():
-        bearer = None  # (compare_digest compares ASCII text only)
+    token_bytes = (token or "").strip().encode()
+    # (compare_digest compares text only when it is ASCII)
+    bearer = f"Bearer {token.strip()}" if token is not None and token.isascii() else None
     preflights = bool(settings.cors_origins)
     browser_rule_exempt = frozenset(public_paths | _BROWSER_RULE_EXEMPT)
 

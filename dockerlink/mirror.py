@@ -306,7 +306,7 @@ class ContainerMirror:
         try:
             summaries = await self._docker.containers.list(all=True)
             by_id = {str(summary["Id"]): summary for summary in summaries if summary.get("Id")}
-            listed = {container_id: by_id[container_id] for container_id in sorted(by_id)}
+            listed = dict(sorted(by_id.items()))  # (unique keys: no summaries compared)
             ids = self._worth_reading(listed)
             infos = await inspect_many(self._docker, ids)
         finally:

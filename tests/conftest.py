@@ -139,7 +139,9 @@ async def serve_app(
     await server.startup()
     await server.before_start()
     await server.after_start()
-    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    # (bytes: a token outside ASCII is sent as its UTF-8)
+    token = settings.api_token
+    headers = {b"Authorization": f"Bearer {token}".encode()} if token else {}
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{settings.port}", headers=headers, timeout=60

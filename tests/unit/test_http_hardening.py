@@ -393,6 +393,19 @@ async def test_the_token_in_every_spelling_of_the_header(
     assert answer.status_code == status
 
 
+async def test_a_token_outside_ascii_is_checked_too(tmp_path: Path) -> None:
+    """The whole ``Bearer <token>`` is compared only as ASCII text; another token is parsed."""
+    token = "tökén-0123456789"
+    settings = settings_for(tmp_path, api_token=token)
+    async with serve_app(settings, docker=fake_engine()) as (_app, client):
+        port = client.base_url.port
+        assert port is not None
+        for given, status in ((token, 200), ("tökén-012345678", 401), ("token-0123456789", 401)):
+            head = b"GET /v1/env HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+            answer, body = await raw_request(port, head + given.encode())
+            assert answer == status, (given, body)
+
+
 async def test_panel_and_curl_calls_still_work(tmp_path: Path) -> None:
     """Server-side callers on the host send a loopback Host and no browser headers."""
     async with serve_app(settings_for(tmp_path), docker=fake_engine()) as (_app, client):
