@@ -190,13 +190,17 @@ class ServiceMetrics:
         ] = {}
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
-        method = method_label(method)
+        """Count a request and its duration. ``method``: the request's, or its label already
+        (:func:`method_label`: the series are kept by label, so a label is found at once)."""
         found = self._request_series.get((method, route, status))
         if found is None:
-            found = self._request_series[method, route, status] = (
-                (method, route, str(status)),
-                self.http_duration.series_of((method, route)),
-            )
+            method = method_label(method)
+            found = self._request_series.get((method, route, status))
+            if found is None:
+                found = self._request_series[method, route, status] = (
+                    (method, route, str(status)),
+                    self.http_duration.series_of((method, route)),
+                )
         key, (counts, total) = found
         requests = self.http_requests.values
         requests[key] = requests.get(key, 0.0) + 1.0

@@ -346,3 +346,13 @@ def test_requests_are_counted_in_the_buckets_their_durations_fall_in() -> None:
         labels: (counts, total[0])
         for labels, (counts, total) in service.http_duration.series.items()
     } == expected_series
+
+
+def test_every_unknown_method_is_kept_in_the_one_series_of_other() -> None:
+    """However many methods outside the standard ones clients send, the request metrics keep
+    one series for them (a client cannot grow the service's memory with made-up methods)."""
+    service = ServiceMetrics()
+    for method in ("BREW", "WHEN", "PROPFIND", "other", "BREW"):
+        service.observe_request(method, "/v1/container", 405, 0.001)
+    assert service.http_requests.values == {("other", "/v1/container", "405"): 5.0}
+    assert len(service._request_series) == 1
