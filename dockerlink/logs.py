@@ -383,15 +383,10 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
     embedding application's), the line is a log record like any other.
     """
     direct = _turn_direct[0]
-    if direct is not None:
-        # add_to_turn, written out: this runs once per request.
-        handler, redacting = direct
-        loop = handler._loop
-        if loop is not None and loop is _get_running_loop():
-            handler._pending.append(
-                (redacting, time.time(), request_id, method, path, status, duration_ms)
-            )
-            return
+    if direct is not None and direct[0].add_to_turn(
+        (direct[1], time.time(), request_id, method, path, status, duration_ms)
+    ):
+        return
     if not request_log.isEnabledFor(logging.INFO):
         return
     direct = _direct_handler()
