@@ -29,6 +29,7 @@ from sanic.response import BaseHTTPResponse
 import docker_api
 from docker_api import DockerClient
 
+from .answered import AnsweredRequests
 from .browsers import browser_refusal
 from .context import AppContext
 from .domain_errors import DomainError
@@ -38,9 +39,9 @@ from .events import LifecycleEvents, open_event_log
 from .git import GitService
 from .hooks import HOOK_ERROR_HEADER
 from .hosting import Hosting
-from .logs import cause_note, log_request
+from .logs import cause_note
 from .mirror import ContainerMirror
-from .prometheus import UNMATCHED_ROUTE, ServiceMetrics, method_label
+from .prometheus import ServiceMetrics, method_label
 from .responses import Answer, text_response
 from .routes import containers, git, observability, ssh, system
 from .routes import events as event_routes
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
     )
     #: Kept from one start to the next (an ASGI server may start the app more than once).
     metrics = ServiceMetrics()
+    answered = AnsweredRequests(metrics)
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     # The longest a route may legitimately take: a stop waits its whole grace period (up to
     # 300 s) and may run a hook; a create may run two hooks (create, then delete to roll back);
@@ -181,7 +183,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     @app.before_server_start
     async def open_services(app: DockerlinkApp) -> None:
-        app.ctx = await _open_context(settings, docker, metrics)
+        app.ctx = await _open_context(settings, docker, metrics, answered)
 
     _background_task(app, "mirror", lambda ctx: ctx.mirror.run())
     _background_task(app, "mirror-reconcile", lambda ctx: ctx.mirror.reconcile_forever())
@@ -193,6 +195,7 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
     @app.after_server_stop
     async def close_services(app: DockerlinkApp) -> None:
+        answered.flush()  # (the last turn's requests, if the loop stopped before its end)
         if isinstance(app.ctx, AppContext):
             # A create whose client left (its handler cancelled) is still running: it gets its
             # hooks' time to end, with the engine client still open, or to be undone.
@@ -262,7 +265,10 @@ def create_app(settings: Settings, *, docker: DockerClient | None = None) -> Doc
 
 
 async def _open_context(
-    settings: Settings, docker: DockerClient | None, metrics: ServiceMetrics
+    settings: Settings,
+    docker: DockerClient | None,
+    metrics: ServiceMetrics,
+    answered: AnsweredRequests,
 ) -> AppContext:
     """Every long-lived object, built in dependency order."""
     client = docker or engine_client(settings)
@@ -293,6 +299,7 @@ async def _open_context(
         history=history,
         sampler=sampler,
         metrics=metrics,
+        answered=answered,
         lifecycle=await _open_lifecycle(settings, client, mirror),
         terminals=TerminalSessions(client, settings),
         ssh=SSHBridge(max_sessions=settings.ssh_max_sessions),
@@ -304,9 +311,10 @@ class _ObservedRequest(Request):
 
     It notes its start and its id as it is made. Every answer goes through :meth:`respond`
     (a route's, an error's, an unmatched path's): there it gets the headers every answer
-    carries (:func:`_finish`), and the request is observed (one log line, the request metrics);
-    a streamed answer is observed when it starts, a WebSocket upgrade (101) once its handshake
-    is done (``websocket.handler.before``). This is what Sanic's ``http.lifecycle``
+    carries (:func:`_finish`), and the request is observed (one log line, the request metrics,
+    made at the end of the loop's turn: see :mod:`.answered`); a streamed answer is observed
+    when it starts, a WebSocket upgrade (101) once its handshake is done
+    (``websocket.handler.before``). This is what Sanic's ``http.lifecycle``
     signals and a response middleware did, for a fraction of their cost per request.
     """
 
@@ -361,19 +369,9 @@ class _ObservedRequest(Request):
     def observe(self, status: int) -> None:
         """Log and count this request once, with the status its answer started with: one line,
         id, method, path, status, duration (never a header's value), and the request metrics."""
-        if self.observed:
-            return
-        self.observed = True
-        duration_s = time.monotonic() - self.started_s
-        method = method_label(self.method)
-        path = self.bad_url
-        if not path:
-            path = self.path
-            query_string = self.query_string
-            if query_string:
-                path = f"{path}?{query_string}"
-        log_request(self.request_id, method, path, status, duration_s * 1000)
-        self.app.ctx.metrics.observe_request(method, _route_label(self), status, duration_s)
+        if not self.observed:
+            self.observed = True
+            self.app.ctx.answered.add(self, status)
 
 
 def _background_task(
@@ -517,22 +515,6 @@ def _finish(
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
         response.headers["Access-Control-Expose-Headers"] = f"X-Request-Id, {HOOK_ERROR_HEADER}"
-
-
-#: Route pattern -> its label, made once per route.
-_route_labels: dict[str, str] = {}
-
-
-def _route_label(request: Request) -> str:
-    """The matched route's pattern (``/v1/container/stats``), not the path: a bounded label."""
-    route = request.route
-    if route is None:
-        return UNMATCHED_ROUTE
-    path = route.path
-    label = _route_labels.get(path)
-    if label is None:
-        label = _route_labels[path] = "/" + path.rstrip("/")
-    return label
 
 
 class _ErrorHandler(ErrorHandler):

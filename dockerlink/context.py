@@ -17,6 +17,7 @@ from .ssh_bridge import SSHBridge
 if TYPE_CHECKING:
     from docker_api import DockerClient
 
+    from .answered import AnsweredRequests
     from .engine import EngineProbe
     from .events import LifecycleEvents
     from .git import GitService
@@ -40,6 +41,8 @@ class AppContext:
     history: HistoryStore
     sampler: Sampler
     metrics: ServiceMetrics
+    #: The requests answered in this turn of the loop, logged and counted at its end.
+    answered: AnsweredRequests
     lifecycle: LifecycleEvents
     terminals: TerminalSessions
     #: The background tasks, by name, from server start to server stop.

@@ -42,6 +42,7 @@ __all__ = [
     "current_request_id",
     "describe_causes",
     "log_request",
+    "log_requests",
 ]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -66,9 +67,8 @@ def _request_id_now() -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
-#: A request line as :func:`log_request` queues it: the formatter that makes its text when the
-#: turn's lines are written, then its time, id, method, path, status and duration in ms.
-RequestLine = tuple["RedactingFormatter", float, str, str, str, int, float]
+#: An answered request's line, as values: its time, id, method, path, status and duration in ms.
+RequestLine = tuple[float, str, str, str, int, float]
 
 
 class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -76,16 +76,12 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     at the end of that turn: under load a turn answers tens of requests, each with its line,
     and one write each was a system call per request. Lines logged outside a running loop (a
     worker thread, start-up, shutdown) are written at once.
-
-    A request line (:data:`RequestLine`) waits as its values and is made into text with
-    the others of its turn, in its place among the turn's lines: one loop over a turn's lines
-    costs less than each line made on its request's way.
     """
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         #: The lines of this turn, in order; only the loop's thread adds to it while it runs.
-        self._pending: list[str | RequestLine] = []
+        self._pending: list[str] = []
         #: The loop whose turn's end writes them; None once written. (A loop runs in one
         #: thread: ``_get_running_loop()`` is that loop in its thread alone, and only while it
         #: runs.)
@@ -99,20 +95,13 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self.queue(line)
 
-    def add_to_turn(self, line: str | RequestLine) -> bool:
-        """Queue a line with the lines that wait for the end of the current turn of the loop
-        running in this thread, if any do; False (and nothing queued) when none do."""
+    def queue(self, line: str) -> bool:
+        """Queue a line (with its terminator; or several lines, each with its own) with this
+        turn's lines. True when it waits for the end of the turn of the loop running in this
+        thread; False when it was written at once (none runs)."""
         loop = self._loop
         if loop is not None and loop is _get_running_loop():
             self._pending.append(line)
-            return True
-        return False
-
-    def queue(self, line: str | RequestLine) -> bool:
-        """Queue a line (with its terminator) or a request line with this turn's lines. True
-        when it waits for the end of the turn of the loop running in this thread; False when it
-        was written at once (none runs)."""
-        if self.add_to_turn(line):
             return True
         try:
             loop = asyncio.get_running_loop()
@@ -142,26 +131,12 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             pending, self._pending = self._pending, []
             self._write(pending)
 
-    def _write(self, lines: list[str | RequestLine]) -> None:
-        terminator = self.terminator
-        text = "".join(
-            [
-                "".join(group)  # type: ignore[arg-type]
-                if formatter is None
-                else formatter.request_lines(list(group), terminator)  # type: ignore[arg-type]
-                for formatter, group in itertools.groupby(lines, _formatter_of)
-            ]
-        )
+    def _write(self, lines: list[str]) -> None:
         try:
-            self.stream.write(text)
+            self.stream.write("".join(lines))
             self.stream.flush()
         except (OSError, ValueError):  # stderr closed or gone: nothing else to tell it to
             pass
-
-
-def _formatter_of(line: str | RequestLine) -> RedactingFormatter | None:
-    """What makes a queued line's text: None for a line already made."""
-    return None if isinstance(line, str) else line[0]
 
 
 #: ``,000`` to ``,999``: a line's milliseconds, as ``logging`` writes them after the second.
@@ -188,16 +163,15 @@ class TextFormatter(logging.Formatter):
         return self._second_text + _MILLISECONDS[int((created - second) * 1000)]
 
     def request_lines(self, rows: Sequence[RequestLine], terminator: str) -> str:
-        """What :meth:`format` makes of the record of each :func:`log_request` line (its
-        formatter, the first item, is not read), each followed by ``terminator``: one f-string a
-        line (its message is :func:`request_message`'s, written out here: a call less per
-        request)."""
+        """What :meth:`format` makes of the record of each :func:`log_requests` line, each
+        followed by ``terminator``: one f-string a line (its message is
+        :func:`request_message`'s, written out here: a call less per request)."""
         time_text = self._time_text
         return "".join(
             [
                 f"{time_text(created)}{_REQUEST_PREFIX}{request_id}] {method} {path} {status} "
                 f"{_milliseconds(duration_ms)} ms{terminator}"
-                for _, created, request_id, method, path, status, duration_ms in rows
+                for created, request_id, method, path, status, duration_ms in rows
             ]
         )
 
@@ -241,8 +215,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
     def request_lines(self, rows: Sequence[RequestLine], terminator: str) -> str:
-        """What :meth:`format` makes of the record of each :func:`log_request` line (its
-        formatter, the first item, is not read), each followed by ``terminator``."""
+        """What :meth:`format` makes of the record of each :func:`log_requests` line, each
+        followed by ``terminator``."""
         return "".join(
             [
                 self.line(
@@ -254,7 +228,7 @@ class JsonFormatter(logging.Formatter):
                     request_fields(method, path, status, duration_ms),
                 )
                 + terminator
-                for _, created, request_id, method, path, status, duration_ms in rows
+                for created, request_id, method, path, status, duration_ms in rows
             ]
         )
 
@@ -324,7 +298,7 @@ class RedactingFormatter(logging.Formatter):
         return self.redact(self.inner.format(record))
 
     def request_lines(self, rows: Sequence[RequestLine], terminator: str) -> str:
-        """The lines of answered requests (see :func:`log_request`), each as this formatter
+        """The lines of answered requests (see :func:`log_requests`), each as this formatter
         formats that request's record, followed by ``terminator``; with a TextFormatter or a
         JsonFormatter inside. Made by that formatter all at once, then redacted at once: the
         same text as line by line while no secret holds a line break and the lines end with one
@@ -364,33 +338,30 @@ REQUEST_LOGGER = "dockerlink.request"
 _REQUEST_PREFIX = f" INFO {REQUEST_LOGGER}: ["
 #: The logger of the one line per answered request.
 request_log = logging.getLogger(REQUEST_LOGGER)
-#: :func:`_direct_handler`'s answer, kept while the lines of the loop turn it was found in
-#: wait (a change to the logging set-up, its level too, takes effect from the next turn).
-_turn_direct: list[tuple[LoopBatchingHandler, RedactingFormatter] | None] = [None]
 
 
-def log_request(request_id: str, method: str, path: str, status: int, duration_ms: float) -> None:
-    """Log the line of one answered request, ``[id] METHOD path status duration ms``, with the
-    same values as ``fields`` for JSON lines; the duration to a tenth of a millisecond.
+def log_requests(lines: Sequence[RequestLine]) -> None:
+    """Log the lines of answered requests, each ``[id] METHOD path status duration ms``, with
+    the same values as ``fields`` for JSON lines; the duration to a tenth of a millisecond.
 
     ``request_id`` and ``method`` are the service's own text (an id that passed its check or
     was made here, a method label): only ``path`` can carry a control character a client sent.
 
-    When nothing but :func:`configure_logging`'s handler would see it (the service as it
-    runs), the line is queued directly with that handler's, and made exactly as the handler
-    would have made its record's: a log record and the logging module's dispatch were a fifth
-    of a request's cost. Whenever another handler or filter is on the way (a test's capture, an
-    embedding application's), the line is a log record like any other.
+    When nothing but :func:`configure_logging`'s handler would see them (the service as it
+    runs), the lines are made at once, exactly as the handler would have made their records',
+    and queued with its lines: a log record and the logging module's dispatch were a fifth of a
+    request's cost. Whenever another handler or filter is on the way (a test's capture, an
+    embedding application's), each line is a log record like any other (of the time it is
+    logged: a line's own time is only kept without a record).
     """
-    direct = _turn_direct[0]
-    if direct is not None and direct[0].add_to_turn(
-        (direct[1], time.time(), request_id, method, path, status, duration_ms)
-    ):
-        return
-    if not request_log.isEnabledFor(logging.INFO):
+    if not lines or not request_log.isEnabledFor(logging.INFO):
         return
     direct = _direct_handler()
-    if direct is None:
+    if direct is not None:
+        handler, redacting = direct
+        handler.queue(redacting.request_lines(lines, handler.terminator))
+        return
+    for _, request_id, method, path, status, duration_ms in lines:
         request_log.info(
             request_message(request_id, method, path, status, duration_ms),
             extra={
@@ -398,11 +369,11 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
                 "fields": request_fields(method, path, status, duration_ms),
             },
         )
-        return
-    handler, redacting = direct
-    line = (redacting, time.time(), request_id, method, path, status, duration_ms)
-    if handler.queue(line):
-        _turn_direct[0] = direct
+
+
+def log_request(request_id: str, method: str, path: str, status: int, duration_ms: float) -> None:
+    """:func:`log_requests` of one request answered now."""
+    log_requests([(time.time(), request_id, method, path, status, duration_ms)])
 
 
 def request_message(
@@ -482,7 +453,6 @@ def configure_logging(level: str, log_format: str, secrets: Iterable[str] = ()) 
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    _turn_direct[0] = None
     root.setLevel(level)
     for name in SANIC_LOGGERS:
         sanic_logger = logging.getLogger(name)

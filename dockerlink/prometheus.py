@@ -184,29 +184,45 @@ class ServiceMetrics:
         )
 
         #: Per method, route and status: the request counter's key, and the duration
-        #: histogram's series (what observe_request would otherwise look up or make each time).
+        #: histogram's series (what observe_requests would otherwise look up or make each time).
         self._request_series: dict[
             tuple[str, str, int], tuple[tuple[str, str, str], tuple[list[int], list[float]]]
         ] = {}
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
-        """Count a request and its duration. ``method``: the request's, or its label already
-        (:func:`method_label`: the series are kept by label, so a label is found at once)."""
-        found = self._request_series.get((method, route, status))
-        if found is None:
-            method = method_label(method)
-            found = self._request_series.get((method, route, status))
-            if found is None:
-                found = self._request_series[method, route, status] = (
-                    (method, route, str(status)),
-                    self.http_duration.series_of((method, route)),
-                )
-        key, (counts, total) = found
-        requests = self.http_requests.values
-        requests[key] = requests.get(key, 0.0) + 1.0
+        """Count a request and its duration (see :meth:`observe_requests`)."""
+        self.observe_requests(((method, route, status, duration_s),))
+
+    def observe_requests(self, requests: Iterable[tuple[str, str, int, float]]) -> None:
+        """Count requests and their durations: each its method, route, status and duration in
+        seconds. ``method``: the request's, or its label already (:func:`method_label`: the
+        series are kept by label, so a label is found at once)."""
+        series = self._request_series
+        counted = self.http_requests.values
         durations = self.http_duration
-        counts[0 if duration_s <= durations.first_bound else durations.bucket_of(duration_s)] += 1
-        total[0] += duration_s
+        first_bound = durations.first_bound
+        for method, route, status, duration_s in requests:
+            found = series.get((method, route, status))
+            if found is None:
+                found = self._series_of(method, route, status)
+            key, (counts, total) = found
+            counted[key] = counted.get(key, 0.0) + 1.0
+            counts[0 if duration_s <= first_bound else durations.bucket_of(duration_s)] += 1
+            total[0] += duration_s
+
+    def _series_of(
+        self, method: str, route: str, status: int
+    ) -> tuple[tuple[str, str, str], tuple[list[int], list[float]]]:
+        """The request counter's key and the duration histogram's series of a request, made
+        the first time they are needed and kept by the method's label."""
+        label = method_label(method)
+        found = self._request_series.get((label, route, status))
+        if found is None:
+            found = self._request_series[label, route, status] = (
+                (label, route, str(status)),
+                self.http_duration.series_of((label, route)),
+            )
+        return found
 
     def observe_tick(self, duration_s: float) -> None:
         self.sampler_tick.observe(duration_s)

@@ -257,9 +257,8 @@ def test_request_lines_made_at_once_are_the_lines_made_one_by_one(
     inner: type[TextFormatter | JsonFormatter], secrets: list[str], terminator: str
 ) -> None:
     formatter = RedactingFormatter(inner(), secrets)
-    lines = [(formatter, *row) for row in ROWS]
-    at_once = formatter.request_lines(lines, terminator)
-    one_by_one = [formatter.redact(formatter.inner.request_lines([line], "")) for line in lines]  # type: ignore[attr-defined]
+    at_once = formatter.request_lines(ROWS, terminator)
+    one_by_one = [formatter.redact(formatter.inner.request_lines([row], "")) for row in ROWS]  # type: ignore[attr-defined]
     assert at_once == "".join(line + terminator for line in one_by_one)
     assert at_once.count(terminator) == len(ROWS)
     assert TOKEN not in at_once and TOKEN.upper() not in at_once

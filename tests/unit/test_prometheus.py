@@ -332,20 +332,25 @@ def test_requests_are_counted_in_the_buckets_their_durations_fall_in() -> None:
     ]
     expected_counts: dict[tuple[str, ...], float] = {}
     expected_series: dict[tuple[str, ...], tuple[list[int], float]] = {}
+    at_once = ServiceMetrics()  # the same requests, counted in one call
+    observed = []
     for n, (method, route, status) in enumerate(asked * 3):
         duration = durations[n % len(durations)]
         service.observe_request(method, route, status, duration)
+        observed.append((method, route, status, duration))
         label = method if method != "BREW" else "other"
         key = (label, route, str(status))
         expected_counts[key] = expected_counts.get(key, 0.0) + 1
         counts, total = expected_series.get((label, route), ([0] * (len(bounds) + 1), 0.0))
         counts[next((i for i, b in enumerate(bounds) if duration <= b), len(bounds))] += 1
         expected_series[label, route] = (counts, total + duration)
-    assert service.http_requests.values == expected_counts
-    assert {
-        labels: (counts, total[0])
-        for labels, (counts, total) in service.http_duration.series.items()
-    } == expected_series
+    at_once.observe_requests(observed)
+    for metrics in (service, at_once):
+        assert metrics.http_requests.values == expected_counts
+        assert {
+            labels: (counts, total[0])
+            for labels, (counts, total) in metrics.http_duration.series.items()
+        } == expected_series
 
 
 def test_every_unknown_method_is_kept_in_the_one_series_of_other() -> None:

@@ -13,7 +13,6 @@ import pytest
 from sanic.request import RequestParameters
 
 import dockerlink.app as app_module
-from dockerlink import logs
 from dockerlink.logs import LoopBatchingHandler, configure_logging, log_request
 from dockerlink.routes._common import query
 
@@ -127,31 +126,6 @@ async def test_request_lines_wait_in_their_place_among_the_turns_lines(
 
 
 @pytest.mark.usefixtures("restore_logging")
-async def test_a_handler_added_during_a_turn_sees_request_lines_from_the_next(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The decision to queue request lines directly holds for the rest of its loop turn."""
-    stream = _service_logging(monkeypatch)
-    log_request("req-1", "GET", "/health", 200, 0.5)
-    capture = io.StringIO()
-    extra = logging.StreamHandler(capture)
-    logging.getLogger("dockerlink").addHandler(extra)
-    try:
-        log_request("req-2", "GET", "/health", 200, 0.5)  # this turn: queued directly
-        await asyncio.sleep(0)
-        log_request("req-3", "GET", "/health", 200, 0.5)  # the next: a record, seen by both
-        await asyncio.sleep(0)
-    finally:
-        logging.getLogger("dockerlink").removeHandler(extra)
-    assert [m.split()[0] for m in _messages("".join(stream.writes))] == [
-        "[req-1]",
-        "[req-2]",
-        "[req-3]",
-    ]
-    assert capture.getvalue() == "[req-3] GET /health 200 0.5 ms\n"
-
-
-@pytest.mark.usefixtures("restore_logging")
 def test_request_lines_left_by_a_loop_that_stopped_are_written_with_the_next_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -172,7 +146,6 @@ def test_request_lines_left_by_a_loop_that_stopped_are_written_with_the_next_lin
         finally:
             loop.close()
     assert stream.writes == []
-    assert logs._turn_direct[0] is not None  # (kept by the loop that stopped...)
     log_request("req-3", "GET", "/health", 200, 0.5)  # no loop runs: written at once
     assert [_messages(text) for text in stream.writes] == [
         [
