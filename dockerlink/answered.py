@@ -2,9 +2,9 @@
 
 Every answered request gets one log line and is counted in the request metrics. Made on each
 request's way, that was a call into the logs and one into the metrics, each looking up for
-itself what it needed: a fifth of a request's cost. Under load one turn answers tens of
-requests; here each is noted with one append, and the turn's lines and counts are made in one
-loop over them once the turn ends.
+itself what it needed (the log handler, the running loop, the time, the series). Under load
+one turn answers tens of requests: here each is noted with one append, and the turn's lines
+and counts are made in one loop over them once the turn ends.
 """
 
 from __future__ import annotations

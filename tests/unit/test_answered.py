@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,18 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from dockerlink.answered import AnsweredRequests
-from dockerlink.logs import configure_logging
 from dockerlink.prometheus import ServiceMetrics
 
-
-class _Stream(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.writes.append(text)
-        return len(text)
+from .log_writes import messages, service_logging
 
 
 @dataclass
@@ -43,15 +33,6 @@ class _Request:
     started_s: float = field(default_factory=time.monotonic)
 
 
-def _service_logging(monkeypatch: pytest.MonkeyPatch) -> _Stream:
-    """The logging set up as the service does, on a stream that keeps each write (in the
-    test's body: pytest adds a handler of its own to the root logger while it runs)."""
-    written = _Stream()
-    monkeypatch.setattr("sys.stderr", written)
-    configure_logging("INFO", "text", ["turn-secret"])
-    return written
-
-
 async def _turns_end() -> None:
     """Until the lines of requests answered in this turn are written: they are logged at its
     end, and the handler writes the lines logged then at the end of the next turn."""
@@ -59,19 +40,15 @@ async def _turns_end() -> None:
         await asyncio.sleep(0)
 
 
-def _messages(text: str) -> list[str]:
-    return [line.partition(": ")[2] for line in text.splitlines()]
-
-
 def _durations_ms(text: str) -> list[float]:
-    return [float(m.split()[-2]) for m in _messages(text) if m.startswith("[")]
+    return [float(m.split()[-2]) for m in messages(text) if m.startswith("[")]
 
 
 @pytest.mark.usefixtures("restore_logging")
 async def test_a_turns_requests_are_logged_and_counted_at_its_end_in_their_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = _service_logging(monkeypatch)
+    stream = service_logging(monkeypatch)
     metrics = ServiceMetrics()
     answered = AnsweredRequests(metrics)
     slow = _Request(
@@ -86,7 +63,7 @@ async def test_a_turns_requests_are_logged_and_counted_at_its_end_in_their_order
     assert stream.writes == [] and metrics.http_requests.values == {}  # not before the turn ends
     await _turns_end()
     assert len(stream.writes) == 1  # the turn's lines, in one write
-    assert [m.rsplit(" ", 2)[0] for m in _messages(stream.writes[0])] == [
+    assert [m.rsplit(" ", 2)[0] for m in messages(stream.writes[0])] == [
         "between",  # (logged before the turn's end; the request lines at it)
         "[req-1] GET /v1/container?id=web1&token=[redacted] 200",
         "[req-2] other /nowhere 405",
@@ -114,7 +91,7 @@ def test_requests_left_by_a_loop_that_stopped_are_logged_with_the_next(
 ) -> None:
     """A loop stopped before its turn's end leaves its requests noted: the next request, on a
     new loop or outside any, logs and counts them with its own."""
-    stream = _service_logging(monkeypatch)
+    stream = service_logging(monkeypatch)
     metrics = ServiceMetrics()
     answered = AnsweredRequests(metrics)
 
@@ -135,9 +112,9 @@ def test_requests_left_by_a_loop_that_stopped_are_logged_with_the_next(
         answered.add(_Request(request_id), 200)
 
     asyncio.run(answer("req-2"))
-    assert [m.split()[0] for m in _messages("".join(stream.writes))] == ["[req-1]", "[req-2]"]
+    assert [m.split()[0] for m in messages("".join(stream.writes))] == ["[req-1]", "[req-2]"]
     answered.add(_Request("req-3"), 200)  # no loop runs: at once
-    assert [m.split()[0] for m in _messages(stream.writes[-1])] == ["[req-3]"]
+    assert [m.split()[0] for m in messages(stream.writes[-1])] == ["[req-3]"]
     assert metrics.http_requests.values == {("GET", "/v1/container", "200"): 3.0}
 
 
@@ -154,7 +131,7 @@ class _Records(logging.Handler):
 async def test_with_another_handler_each_line_is_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another handler on the way (an embedding application's...) gets each request line as a
     record; the service's handler writes it too."""
-    stream = _service_logging(monkeypatch)
+    stream = service_logging(monkeypatch)
     answered = AnsweredRequests(ServiceMetrics())
     extra = _Records()
     logging.getLogger("dockerlink").addHandler(extra)
@@ -169,7 +146,7 @@ async def test_with_another_handler_each_line_is_a_record(monkeypatch: pytest.Mo
         ("dockerlink.request", "[req-2] GET /health 200"),
     ]
     assert [getattr(r, "request_id", None) for r in extra.records] == ["req-1", "req-2"]
-    assert [m.rsplit(" ", 2)[0] for m in _messages("".join(stream.writes))] == [
+    assert [m.rsplit(" ", 2)[0] for m in messages("".join(stream.writes))] == [
         "[req-1] GET /v1/container 200",
         "[req-2] GET /health 200",
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import logging
 import threading
@@ -13,8 +12,10 @@ import pytest
 from sanic.request import RequestParameters
 
 import dockerlink.app as app_module
-from dockerlink.logs import LoopBatchingHandler, configure_logging, log_request
+from dockerlink.logs import LoopBatchingHandler, log_request
 from dockerlink.routes._common import query
+
+from .log_writes import WriteRecorder, messages, service_logging
 
 QUERIES = [
     "",
@@ -49,22 +50,12 @@ def test_query_is_what_sanic_parses(text: str) -> None:
     assert query(_Request(text)) == _Request(text).get_args(keep_blank_values=True)  # type: ignore[arg-type]
 
 
-class _Stream(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.writes.append(text)
-        return len(text)
-
-
 def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("dockerlink.request", logging.INFO, "", 0, message, None, None)
 
 
 async def test_lines_logged_in_one_loop_turn_are_written_together() -> None:
-    stream = _Stream()
+    stream = WriteRecorder()
     handler = LoopBatchingHandler(stream)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.handle(_record("one"))
@@ -78,23 +69,11 @@ async def test_lines_logged_in_one_loop_turn_are_written_together() -> None:
 
 
 def test_lines_logged_outside_a_loop_are_written_at_once() -> None:
-    stream = _Stream()
+    stream = WriteRecorder()
     handler = LoopBatchingHandler(stream)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.handle(_record("start"))
     assert stream.writes == ["start\n"]
-
-
-def _service_logging(monkeypatch: pytest.MonkeyPatch) -> _Stream:
-    """The logging set up as the service does, on a stream that keeps each write."""
-    stream = _Stream()
-    monkeypatch.setattr("sys.stderr", stream)
-    configure_logging("INFO", "text", ["turn-secret"])
-    return stream
-
-
-def _messages(text: str) -> list[str]:
-    return [line.partition(": ")[2] for line in text.splitlines()]
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -103,7 +82,7 @@ async def test_request_lines_wait_in_their_place_among_the_turns_lines(
 ) -> None:
     """A request line is made when its turn's lines are written, in the place it was logged in
     (the service's lines of that turn before and after it), and exactly as a record's would be."""
-    stream = _service_logging(monkeypatch)
+    stream = service_logging(monkeypatch)
     other = logging.getLogger("dockerlink.hooks")
     other.warning("before")
     log_request("req-1", "GET", "/v1/container?token=turn-secret", 200, 1.25)
@@ -113,7 +92,7 @@ async def test_request_lines_wait_in_their_place_among_the_turns_lines(
     assert stream.writes == []
     await asyncio.sleep(0)
     assert len(stream.writes) == 1
-    assert _messages(stream.writes[0]) == [
+    assert messages(stream.writes[0]) == [
         "before",
         "[req-1] GET /v1/container?token=[redacted] 200 1.2 ms",
         "between",
@@ -122,7 +101,7 @@ async def test_request_lines_wait_in_their_place_among_the_turns_lines(
     ]
     log_request("req-3", "GET", "/health", 200, 0.5)  # the next turn's
     await asyncio.sleep(0)
-    assert _messages(stream.writes[1]) == ["[req-3] GET /health 200 0.5 ms"]
+    assert messages(stream.writes[1]) == ["[req-3] GET /health 200 0.5 ms"]
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -131,7 +110,7 @@ def test_request_lines_left_by_a_loop_that_stopped_are_written_with_the_next_lin
 ) -> None:
     """A loop closed before the end of its turn leaves its lines queued: the next line, logged
     outside any loop or on a new one, writes them first."""
-    stream = _service_logging(monkeypatch)
+    stream = service_logging(monkeypatch)
 
     async def log_and_stop(request_id: str) -> None:
         log_request(request_id, "GET", "/health", 200, 0.5)
@@ -147,7 +126,7 @@ def test_request_lines_left_by_a_loop_that_stopped_are_written_with_the_next_lin
             loop.close()
     assert stream.writes == []
     log_request("req-3", "GET", "/health", 200, 0.5)  # no loop runs: written at once
-    assert [_messages(text) for text in stream.writes] == [
+    assert [messages(text) for text in stream.writes] == [
         [
             "[req-1] GET /health 200 0.5 ms",
             "[req-2] GET /health 200 0.5 ms",
@@ -162,16 +141,16 @@ async def test_lines_from_another_thread_are_written_at_once_while_the_loop_keep
 ) -> None:
     """A worker thread's line is written when it is logged; the loop's wait for its turn's end
     (the thread does not take them)."""
-    stream = _service_logging(monkeypatch)
+    stream = service_logging(monkeypatch)
     log_request("req-1", "GET", "/health", 200, 0.5)
     worker = threading.Thread(
         target=logging.getLogger("dockerlink.stats").warning, args=("from a thread",)
     )
     worker.start()
     worker.join()  # (the loop's turn has not ended)
-    assert [_messages(text) for text in stream.writes] == [["from a thread"]]
+    assert [messages(text) for text in stream.writes] == [["from a thread"]]
     await asyncio.sleep(0)
-    assert _messages(stream.writes[-1]) == ["[req-1] GET /health 200 0.5 ms"]
+    assert messages(stream.writes[-1]) == ["[req-1] GET /health 200 0.5 ms"]
 
 
 @pytest.mark.parametrize("start", [0, 4090, 16**5 - 3, 16**16 - 2])
