@@ -27,6 +27,7 @@ from docker_api import DockerClient, NotFound
 from dockerlink.settings import Settings
 
 from ..conftest import REPO, TEST_TOKEN, engine_required, serve_app, wait_for
+from ..summary import report
 from ._api import create_and_start
 
 CHROMIUM = Path(os.environ.get("DOCKERLINK_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -441,6 +442,7 @@ async def test_the_dashboard_pages_a_thousand_containers(
     docker: DockerClient,
     unique_name: Callable[[str], str],
     browser: Browser,
+    pytestconfig: pytest.Config,
 ) -> None:
     """Issue 15: 1,000 containers (most created, not running) cost the page two requests and a
     page of rows, whatever their number; names sort naturally, any column sorts, and a card's
@@ -448,7 +450,7 @@ async def test_the_dashboard_pages_a_thousand_containers(
     base = unique_name("k")
     began = time.monotonic()
     made = await make_containers(docker, base, THOUSAND)
-    print(f"\n{THOUSAND} containers made in {time.monotonic() - began:.1f} s")
+    figures = [f"{THOUSAND} containers made in {time.monotonic() - began:.1f} s"]
     ids = list(made)
     try:
         settings = replace(engine_settings, sample_interval=5)
@@ -468,7 +470,7 @@ async def test_the_dashboard_pages_a_thousand_containers(
             await page.wait_for_selector("body[data-status=ok][data-charts=ok]")
             render_ms = await page.evaluate(NOW_JS)
             listed = await page.locator("#summary").inner_text()
-            print(f"first render: {render_ms:.0f} ms ({listed})")
+            figures.append(f"first render {render_ms:.0f} ms ({listed})")
 
             def api_calls(urls: list[str]) -> tuple[list[str], list[str], list[str]]:
                 """The page's API calls: the table's, the cards' histories, the cards' events."""
@@ -486,7 +488,7 @@ async def test_the_dashboard_pages_a_thousand_containers(
             assert len(events) == len(on_screen), (events, on_screen)
             assert await page.locator("#containers tbody tr").count() == 50
             nodes = await page.evaluate(NODES_JS)
-            print(f"DOM nodes: {nodes}")
+            figures.append(f"{nodes} DOM nodes")
             assert nodes < 5000
 
             # A refresh: the same two requests, and the histories of the cards on screen.
@@ -548,4 +550,5 @@ async def test_the_dashboard_pages_a_thousand_containers(
     finally:
         began = time.monotonic()
         await remove_containers(docker, ids)
-        print(f"removed in {time.monotonic() - began:.1f} s")
+        figures.append(f"removed in {time.monotonic() - began:.1f} s")
+        report(pytestconfig, f"dashboard: {'; '.join(figures)}")
