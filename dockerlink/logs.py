@@ -41,7 +41,6 @@ __all__ = [
     "configure_logging",
     "current_request_id",
     "describe_causes",
-    "log_request",
     "log_requests",
 ]
 
@@ -369,11 +368,6 @@ def log_requests(lines: Sequence[RequestLine]) -> None:
                 "fields": request_fields(method, path, status, duration_ms),
             },
         )
-
-
-def log_request(request_id: str, method: str, path: str, status: int, duration_ms: float) -> None:
-    """:func:`log_requests` of one request answered now."""
-    log_requests([(time.time(), request_id, method, path, status, duration_ms)])
 
 
 def request_message(

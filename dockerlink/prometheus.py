@@ -189,10 +189,6 @@ class ServiceMetrics:
             tuple[str, str, int], tuple[tuple[str, str, str], tuple[list[int], list[float]]]
         ] = {}
 
-    def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
-        """Count a request and its duration (see :meth:`observe_requests`)."""
-        self.observe_requests(((method, route, status, duration_s),))
-
     def observe_requests(self, requests: Iterable[tuple[str, str, int, float]]) -> None:
         """Count requests and their durations: each its method, route, status and duration in
         seconds. ``method``: the request's, or its label already (:func:`method_label`: the

@@ -4,10 +4,11 @@ written."""
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
-from dockerlink.logs import configure_logging
+from dockerlink.logs import configure_logging, log_requests
 
 
 class WriteRecorder(io.StringIO):
@@ -29,6 +30,11 @@ def service_logging(monkeypatch: pytest.MonkeyPatch) -> WriteRecorder:
     monkeypatch.setattr("sys.stderr", stream)
     configure_logging("INFO", "text", ["turn-secret"])
     return stream
+
+
+def log_request(request_id: str, method: str, path: str, status: int, duration_ms: float) -> None:
+    """:func:`log_requests` of one request answered now."""
+    log_requests([(time.time(), request_id, method, path, status, duration_ms)])
 
 
 def messages(text: str) -> list[str]:

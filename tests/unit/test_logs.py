@@ -21,12 +21,12 @@ from dockerlink.logs import (
     _milliseconds,
     configure_logging,
     describe_causes,
-    log_request,
 )
 from dockerlink.settings import Settings
 
 from ..conftest import serve
 from .fakes import fake_engine_client
+from .log_writes import log_request
 
 TOKEN = "log-test-token-0123456789abcdef"
 

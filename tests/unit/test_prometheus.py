@@ -129,10 +129,10 @@ async def test_container_figures_and_own_instruments_read_back_exactly() -> None
     }
     usage = {web["Id"]: Usage(cpu_ns=12_345_678_901, rx_bytes=9_999, tx_bytes=3_001)}
     service = ServiceMetrics()
-    service.observe_request("GET", "/v1/container", 200, 0.003)
-    service.observe_request("GET", "/v1/container", 200, 0.2)
-    service.observe_request("GET", "/v1/container", 503, 31.0)
-    service.observe_request("PUT", 'we"ird\\\nroute', 400, 1000.0)
+    service.observe_requests([("GET", "/v1/container", 200, 0.003)])
+    service.observe_requests([("GET", "/v1/container", 200, 0.2)])
+    service.observe_requests([("GET", "/v1/container", 503, 31.0)])
+    service.observe_requests([("PUT", 'we"ird\\\nroute', 400, 1000.0)])
     service.observe_tick(0.9)
     service.observe_tick(1.2)
 
@@ -199,7 +199,7 @@ async def test_container_figures_and_own_instruments_read_back_exactly() -> None
 
 async def test_an_unreachable_engine_is_engine_up_0_and_no_container_series() -> None:
     service = ServiceMetrics()
-    service.observe_request("GET", "/health", 503, 0.01)
+    service.observe_requests([("GET", "/health", 503, 0.01)])
     text = await scrape(None, {}, {"x": Usage(1, 2, 3)}, service)
     types, samples = parse(text)
     assert samples["dockerlink_engine_up", ()] == 0
@@ -321,7 +321,7 @@ async def test_the_dashboard_is_public_self_contained_and_locked_down(tmp_path: 
 def test_requests_are_counted_in_the_buckets_their_durations_fall_in() -> None:
     """Request metrics keep each label set's series at hand: the same counts as looking each
     one up, every duration in the first bucket whose bound it does not exceed (+Inf above)."""
-    service = ServiceMetrics()
+    service = ServiceMetrics()  # one request a call
     bounds = service.http_duration.bounds
     durations = [0.0, 0.001, *bounds, *(b * 1.0001 for b in bounds), 1e9, float("inf")]
     asked = [
@@ -336,7 +336,7 @@ def test_requests_are_counted_in_the_buckets_their_durations_fall_in() -> None:
     observed = []
     for n, (method, route, status) in enumerate(asked * 3):
         duration = durations[n % len(durations)]
-        service.observe_request(method, route, status, duration)
+        service.observe_requests([(method, route, status, duration)])
         observed.append((method, route, status, duration))
         label = method if method != "BREW" else "other"
         key = (label, route, str(status))
@@ -358,6 +358,6 @@ def test_every_unknown_method_is_kept_in_the_one_series_of_other() -> None:
     one series for them (a client cannot grow the service's memory with made-up methods)."""
     service = ServiceMetrics()
     for method in ("BREW", "WHEN", "PROPFIND", "other", "BREW"):
-        service.observe_request(method, "/v1/container", 405, 0.001)
+        service.observe_requests([(method, "/v1/container", 405, 0.001)])
     assert service.http_requests.values == {("other", "/v1/container", "405"): 5.0}
     assert len(service._request_series) == 1

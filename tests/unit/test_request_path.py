@@ -12,10 +12,10 @@ import pytest
 from sanic.request import RequestParameters
 
 import dockerlink.app as app_module
-from dockerlink.logs import LoopBatchingHandler, log_request
+from dockerlink.logs import LoopBatchingHandler
 from dockerlink.routes._common import query
 
-from .log_writes import WriteRecorder, messages, service_logging
+from .log_writes import WriteRecorder, log_request, messages, service_logging
 
 QUERIES = [
     "",
